@@ -1,0 +1,455 @@
+"""Input files: TOML -> frozen dataclasses, one per component, validated with messages that name the
+key, the value, what is allowed and the fix.
+
+Units are in the key names (``mesh_spacing_bohr``, ``smearing_kelvin``, ...). Paths inside the file
+(``system.structure_file``) are relative to the input file; ``output.directory`` is relative to the
+directory hpcdens is started from. The format is documented in README.md and docs/input-file.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CompositionError, ConfigError
+
+LATTICES = ("diamond", "fcc", "bcc")
+SNAPSHOT_METHODS = ("none", "rattle", "md")
+MD_CALCULATORS = ("emt", "m3gnet")
+BACKENDS = ("pyscf", "sparc")
+TESSELLATIONS = ("T1", "T2", "T4")
+TARGETS = ("rho", "delta_rho")
+CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
+PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
+
+#: Default lattice constants (Angstrom) per lattice, used by Vegard's law when the input file gives
+#: none for an element: diamond Si, Ge, alpha-Sn (experiment); fcc/bcc values of the 3d metals and Al
+#: near their alloys' measured constants (CrFeCoNi fcc ~3.57 A, AlCrFeCoNi bcc ~2.88 A).
+DEFAULT_LATTICE_CONSTANTS = {
+    "diamond": {"Si": 5.431, "Ge": 5.658, "Sn": 6.489, "C": 3.567},
+    "fcc": {"Al": 4.05, "Cr": 3.60, "Fe": 3.60, "Co": 3.54, "Ni": 3.52, "Cu": 3.615},
+    "bcc": {"Al": 3.24, "Cr": 2.88, "Fe": 2.87, "Co": 2.82, "Ni": 2.80},
+}
+
+
+def _fail(section: str, key: str, value, problem: str, fix: str):
+    shown = f" = {value!r}" if value is not None else ""
+    raise ConfigError(f"[{section}] {key}{shown}: {problem}. Fix: {fix}")
+
+
+def _require(ok: bool, section: str, key: str, value, problem: str, fix: str):
+    if not ok:
+        _fail(section, key, value, problem, fix)
+
+
+def _one_of(section: str, key: str, value: str, allowed: tuple[str, ...]):
+    if value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        _fail(section, key, value, f"must be one of {', '.join(allowed)}", f"{hint}use one of those")
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """``[system]``: the alloy and its parent lattice.
+
+    elements : the species of the alloy, e.g. ["Si", "Ge", "Sn"] (required).
+    lattice : "diamond", "fcc" or "bcc".
+    lattice_constants_angstrom : per-element lattice constants (Angstrom) mixed by Vegard's law;
+        elements left out take DEFAULT_LATTICE_CONSTANTS[lattice].
+    supercell : repetitions of the conventional cubic cell (of the primitive cell if ``primitive``).
+    primitive : use the primitive, non-orthogonal cell instead of the conventional cubic one.
+    structure_file : optional ASE-readable file whose cell and sites replace the built lattice.
+    """
+
+    SECTION = "system"
+    elements: tuple[str, ...]
+    lattice: str = "diamond"
+    lattice_constants_angstrom: dict[str, float] = field(default_factory=dict)
+    supercell: tuple[int, ...] = (1, 1, 1)
+    primitive: bool = False
+    structure_file: str | None = None
+
+    def __post_init__(self):
+        from ase.data import chemical_symbols
+
+        s = self.SECTION
+        _require(len(self.elements) > 0, s, "elements", list(self.elements), "is empty",
+                 'list the species, e.g. elements = ["Si", "Ge"]')
+        for el in self.elements:
+            if el not in chemical_symbols[1:]:
+                close = difflib.get_close_matches(el, chemical_symbols[1:], n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "use chemical symbols such as Si, Ge, Sn"
+                _fail(s, "elements", list(self.elements), f"unknown element {el!r}", hint)
+        _require(len(set(self.elements)) == len(self.elements), s, "elements", list(self.elements),
+                 "lists an element twice", "list each element once")
+        _one_of(s, "lattice", self.lattice, LATTICES)
+        for el, a in self.lattice_constants_angstrom.items():
+            _require(el in self.elements, s, "lattice_constants_angstrom", el,
+                     f"is not one of elements {list(self.elements)}", "remove it or add it to elements")
+            _require(a > 0 and math.isfinite(a), s, f"lattice_constants_angstrom.{el}", a,
+                     "must be a positive length in Angstrom", "give e.g. 5.431 for Si")
+        missing = [el for el in self.elements if el not in self.lattice_constants()]
+        if missing and self.structure_file is None:
+            _fail(s, "lattice_constants_angstrom", None,
+                  f"no lattice constant known for {missing} on a {self.lattice} lattice",
+                  f"add {{ {missing[0]} = <a in Angstrom> }} to lattice_constants_angstrom")
+        _require(len(self.supercell) == 3 and all(n >= 1 for n in self.supercell), s, "supercell",
+                 list(self.supercell), "must be three integers >= 1", "write e.g. supercell = [2, 2, 2]")
+
+    def n_sites(self) -> int | None:
+        """Lattice sites of the built cell (None when the sites come from ``structure_file``)."""
+        if self.structure_file is not None:
+            return None
+        per_cell = (PRIMITIVE_SITES if self.primitive else CUBIC_SITES)[self.lattice]
+        return per_cell * math.prod(self.supercell)
+
+    def lattice_constants(self) -> dict[str, float]:
+        """Per-element lattice constants (Angstrom): the file's values over the defaults."""
+        known = {**DEFAULT_LATTICE_CONSTANTS.get(self.lattice, {}), **self.lattice_constants_angstrom}
+        return {el: known[el] for el in self.elements if el in known}
+
+
+@dataclass(frozen=True)
+class CompositionsConfig:
+    """``[compositions]``: which compositions to build. At least one source must be given.
+
+    list : explicit compositions, e.g. ["Si0.5Ge0.5", "Si1"].
+    tessellation : "T1", "T2" or "T4" (the paper's tessellation levels).
+    grid_resolution : all compositions k_i / grid_resolution (0 = none).
+    random : number of random compositions (uniform on the simplex), drawn with ``seed``.
+    """
+
+    SECTION = "compositions"
+    list: tuple[str, ...] = ()
+    tessellation: str | None = None
+    grid_resolution: int = 0
+    random: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        s = self.SECTION
+        if self.tessellation is not None:
+            _one_of(s, "tessellation", self.tessellation, TESSELLATIONS)
+        _require(self.grid_resolution >= 0, s, "grid_resolution", self.grid_resolution,
+                 "must be >= 0", "use 0 for none or e.g. 4")
+        _require(self.random >= 0, s, "random", self.random, "must be >= 0", "use 0 for none")
+
+    def requested(self) -> bool:
+        """Whether any source of compositions is given."""
+        return bool(self.list) or self.tessellation is not None or self.grid_resolution > 0 \
+            or self.random > 0
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    """``[snapshots]``: atomic configurations per composition.
+
+    per_composition : snapshots (random decorations, each seeded) per composition.
+    method : "none" (ideal sites), "rattle" (Gaussian displacements) or "md" (Langevin MD).
+    rattle_stdev_angstrom : standard deviation of rattle displacements (Angstrom).
+    md_calculator : "emt" (ASE, tests) or "m3gnet" (MatGL, as in the paper; user-installed).
+    temperature_kelvin : MD temperature (K).
+    md_timestep_fs, md_steps_between : MD time step (fs) and steps between snapshots.
+    vacancies : atoms removed at random from each snapshot.
+    divacancy : remove a nearest-neighbour pair of atoms.
+    checkerboard_bins : 0 = off; 2 or 3 = segregate into bins^3 blocks alternating between the two
+        ``checkerboard_compositions`` (the paper's Fig. 10 cells).
+    seed : master seed; every (composition, snapshot) gets its own stream derived from it.
+    """
+
+    SECTION = "snapshots"
+    per_composition: int = 1
+    method: str = "rattle"
+    rattle_stdev_angstrom: float = 0.05
+    md_calculator: str = "emt"
+    temperature_kelvin: float = 300.0
+    md_timestep_fs: float = 2.0
+    md_steps_between: int = 10
+    vacancies: int = 0
+    divacancy: bool = False
+    checkerboard_bins: int = 0
+    checkerboard_compositions: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self):
+        s = self.SECTION
+        _require(self.per_composition >= 1, s, "per_composition", self.per_composition,
+                 "must be >= 1", "use e.g. 2")
+        _one_of(s, "method", self.method, SNAPSHOT_METHODS)
+        _one_of(s, "md_calculator", self.md_calculator, MD_CALCULATORS)
+        _require(self.rattle_stdev_angstrom >= 0, s, "rattle_stdev_angstrom",
+                 self.rattle_stdev_angstrom, "must be >= 0 Angstrom", "use e.g. 0.05")
+        _require(self.temperature_kelvin >= 0, s, "temperature_kelvin", self.temperature_kelvin,
+                 "must be >= 0 K", "use e.g. 300")
+        _require(self.md_timestep_fs > 0, s, "md_timestep_fs", self.md_timestep_fs, "must be > 0 fs",
+                 "use e.g. 2.0")
+        _require(self.md_steps_between >= 1, s, "md_steps_between", self.md_steps_between,
+                 "must be >= 1", "use e.g. 10")
+        _require(self.vacancies >= 0, s, "vacancies", self.vacancies, "must be >= 0", "use 0 for none")
+        _require(self.checkerboard_bins in (0,) or self.checkerboard_bins >= 2, s, "checkerboard_bins",
+                 self.checkerboard_bins, "must be 0 (off) or >= 2", "use 2 or 3 as in the paper")
+        _require(self.checkerboard_bins == 0 or len(self.checkerboard_compositions) == 2, s,
+                 "checkerboard_compositions", list(self.checkerboard_compositions),
+                 "needs exactly two compositions when checkerboard_bins is set",
+                 'write e.g. checkerboard_compositions = ["Si0.8Ge0.2", "Si0.2Ge0.8"]')
+
+
+@dataclass(frozen=True)
+class DFTConfig:
+    """``[dft]``: the DFT backend and its settings.
+
+    backend : "pyscf" (embedded default) or "sparc" (production; binary from $ASE_SPARC_COMMAND).
+    xc : exchange-correlation functional ("PBE").
+    mesh_spacing_bohr : target real-space grid spacing (Bohr); the grid is rounded up to odd n_i.
+    smearing_kelvin : Fermi-Dirac electronic temperature (K); 631.554 K = 0.002 Ha as in the paper.
+    basis, pseudo : PySCF basis family and GTH pseudopotentials (ignored by SPARC, which uses psp8).
+    scf_tol : SCF convergence tolerance (PySCF: energy change in Ha; SPARC: TOL_SCF).
+    max_scf_cycles : SCF iteration limit; an SCF that hits it is recorded as failed.
+    sparc_psp_dir : directory of psp8 files (default: the ones shipped by SPARC-X-API).
+    ranks_per_task : MPI ranks per DFT task (SPARC runs its own mpirun with this many ranks).
+    """
+
+    SECTION = "dft"
+    backend: str = "pyscf"
+    xc: str = "PBE"
+    mesh_spacing_bohr: float = 0.4
+    smearing_kelvin: float = 631.554
+    basis: str = "gth-szv-molopt-sr"
+    pseudo: str = "gth-pbe"
+    scf_tol: float = 1e-7
+    max_scf_cycles: int = 100
+    sparc_psp_dir: str | None = None
+    ranks_per_task: int = 1
+
+    def __post_init__(self):
+        s = self.SECTION
+        _one_of(s, "backend", self.backend, BACKENDS)
+        _one_of(s, "xc", self.xc.upper(), ("PBE",))
+        _require(self.mesh_spacing_bohr > 0, s, "mesh_spacing_bohr", self.mesh_spacing_bohr,
+                 "must be > 0 Bohr", "use e.g. 0.4 (SiGeSn) or 0.2 (CrFeCoNi)")
+        _require(self.smearing_kelvin >= 0, s, "smearing_kelvin", self.smearing_kelvin,
+                 "must be >= 0 K", "use 631.554 as in the paper")
+        _require(self.scf_tol > 0, s, "scf_tol", self.scf_tol, "must be > 0", "use e.g. 1e-7")
+        _require(self.max_scf_cycles >= 1, s, "max_scf_cycles", self.max_scf_cycles, "must be >= 1",
+                 "use e.g. 100")
+        _require(self.ranks_per_task >= 1, s, "ranks_per_task", self.ranks_per_task, "must be >= 1",
+                 "use 1, or the ranks one SPARC run should use")
+
+
+@dataclass(frozen=True)
+class DescriptorConfig:
+    """``[descriptors]``: the body-attached-frame descriptors.
+
+    n_neighbors : M, the nearest atoms (periodic images included) per grid point (paper: ~55).
+    chunk_points : grid points per streamed chunk (bounds memory).
+    """
+
+    SECTION = "descriptors"
+    n_neighbors: int = 55
+    chunk_points: int = 32768
+
+    def __post_init__(self):
+        s = self.SECTION
+        _require(self.n_neighbors >= 1, s, "n_neighbors", self.n_neighbors, "M must be >= 1",
+                 "use about 55 as in the paper")
+        _require(self.chunk_points >= 1, s, "chunk_points", self.chunk_points, "must be >= 1",
+                 "use e.g. 32768")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: the Bayesian neural network.
+
+    target : "rho" or "delta_rho" (rho - rho_SAD; better for semi-core metals).
+    hidden_layers : widths of the hidden layers.
+    n_samples : N_s, Monte-Carlo weight samples for mean and variances (Eq. 7-8).
+    prior_sigma : standard deviation of the Gaussian weight prior.
+    seed : seed of the weight samples (the same on every rank).
+    """
+
+    SECTION = "model"
+    target: str = "rho"
+    hidden_layers: tuple[int, ...] = (128, 128, 64)
+    n_samples: int = 30
+    prior_sigma: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        s = self.SECTION
+        _one_of(s, "target", self.target, TARGETS)
+        _require(all(w >= 1 for w in self.hidden_layers) and self.hidden_layers, s, "hidden_layers",
+                 list(self.hidden_layers), "must be one or more widths >= 1", "use e.g. [128, 128, 64]")
+        _require(self.n_samples >= 1, s, "n_samples", self.n_samples, "N_s must be >= 1",
+                 "use e.g. 30")
+        _require(self.prior_sigma > 0, s, "prior_sigma", self.prior_sigma, "must be > 0", "use 1.0")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """``[output]``: where results go.
+
+    directory : output directory, relative to the working directory; created if its parent exists.
+    """
+
+    SECTION = "output"
+    directory: str = "runs/hpcdens"
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole input file. ``name`` labels the run; ``source`` is the file it came from."""
+
+    name: str
+    system: SystemConfig
+    compositions: CompositionsConfig
+    snapshots: SnapshotConfig = SnapshotConfig()
+    dft: DFTConfig = DFTConfig()
+    descriptors: DescriptorConfig = DescriptorConfig()
+    model: ModelConfig = ModelConfig()
+    output: OutputConfig = OutputConfig()
+    source: Path | None = None
+
+    def structure_file(self) -> Path | None:
+        """``system.structure_file`` resolved against the input file's directory."""
+        if self.system.structure_file is None:
+            return None
+        base = self.source.parent if self.source else Path.cwd()
+        return (base / self.system.structure_file).resolve()
+
+
+SECTIONS = {name: tp for name, tp in typing.get_type_hints(Config).items() if name not in ("name", "source")}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value, tp, section: str, key: str):
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _coerce(value, next(a for a in args if a is not type(None)), section, key)
+    if origin is tuple:
+        if not isinstance(value, list):
+            _fail(section, key, value, f"must be a list of {_type_name(args[0])}", "write it as [a, b, ...]")
+        return tuple(_coerce(v, args[0], section, key) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            _fail(section, key, value, "must be a table", "write it as { Si = 5.431, Ge = 5.658 }")
+        return {k: _coerce(v, args[1], section, f"{key}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        _fail(section, key, value, f"must be of type {_type_name(tp)}, not {type(value).__name__}",
+              f"write a {_type_name(tp)} value")
+    return value
+
+
+def _check_keys(table: dict, allowed: list[str], section: str):
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+            _fail(section, key, None, "unknown key", hint)
+
+
+def _build(cls, table, section: str):
+    if not isinstance(table, dict):
+        _fail(section, "", table, "must be a table", f"write it as [{section}] with key = value lines")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    _check_keys(table, list(fields), section)
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        if name in table:
+            kwargs[name] = _coerce(table[name], hints[name], section, name)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            _fail(section, name, None, "required key is missing", f"add '{name} = ...' under [{section}]")
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict, source: Path | None = None) -> Config:
+    """Build and validate a :class:`Config` from a parsed TOML document."""
+    _check_keys(data, ["name", *SECTIONS], "top level")
+    for required in ("system", "compositions"):
+        if required not in data:
+            _fail(required, "", None, "required section is missing", f"add a [{required}] table")
+    name = _coerce(data.get("name", source.stem if source else "hpcdens"), str, "top level", "name")
+    sections = {sec: _build(cls, data.get(sec, {}), sec) for sec, cls in SECTIONS.items()}
+    config = Config(name=name, source=source, **sections)
+    _cross_check(config)
+    return config
+
+
+def _check_compositions(section: str, key: str, specs, elements):
+    from .composition import parse_composition
+
+    for spec in specs:
+        try:
+            parse_composition(spec, elements)
+        except CompositionError as err:
+            _fail(section, key, spec, str(err), f"compositions are over system.elements = "
+                  f"{list(elements)}, written like 'Si0.25Ge0.75'")
+
+
+def _cross_check(config: Config):
+    """Checks that involve two sections."""
+    snap, elements = config.snapshots, config.system.elements
+    _check_compositions("compositions", "list", config.compositions.list, elements)
+    _check_compositions("snapshots", "checkerboard_compositions", snap.checkerboard_compositions,
+                        elements)
+    if not (config.compositions.requested() or snap.checkerboard_bins):
+        _fail("compositions", "list", None, "no compositions requested",
+              'give list = ["Si0.5Ge0.5"], tessellation = "T2", grid_resolution or random')
+    n_sites = config.system.n_sites()
+    removed = snap.vacancies + 2 * snap.divacancy
+    if n_sites is not None and removed >= n_sites:
+        _fail("snapshots", "vacancies", snap.vacancies,
+              f"removes {removed} of the {n_sites} atoms of the cell",
+              "use fewer vacancies or a larger system.supercell")
+    if snap.checkerboard_bins:
+        bins, cells = snap.checkerboard_bins, config.system.supercell
+        _require(all(n % bins == 0 for n in cells), "snapshots", "checkerboard_bins", bins,
+                 f"does not divide system.supercell = {list(cells)}",
+                 f"use a supercell whose entries are multiples of {bins}, e.g. {[bins * 1] * 3}")
+    path = config.structure_file()
+    if path is not None:
+        _check_structure_file(path)
+
+
+def _check_structure_file(path: Path):
+    from .errors import StructureError
+    from .structures import read_structure
+
+    if not path.is_file():
+        _fail("system", "structure_file", str(path), "file does not exist",
+              "give a path relative to the input file")
+    try:
+        read_structure(path)
+    except StructureError as err:
+        _fail("system", "structure_file", str(path), str(err), "fix or replace the file")
+
+
+def load_config(path) -> Config:
+    """Read and validate an input file. Raises :class:`ConfigError` naming the key and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"input file {str(path)!r} does not exist. Fix: check the path "
+                          "(examples are in inputs/)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}). Fix: correct the syntax there") from err
+    try:
+        return config_from_dict(data, source=path.resolve())
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

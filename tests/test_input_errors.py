@@ -1,0 +1,156 @@
+"""Bad input files and options: exit code 2, one message naming the key, nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from hpcdens.cli import main
+from hpcdens.config import load_config
+
+# (changes to the base input, words the message must contain)
+BAD_INPUTS = {
+    "unknown element": ({"system.elements": ["Si", "Gx"]}, ["elements", "'Gx'", "Ge"]),
+    "fractions not summing to 1": ({"compositions.list": ["Si0.5Ge0.4"]}, ["list", "Si0.5Ge0.4", "sum"]),
+    "negative fraction": ({"compositions.list": ["Si1.5Ge-0.5"]}, ["list", "-0.5", "[0, 1]"]),
+    "empty composition": ({"compositions.list": [""]}, ["list", "empty"]),
+    "composition element not in system": ({"compositions.list": ["Si0.5Sn0.5"]}, ["list", "Sn"]),
+    "unknown lattice": ({"system.lattice": "hcp"}, ["lattice", "'hcp'", "diamond"]),
+    "misspelt lattice": ({"system.lattice": "dimond"}, ["lattice", "did you mean 'diamond'"]),
+    "non-integer supercell": ({"system.supercell": [2, 2.5, 2]}, ["supercell", "int"]),
+    "zero supercell": ({"system.supercell": [0, 1, 1]}, ["supercell", ">= 1"]),
+    "missing required key": ({"system.elements": None}, ["elements", "required"]),
+    "unknown key": ({"dft.mesh_spacing": 0.4}, ["mesh_spacing", "did you mean 'mesh_spacing_bohr'"]),
+    "unknown section": ({"dtf.backend": "pyscf"}, ["dtf", "did you mean 'dft'"]),
+    "wrong type": ({"dft.mesh_spacing_bohr": "0.4"}, ["mesh_spacing_bohr", "float"]),
+    "M <= 0": ({"descriptors.n_neighbors": 0}, ["n_neighbors", "M must be >= 1"]),
+    "N_s <= 0": ({"model.n_samples": 0}, ["n_samples", "N_s must be >= 1"]),
+    "mesh spacing <= 0": ({"dft.mesh_spacing_bohr": -0.4}, ["mesh_spacing_bohr", "> 0"]),
+    "negative temperature": ({"snapshots.temperature_kelvin": -5.0}, ["temperature_kelvin", ">= 0"]),
+    "negative smearing": ({"dft.smearing_kelvin": -1.0}, ["smearing_kelvin", ">= 0"]),
+    "too many vacancies": ({"snapshots.vacancies": 8}, ["vacancies", "8 of the 8"]),
+    "checkerboard bins do not divide": (
+        {"system.supercell": [2, 2, 2], "snapshots.checkerboard_bins": 3,
+         "snapshots.checkerboard_compositions": ["Si0.8Ge0.2", "Si0.2Ge0.8"]},
+        ["checkerboard_bins", "does not divide"]),
+    "unknown backend": ({"dft.backend": "vasp"}, ["backend", "pyscf"]),
+    "no compositions": ({"compositions.list": None}, ["compositions", "no compositions"]),
+}
+
+
+def run_cli(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+@pytest.fixture
+def outdir(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "keep.txt").write_text("precious")
+    return d
+
+
+def assert_untouched(outdir):
+    assert sorted(p.name for p in outdir.iterdir()) == ["keep.txt"]
+    assert (outdir / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_exits_2_names_key_writes_nothing(case, write_input, outdir, capsys):
+    changes, words = BAD_INPUTS[case]
+    path = write_input(changes)
+    code, err = run_cli(["structures", str(path), "--out", str(outdir / "s.extxyz")], capsys)
+    assert code == 2, err
+    for word in words:
+        assert word in err, f"{word!r} not in message: {err}"
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, "one message line"
+    assert_untouched(outdir)
+
+
+def test_output_into_missing_directory(write_input, tmp_path, capsys):
+    code, err = run_cli(["structures", str(write_input()), "--out", str(tmp_path / "nope" / "s.extxyz")],
+                        capsys)
+    assert code == 2 and "does not exist" in err and "mkdir" in err
+    assert not (tmp_path / "nope").exists()
+
+
+def test_existing_output_needs_overwrite(write_input, outdir, capsys):
+    code, err = run_cli(["structures", str(write_input()), "--out", str(outdir / "keep.txt")], capsys)
+    assert code == 2 and "--overwrite" in err
+    assert_untouched(outdir)
+
+
+def test_missing_input_file(tmp_path, capsys):
+    code, err = run_cli(["structures", str(tmp_path / "none.toml")], capsys)
+    assert code == 2 and "does not exist" in err
+
+
+def test_invalid_toml(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("[system\nelements = ")
+    code, err = run_cli(["structures", str(path)], capsys)
+    assert code == 2 and "not valid TOML" in err
+
+
+STRUCTURE_FILES = {
+    "unreadable": ("garbage.xyz", "this is not\na structure file \x00\x01\n", ["structure_file"]),
+    "empty": ("empty.extxyz", "", ["structure_file", "empty"]),
+    "atoms too close": ("close.extxyz", None, ["structure_file", "0.5"]),
+}
+
+
+@pytest.mark.parametrize("case", list(STRUCTURE_FILES))
+def test_bad_structure_file(case, write_input, tmp_path, outdir, capsys):
+    from ase import Atoms
+    from ase.io import write
+
+    name, text, words = STRUCTURE_FILES[case]
+    path = tmp_path / name
+    if text is None:
+        write(path, Atoms("Si2", positions=[[0, 0, 0], [0.3, 0, 0]], cell=[5, 5, 5], pbc=True))
+    else:
+        path.write_text(text)
+    inp = write_input({"system.structure_file": name})
+    code, err = run_cli(["structures", str(inp), "--out", str(outdir / "s.extxyz")], capsys)
+    assert code == 2, err
+    for word in words:
+        assert word in err, f"{word!r} not in message: {err}"
+    assert_untouched(outdir)
+
+
+def test_example_inputs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "inputs"
+    names = sorted(p.stem for p in root.glob("*.toml"))
+    assert {"demo", "sige", "sigesn", "crfeconi", "alcrfeconi"} <= set(names)
+    sizes = {n: load_config(root / f"{n}.toml").system.n_sites() for n in names}
+    assert sizes["sigesn"] == 64 and sizes["crfeconi"] == 32
+    assert load_config(root / "crfeconi.toml").dft.mesh_spacing_bohr == 0.2
+    assert load_config(root / "sigesn.toml").descriptors.n_neighbors == 55
+
+
+def test_console_script_help_and_version():
+    exe = [sys.executable, "-m", "hpcdens.cli"]
+    out = subprocess.run(exe + ["--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "structures" in out.stdout
+    out = subprocess.run(exe + ["--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("hpcdens ")
+    out = subprocess.run(exe + ["structures", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--overwrite" in out.stdout
+
+
+def test_every_key_is_documented():
+    import dataclasses
+    from pathlib import Path
+
+    from hpcdens.config import SECTIONS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "input-file.md").read_text()
+    for section, cls in SECTIONS.items():
+        assert f"## `[{section}]`" in doc
+        for f in dataclasses.fields(cls):
+            assert f"| `{f.name}` |" in doc, f"[{section}] {f.name} missing from docs/input-file.md"
