@@ -39,9 +39,6 @@ NEAREST_NEIGHBOUR_FACTOR = {"diamond": math.sqrt(3) / 4, "fcc": 1 / math.sqrt(2)
                             "bcc": math.sqrt(3) / 2}
 """Nearest-neighbour distance of each lattice in units of its cubic lattice constant."""
 
-CALCULATOR_NAMES = ("emt", "m3gnet")
-"""Names :func:`make_calculator` accepts."""
-
 M3GNET_MODEL = "M3GNet-MP-2021.2.8-PES"
 """The matgl universal potential used for ``make_calculator("m3gnet")``."""
 
@@ -124,7 +121,7 @@ def build_cell(lattice: str, a_angstrom: float, supercell=(1, 1, 1), primitive: 
         ``info["a_angstrom"]``.
     """
     if lattice not in LATTICES:
-        close = difflib.get_close_matches(str(lattice), LATTICES, n=1)
+        close = difflib.get_close_matches(str(lattice).lower(), LATTICES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise StructureError(f"unknown lattice {lattice!r}; allowed: {', '.join(LATTICES)}{hint}")
     if not isinstance(a_angstrom, Real) or not a_angstrom > 0:
@@ -236,13 +233,15 @@ def _m3gnet_calculator(symbols):
     try:
         potential = matgl.load_model(M3GNET_MODEL)
     except (OSError, RuntimeError, ValueError) as err:
-        raise StructureError(f"matgl could not load {M3GNET_MODEL} ({err}); it is downloaded on "
-                             f"first use, so run once with network access or set "
-                             f"MATGL_CACHE to a copy") from err
-    return PESCalculator(potential)
+        raise StructureError(f"matgl could not load {M3GNET_MODEL} ({err}); matgl downloads it "
+                             f"into ~/.cache/matgl on first use, so run once with network access "
+                             f"or copy the model there") from err
+    return PESCalculator(potential=potential)
 
 
 _CALCULATORS = {"emt": _emt_calculator, "m3gnet": _m3gnet_calculator}
+CALCULATOR_NAMES = tuple(_CALCULATORS)
+"""Names :func:`make_calculator` accepts."""
 
 
 def make_calculator(name: str, symbols=()):

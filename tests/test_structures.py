@@ -55,6 +55,8 @@ def test_primitive_fcc_is_nonorthogonal_with_same_density():
 def test_build_cell_errors():
     with pytest.raises(StructureError, match="unknown lattice 'dimond'.*did you mean 'diamond'"):
         st.build_cell("dimond", 5.4)
+    with pytest.raises(StructureError, match="did you mean 'fcc'"):
+        st.build_cell("FCC", 3.6)
     for bad in [(2, 0, 2), (2, 2), (2, 2.5, 2), -1, True]:
         with pytest.raises(StructureError, match="supercell must be three positive integers"):
             st.build_cell("fcc", 3.6, bad)
