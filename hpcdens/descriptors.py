@@ -1,0 +1,304 @@
+"""Body-attached-frame descriptors of grid points (Pathrudkar et al. 2025, Eq. 2).
+
+For a grid point, take its M nearest atoms (periodic images counted) with position vectors
+r_j = atom - point (Bohr). A principal-component frame e1, e2, e3 of these vectors gives, per
+neighbour, (Z_j, |r_j|, r_j.e1/|r_j|, r_j.e2/|r_j|, r_j.e3/|r_j|); neighbours sorted by distance
+make a vector of 5M numbers. The full specification (frame, signs, ties, degenerate cases) is in
+``docs/descriptors.md``; in short:
+
+* Frame: eigenvectors of the second moment about the grid point, ``S = (1/M) sum_j r_j r_j^T``,
+  in order of descending eigenvalue.
+* Signs: each axis independently, so that ``sum_j (r_j.e_p)^3 > 0``. The frame may be left- or
+  right-handed; the descriptor is invariant under rotations *and* reflections (O(3)), as the
+  density of a mirrored structure is the mirrored density.
+* Ties: distances within ``neighbors.TIE_TOL_BOHR`` are one tie group; inside a group,
+  neighbours are ordered by (Z, r.e1/|r|, r.e2/|r|, r.e3/|r|). If the M-th place is tied, the frame
+  uses the whole tie group and the M entries are picked by that order. Nothing depends on the order
+  of the atoms.
+* Degenerate points (equal eigenvalues, or a third moment ~0): every admissible frame built from
+  the geometry is tried and the lexicographically smallest descriptor is kept, which keeps the
+  descriptor invariant there too. A neighbour on the point (|r| <= ``ON_ATOM_BOHR``) gets unit
+  components 0.
+
+Layout (block, feature-major): columns ``[0:M]`` Z, ``[M:2M]`` |r| (Bohr), ``[2M:3M]``,
+``[3M:4M]``, ``[4M:5M]`` the unit-vector components along e1, e2, e3; use :func:`unpack`.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+
+from .errors import InputError
+from .neighbors import NeighborSearch, Neighbors
+
+ON_ATOM_BOHR = 1e-6
+"""A neighbour closer than this (Bohr) sits on the point: its unit components are set to 0. Also
+the least length of a vector (or of its projection) that may define a frame axis."""
+
+EIG_REL_TOL = 1e-6
+"""Eigenvalues of S closer than this times the largest one are degenerate."""
+
+SIGN_REL_TOL = 1e-8
+"""A third moment below this times sum |r.e|^3 does not fix an axis sign."""
+
+KEY_QUANTUM = 1e-6
+"""Unit components are compared on this grid when ordering neighbours inside a tie group."""
+
+CANON_TOL = 1e-8
+"""Candidate descriptors differing by less than this in every entry count as equal."""
+
+DEFAULT_CHUNK_POINTS = 8192
+"""Points per chunk of :func:`iter_descriptors` (about 18 MB of float64 output at M = 55)."""
+
+
+def unpack(desc: np.ndarray, m: int):
+    """Split descriptors into their parts.
+
+    Parameters
+    ----------
+    desc : (n, 5m) float64
+    m : int
+
+    Returns
+    -------
+    z : (n, m) float64, atomic numbers
+    dist : (n, m) float64, Bohr
+    unit : (n, m, 3) float64, components of r/|r| along e1, e2, e3
+    """
+    desc = np.asarray(desc)
+    if desc.ndim != 2 or desc.shape[1] != 5 * m:
+        raise InputError(f"descriptors must have shape (n, {5 * m}) for m={m}, got {desc.shape}")
+    blocks = desc.reshape(len(desc), 5, m)
+    return blocks[:, 0], blocks[:, 1], blocks[:, 2:].transpose(0, 2, 1)
+
+
+def descriptors(points_bohr, search: NeighborSearch, m: int | None = None) -> np.ndarray:
+    """Eq. (2) descriptors of a block of points.
+
+    Parameters
+    ----------
+    points_bohr : (n, 3) float, Bohr
+    search : NeighborSearch over the structure (periodic, or halo mode)
+    m : int, number of neighbours M, default ``search.m``
+
+    Returns
+    -------
+    (n, 5m) float64, block layout (see module docstring)
+    """
+    m = search.m if m is None else int(m)
+    return from_neighbors(search.query_shell(points_bohr, m), m)
+
+
+def iter_descriptors(points_bohr, search: NeighborSearch, m: int | None = None,
+                     chunk_points: int = DEFAULT_CHUNK_POINTS):
+    """Stream descriptors of many points in chunks of ``chunk_points``.
+
+    Parameters
+    ----------
+    points_bohr : (n, 3) array-like, Bohr; anything with ``len`` and row slicing (numpy array,
+        memmap, h5py dataset) works, only one chunk is read at a time
+    search, m : as for :func:`descriptors`
+    chunk_points : int >= 1
+
+    Yields
+    ------
+    start : int, index of the chunk's first point
+    block : (<= chunk_points, 5m) float64
+    """
+    chunk_points = _positive_int(chunk_points, "chunk_points")
+    for start in range(0, len(points_bohr), chunk_points):
+        yield start, descriptors(np.asarray(points_bohr[start:start + chunk_points]), search, m)
+
+
+def iter_grid_descriptors(grid, search: NeighborSearch, m: int | None = None,
+                          chunk_points: int = DEFAULT_CHUNK_POINTS, start=(0, 0, 0), stop=None):
+    """Stream descriptors of the grid points of an index box, in C order, without listing them.
+
+    Parameters
+    ----------
+    grid : hpcdens.grid.Grid
+    start, stop : (3,) int, the index box [start, stop) (default: the whole grid)
+    search, m, chunk_points : as for :func:`iter_descriptors`
+
+    Yields
+    ------
+    offset : int, flat C-order index (within the box) of the chunk's first point
+    block : (<= chunk_points, 5m) float64
+    """
+    chunk_points = _positive_int(chunk_points, "chunk_points")
+    stop = grid.shape if stop is None else stop
+    lo, box = np.asarray(start), np.asarray(stop) - np.asarray(start)
+    total = int(np.prod(box))
+    for offset in range(0, total, chunk_points):
+        flat = np.arange(offset, min(offset + chunk_points, total))
+        frac = (np.stack(np.unravel_index(flat, box), 1) + lo) / np.asarray(grid.shape)
+        yield offset, descriptors(frac @ grid.cell_bohr, search, m)
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def from_neighbors(nb: Neighbors, m: int) -> np.ndarray:
+    """Descriptors from a :meth:`NeighborSearch.query_shell` result for M = ``m`` neighbours.
+
+    Returns
+    -------
+    (n, 5m) float64, block layout
+    """
+    if nb.k != m:
+        raise InputError(f"neighbour shell was queried for k={nb.k}, descriptors need k=m={m}")
+    cols = (nb.disp, nb.dist, nb.z, nb.group, nb.mask)
+    lam, frames, undetermined = pca_frames(nb.disp, nb.mask.astype(float))
+    feats = _features(*cols, frames, m)
+    for i in np.flatnonzero(_special(lam, undetermined)):
+        one = tuple(a[i] for a in cols)
+        cands = _candidate_frames(one, lam[i], frames[i], undetermined[i])
+        feats[i] = _canonical(one, cands, m)
+    return feats.transpose(0, 2, 1).reshape(len(feats), 5 * m)
+
+
+def pca_frames(disp: np.ndarray, weight: np.ndarray):
+    """Principal frames of neighbour vectors, about the grid point, with third-moment signs.
+
+    Parameters
+    ----------
+    disp : (n, K, 3) float64, Bohr, r_j = atom - point
+    weight : (n, K) float64, 1 for neighbours, 0 for padding
+
+    Returns
+    -------
+    lam : (n, 3) float64, Bohr^2, eigenvalues of S = sum w r r^T / sum w, descending
+    frames : (n, 3, 3) float64, columns e1, e2, e3, each signed so sum w (r.e)^3 >= 0
+    undetermined : (n, 3) bool, axes whose third moment is too small to fix the sign
+    """
+    second = np.matmul((disp * weight[..., None]).transpose(0, 2, 1), disp)
+    second /= np.maximum(weight.sum(1), 1.0)[:, None, None]
+    lam, vec = np.linalg.eigh(second)
+    lam, frames = lam[:, ::-1], vec[:, :, ::-1].copy()
+    comp = np.matmul(disp, frames)
+    cube = comp * comp * comp * weight[..., None]
+    third = cube.sum(1)
+    scale = np.abs(cube).sum(1)
+    frames *= np.where(third < 0, -1.0, 1.0)[:, None, :]
+    return lam, frames, np.abs(third) <= SIGN_REL_TOL * scale
+
+
+def _degeneracy(lam: np.ndarray):
+    """(deg12, deg23) flags: e1/e2 resp. e2/e3 eigenvalues equal within EIG_REL_TOL."""
+    tol = EIG_REL_TOL * lam[..., 0]
+    return lam[..., 0] - lam[..., 1] <= tol, lam[..., 1] - lam[..., 2] <= tol
+
+
+def _special(lam: np.ndarray, undetermined: np.ndarray) -> np.ndarray:
+    """(n,) bool: points whose frame is not fixed by PCA plus third-moment signs."""
+    deg12, deg23 = _degeneracy(lam)
+    return deg12 | deg23 | undetermined.any(1)
+
+
+def _features(disp, dist, z, group, mask, frames, m: int) -> np.ndarray:
+    """Per-neighbour features (n, m, 5) = (Z, |r|, unit components) in invariant order.
+
+    Parameters
+    ----------
+    disp : (n, K, 3); dist, z, group, mask : (n, K) -- as in :class:`Neighbors`
+    frames : (n, 3, 3), columns e1, e2, e3
+    """
+    comp = np.matmul(disp, frames)
+    on_atom = dist <= ON_ATOM_BOHR
+    unit = comp / np.where(on_atom | ~mask, 1.0, dist)[..., None]
+    unit[on_atom] = 0.0
+    order = _invariant_order(unit, z, group, mask)[:, :m]
+    parts = [z.astype(float), dist] + [unit[..., p] for p in range(3)]
+    return np.stack([np.take_along_axis(a, order, 1) for a in parts], -1)
+
+
+def _invariant_order(unit, z, group, mask) -> np.ndarray:
+    """(n, K) column order by (tie group, Z, unit components on the KEY_QUANTUM grid).
+
+    Columns arrive in tie-group order, so rows without ties keep their order; padding goes last.
+    """
+    key_group = np.where(mask, group, np.iinfo(np.int64).max)
+    order = np.broadcast_to(np.arange(z.shape[1]), z.shape).copy()
+    tied = np.flatnonzero((np.diff(key_group, axis=1) == 0).any(1))
+    if len(tied):
+        key = np.rint(unit[tied] / KEY_QUANTUM).astype(np.int64)
+        order[tied] = np.lexsort((key[..., 2], key[..., 1], key[..., 0], z[tied],
+                                  key_group[tied]), axis=1)
+    return order
+
+
+def _class_directions(one, normal=None) -> list[np.ndarray]:
+    """Unit directions to the first (tie group, then smallest Z) class of eligible neighbours.
+
+    With ``normal``, directions are projections onto the plane normal to it and a neighbour is
+    eligible when its projection is longer than ``ON_ATOM_BOHR``; without, any neighbour off the
+    point. The class depends only on distances and species, so the list is covariant.
+    """
+    disp, _, z, group, mask = one
+    vec = disp if normal is None else disp - np.outer(disp @ normal, normal)
+    length = np.linalg.norm(vec, axis=1)
+    ok = mask & (length > ON_ATOM_BOHR)
+    if not ok.any():
+        return []
+    first = ok & (group == group[ok].min())
+    first &= z == z[first].min()
+    return list(vec[first] / length[first, None])
+
+
+def _sign_options(undetermined: bool):
+    return (1.0, -1.0) if undetermined else (1.0,)
+
+
+def _candidate_frames(one, lam, frame, undetermined) -> list[np.ndarray]:
+    """Every admissible frame (3, 3) of one special point; see docs/descriptors.md."""
+    deg12, deg23 = _degeneracy(lam)
+    if deg12 and deg23:
+        return _isotropic_frames(one) or [frame]
+    if deg12 or deg23:
+        return _uniaxial_frames(one, frame, 2 if deg12 else 0, undetermined)
+    return [frame * np.array(s) for s in product(*map(_sign_options, undetermined))]
+
+
+def _uniaxial_frames(one, frame, axis: int, undetermined) -> list[np.ndarray]:
+    """Unique axis from PCA (both signs if undetermined), in-plane axis from an atom class."""
+    out = []
+    # with every atom on the axis the in-plane directions do not matter: any eigenvector will do
+    in_plane = _class_directions(one, normal=frame[:, axis]) or [frame[:, 1 if axis == 0 else 0]]
+    for su in _sign_options(undetermined[axis]):
+        u = su * frame[:, axis]
+        for f in in_plane:
+            for sg in (1.0, -1.0):
+                g = sg * np.cross(u, f)
+                out.append(np.stack((f, g, u) if axis == 2 else (u, f, g), 1))
+    return out
+
+
+def _isotropic_frames(one) -> list[np.ndarray]:
+    """e1 towards an atom of the first class, e2 towards the first class off that line,
+    e3 = +-(e1 x e2)."""
+    out = []
+    for f1 in _class_directions(one):
+        for f2 in _class_directions(one, normal=f1):
+            f3 = np.cross(f1, f2)
+            out += [np.stack((f1, f2, s * f3), 1) for s in (1.0, -1.0)]
+    return out
+
+
+def _canonical(one, frames: list[np.ndarray], m: int) -> np.ndarray:
+    """Features (m, 5) of the lexicographically smallest candidate (neighbour-major order)."""
+    count = len(frames)
+    stacked = tuple(np.broadcast_to(a, (count,) + a.shape) for a in one)
+    feats = _features(*stacked, np.stack(frames), m)
+    flat = feats.reshape(count, -1)
+    best = 0
+    for c in range(1, count):
+        diff = flat[c] - flat[best]
+        big = np.flatnonzero(np.abs(diff) > CANON_TOL)
+        if big.size and diff[big[0]] < 0:
+            best = c
+    return feats[best]
