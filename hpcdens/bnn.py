@@ -1,0 +1,489 @@
+"""The Bayesian neural network: mean-field Gaussian variational layers, the ELBO, Monte-Carlo
+prediction with fixed weight samples, and model files.
+
+Method (Pathrudkar et al., npj Comput. Mater. 2025, Methods, Eq. 4-8): every weight and bias w has
+a variational posterior q(w) = N(mu, sigma^2), sigma = softplus(rho), and the prior
+P(w) = N(0, prior_sigma^2). The network maps a raw descriptor x (R^{5M}) to two numbers, the mean
+f(x) and s(x) = log sigma^2(x) of a Gaussian likelihood (heteroscedastic aleatoric noise, Eq. 8).
+
+Units and normalisation: the descriptor mean/std per feature and the target mean/std are buffers of
+the model (``fit_normalisation``). Inside, the network works in normalised units; ``predict``
+returns physical units (the target's: e/Bohr^3 for rho or delta-rho, variances in (e/Bohr^3)^2).
+
+Reproducibility: ``draw_weight_samples(n, seed)`` draws the N_s weight samples once, from its own
+``torch.Generator``; ``predict`` evaluates them in float64, in zero-padded blocks of a fixed shape
+whose rows are 64-byte aligned, so each point's result depends only on that point's descriptor:
+the same on every rank, however the points are split into chunks (see docs/model.md).
+
+No file I/O here except ``save_model``/``load_model``; no MPI.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError
+
+FORMAT = "hpcdens-bnn"
+FORMAT_VERSION = 1
+ACTIVATIONS = {"silu": F.silu, "tanh": torch.tanh}
+DEFAULT_POSTERIOR_SIGMA0 = 5e-3
+_ALIGN = 8  # float64 per 64 bytes: feature and row strides of prediction buffers are multiples
+
+
+class ModelError(InputError):
+    """Raised when a model file cannot be used: missing, not an hpcdens model, a newer format, or
+    weights that do not fit the stored architecture; or when weight samples do not fit a model."""
+
+
+def _softplus_inverse(sigma: float) -> float:
+    return sigma + math.log(-math.expm1(-sigma))
+
+
+def gaussian_kl(mu: torch.Tensor, sigma: torch.Tensor, prior_sigma: float) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, prior_sigma^2)), summed over all elements (closed form).
+
+    KL = sum[ log(prior_sigma / sigma) + (sigma^2 + mu^2) / (2 prior_sigma^2) - 1/2 ].
+    """
+    ratio = (sigma * sigma + mu * mu) / (2.0 * prior_sigma**2)
+    return (math.log(prior_sigma) - torch.log(sigma) + ratio - 0.5).sum()
+
+
+class BayesianLinear(nn.Module):
+    """Affine layer with a mean-field Gaussian posterior over its weights and biases.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    prior_sigma : float
+        Standard deviation of the N(0, prior_sigma^2) prior of every weight and bias.
+    posterior_sigma0 : float
+        Initial posterior standard deviation softplus(rho0) of every weight and bias.
+    generator : torch.Generator, optional
+        Random stream for the initial means (the global one if None).
+
+    Initial means: weights uniform in +-sqrt(3 / n_in) (variance 1/n_in, LeCun, keeps unit-variance
+    inputs at unit variance through tanh/SiLU), biases 0.
+    """
+
+    def __init__(self, n_in: int, n_out: int, prior_sigma: float = 1.0,
+                 posterior_sigma0: float = DEFAULT_POSTERIOR_SIGMA0, generator=None):
+        super().__init__()
+        if not prior_sigma > 0 or not posterior_sigma0 > 0:
+            raise InputError(f"prior_sigma ({prior_sigma}) and posterior_sigma0 "
+                             f"({posterior_sigma0}) must be > 0")
+        self.n_in, self.n_out, self.prior_sigma = int(n_in), int(n_out), float(prior_sigma)
+        bound = math.sqrt(3.0 / n_in)
+        rho0 = _softplus_inverse(posterior_sigma0)
+        uniform = torch.rand(n_out, n_in, generator=generator) * 2 - 1
+        self.weight_mu = nn.Parameter(uniform * bound)
+        self.weight_rho = nn.Parameter(torch.full((n_out, n_in), rho0))
+        self.bias_mu = nn.Parameter(torch.zeros(n_out))
+        self.bias_rho = nn.Parameter(torch.full((n_out,), rho0))
+
+    @property
+    def weight_sigma(self) -> torch.Tensor:
+        return F.softplus(self.weight_rho)
+
+    @property
+    def bias_sigma(self) -> torch.Tensor:
+        return F.softplus(self.bias_rho)
+
+    def forward(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+        """Training mode: a posterior sample by the local reparameterisation trick (Kingma et al.
+        2015): the pre-activation of each row is drawn from its exact Gaussian marginal,
+        z = x mu_w^T + mu_b + sqrt(x^2 sigma_w^2T + sigma_b^2) * eps, i.e. an independent weight
+        sample per row (same ELBO expectation as one shared sample, lower gradient variance).
+        Evaluation mode: the posterior means."""
+        mean = F.linear(x, self.weight_mu, self.bias_mu)
+        if not self.training:
+            return mean
+        var = F.linear(x * x, self.weight_sigma ** 2, self.bias_sigma ** 2)
+        eps = torch.randn(mean.shape, dtype=mean.dtype, device=mean.device, generator=generator)
+        return mean + torch.sqrt(var) * eps
+
+    def kl(self) -> torch.Tensor:
+        """Closed-form KL(q || p) of this layer's weights and biases (a scalar)."""
+        return (gaussian_kl(self.weight_mu, self.weight_sigma, self.prior_sigma)
+                + gaussian_kl(self.bias_mu, self.bias_sigma, self.prior_sigma))
+
+
+@dataclass(frozen=True)
+class WeightSamples:
+    """N_s weight samples of a network, float64, drawn once and reused for every prediction.
+
+    weights : per layer, (n_samples, n_out, n_in) float64
+    biases : per layer, (n_samples, n_out) float64
+    seed : the seed they were drawn with (None for the posterior mean)
+    """
+
+    weights: tuple[torch.Tensor, ...]
+    biases: tuple[torch.Tensor, ...]
+    seed: int | None
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.weights[0].shape[0])
+
+
+class BayesianNet(nn.Module):
+    """Descriptor -> (f, log sigma^2), both in normalised target units.
+
+    Parameters
+    ----------
+    n_in : int
+        Descriptor length (5M).
+    hidden_layers : sequence of int
+        Widths of the hidden layers (``[model] hidden_layers``).
+    activation : "silu" (default) or "tanh"
+        Hidden-layer activation; smooth, so the predicted field is smooth in the descriptor.
+    prior_sigma : float
+        Prior standard deviation of every weight (``[model] prior_sigma``).
+    posterior_sigma0 : float
+        Initial posterior standard deviation of every weight.
+    generator : torch.Generator, optional
+        Random stream of the initial means.
+
+    Buffers (saved with the model): ``x_mean``, ``x_std`` (n_in,), ``y_mean``, ``y_std`` (scalars,
+    target units). Defaults 0 and 1 until ``fit_normalisation``.
+    """
+
+    def __init__(self, n_in: int, hidden_layers=(128, 128, 64), activation: str = "silu",
+                 prior_sigma: float = 1.0, posterior_sigma0: float = DEFAULT_POSTERIOR_SIGMA0,
+                 generator=None):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise InputError(f"activation {activation!r} unknown; "
+                             f"use one of {', '.join(ACTIVATIONS)}")
+        widths = [int(n_in), *(int(w) for w in hidden_layers), 2]
+        if min(widths) < 1 or len(widths) < 3:
+            raise InputError(f"n_in and hidden widths must be >= 1 and at least one hidden layer, "
+                             f"got n_in={n_in}, hidden_layers={list(hidden_layers)}")
+        self.n_in, self.hidden_layers, self.activation = widths[0], tuple(widths[1:-1]), activation
+        self.prior_sigma, self.posterior_sigma0 = float(prior_sigma), float(posterior_sigma0)
+        self.layers = nn.ModuleList(
+            BayesianLinear(a, b, prior_sigma, posterior_sigma0, generator)
+            for a, b in zip(widths[:-1], widths[1:]))
+        self.register_buffer("x_mean", torch.zeros(self.n_in))
+        self.register_buffer("x_std", torch.ones(self.n_in))
+        self.register_buffer("y_mean", torch.zeros(()))
+        self.register_buffer("y_std", torch.ones(()))
+
+    def architecture(self) -> dict:
+        """Everything needed to rebuild the network (stored in model files)."""
+        return {"n_in": self.n_in, "hidden_layers": list(self.hidden_layers),
+                "activation": self.activation, "prior_sigma": self.prior_sigma,
+                "posterior_sigma0": self.posterior_sigma0}
+
+    @torch.no_grad()
+    def fit_normalisation(self, x, y) -> None:
+        """Set the normalisation buffers from training data (raw descriptors, physical targets).
+
+        x : (n, n_in) array; y : (n,) array, target units. Means and (population) standard
+        deviations are computed in float64. A feature whose std is 0, or below 1e-10 |mean|
+        (constant Z columns of a pure element), gets std 1 so that it normalises to 0, not NaN.
+        """
+        x = _as_float64(x, "x", self.n_in)
+        y = _as_float64(y, "y").reshape(-1)
+        if x.shape[0] != y.shape[0] or x.shape[0] < 1:
+            raise InputError(f"fit_normalisation needs matching, non-empty x and y, "
+                             f"got {x.shape[0]} and {y.shape[0]} rows")
+        x_mean, y_mean = x.mean(0), y.mean()
+        self.x_mean.copy_(x_mean)
+        self.x_std.copy_(_guarded_std(x.std(0, correction=0), x_mean))
+        self.y_mean.copy_(y_mean)
+        self.y_std.copy_(_guarded_std(y.std(correction=0), y_mean))
+
+    def normalise_x(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.x_mean) / self.x_std
+
+    def normalise_y(self, y: torch.Tensor) -> torch.Tensor:
+        return (y - self.y_mean) / self.y_std
+
+    def forward(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw descriptors (n, n_in) -> (f, s), each (n,), normalised units, s = log sigma^2.
+
+        Training mode samples one set of weights per call (from ``generator``), evaluation mode
+        uses the posterior means. For the predictive distribution use ``predict``."""
+        act = ACTIVATIONS[self.activation]
+        h = self.normalise_x(x)
+        for layer in self.layers[:-1]:
+            h = act(layer(h, generator))
+        out = self.layers[-1](h, generator)
+        return out[:, 0], out[:, 1]
+
+    def kl(self) -> torch.Tensor:
+        """KL(q || p) of all weights and biases, closed form (the first term of Eq. 4)."""
+        return sum(layer.kl() for layer in self.layers)
+
+    @torch.no_grad()
+    def draw_weight_samples(self, n_samples: int, seed: int) -> WeightSamples:
+        """N_s weight samples w = mu + sigma * eps from q, eps from ``torch.Generator`` seeded with
+        ``seed``, in float64. Drawn sample by sample, layer by layer (weights, then biases), so the
+        first k of n samples equal ``draw_weight_samples(k, seed)``."""
+        if int(n_samples) < 1:
+            raise InputError(f"n_samples must be >= 1, got {n_samples}")
+        gen = torch.Generator().manual_seed(int(seed))
+        per_sample = []
+        for _ in range(int(n_samples)):
+            drawn = []
+            for layer in self.layers:
+                for mu, sigma in ((layer.weight_mu, layer.weight_sigma),
+                                  (layer.bias_mu, layer.bias_sigma)):
+                    eps = torch.randn(mu.shape, generator=gen, dtype=torch.float64)
+                    drawn.append(mu.detach().cpu().double() + sigma.detach().cpu().double() * eps)
+            per_sample.append(drawn)
+        stacked = [torch.stack([s[i] for s in per_sample]) for i in range(len(per_sample[0]))]
+        return WeightSamples(tuple(stacked[0::2]), tuple(stacked[1::2]), int(seed))
+
+    @torch.no_grad()
+    def mean_weights(self) -> WeightSamples:
+        """The posterior means as a single 'sample' (deterministic prediction, zero epistemic)."""
+        weights = tuple(layer.weight_mu.detach().cpu().double()[None] for layer in self.layers)
+        biases = tuple(layer.bias_mu.detach().cpu().double()[None] for layer in self.layers)
+        return WeightSamples(weights, biases, None)
+
+
+def build_model(n_in: int, model_config, activation: str = "silu", generator=None) -> BayesianNet:
+    """A BayesianNet from a :class:`hpcdens.config.ModelConfig` (hidden_layers, prior_sigma)."""
+    return BayesianNet(n_in, model_config.hidden_layers, activation, model_config.prior_sigma,
+                       generator=generator)
+
+
+def _as_float64(a, name: str, n_cols: int | None = None) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+    t = t.detach().cpu().to(torch.float64)
+    if n_cols is not None and (t.ndim != 2 or t.shape[1] != n_cols):
+        raise InputError(f"{name} must have shape (n, {n_cols}), got {tuple(t.shape)}")
+    return t
+
+
+def _guarded_std(std: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    constant = (std == 0) | (std <= 1e-10 * mean.abs())
+    return torch.where(constant, torch.ones_like(std), std)
+
+
+# --------------------------------------------------------------------------------------- loss ---
+
+class ElboTerms(NamedTuple):
+    """loss = kl / n_train + nll (a tensor to backpropagate); kl and nll as floats for logging."""
+
+    loss: torch.Tensor
+    kl: float
+    nll: float
+
+
+def gaussian_nll(f: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-point negative of Eq. 8: 0.5 s + 0.5 exp(-s) (f - y)^2 with s = log sigma^2
+    (without the constant 0.5 log 2 pi, as in Eq. 8)."""
+    return 0.5 * s + 0.5 * torch.exp(-s) * (f - y) ** 2
+
+
+def elbo_loss(model, x: torch.Tensor, y: torch.Tensor, n_train: int, generator=None) -> ElboTerms:
+    """Minibatch estimate of F_KL / N_train (Eq. 4 divided by the training-set size).
+
+    x : (b, n_in) raw descriptors; y : (b,) targets in physical units; n_train : N_train, the size
+    of the whole training set (over all ranks when training is distributed). One weight sample per
+    call. loss = KL(q||p) / N_train + mean_i [0.5 s_i + 0.5 exp(-s_i) (f_i - y_i)^2] in normalised
+    units: for a uniformly drawn minibatch its expectation is exactly F_KL / N_train. Normalised
+    and physical units differ by the constant log(y_std) per point: same gradients, same posterior.
+    ``model`` may be wrapped (DistributedDataParallel): its ``.module`` supplies kl and buffers.
+    """
+    core = getattr(model, "module", model)
+    f, s = model(x, generator)
+    nll = gaussian_nll(f, s, core.normalise_y(y.to(f.dtype))).mean()
+    kl = core.kl()
+    loss = kl / float(n_train) + nll
+    return ElboTerms(loss, float(kl.detach()), float(nll.detach()))
+
+
+def minibatches(x: torch.Tensor, y: torch.Tensor, batch_size: int, generator=None):
+    """Shuffled (x, y) minibatches of at most ``batch_size`` rows (one epoch)."""
+    order = torch.randperm(x.shape[0], generator=generator)
+    for start in range(0, x.shape[0], batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
+
+
+def train_epoch(model, optimizer, batches: Iterable, n_train: int, generator=None) -> dict:
+    """One pass over ``batches`` (pairs (x, y), e.g. ``minibatches(...)`` or a DataLoader).
+
+    Returns the batch-averaged {"loss", "kl", "nll"} as floats."""
+    model.train()
+    totals, count = np.zeros(3), 0
+    for x, y in batches:
+        optimizer.zero_grad(set_to_none=True)
+        terms = elbo_loss(model, x, y, n_train, generator)
+        terms.loss.backward()
+        optimizer.step()
+        totals += (float(terms.loss.detach()), terms.kl, terms.nll)
+        count += 1
+    totals /= max(count, 1)
+    return {"loss": float(totals[0]), "kl": float(totals[1]), "nll": float(totals[2])}
+
+
+# --------------------------------------------------------------------------------- prediction ---
+
+def _round_up(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
+
+
+def _padded_layers(samples: WeightSamples, model: BayesianNet):
+    """Per layer, (W, b) zero-padded so every width is a multiple of 8 float64 (64 bytes)."""
+    expected = [(layer.n_out, layer.n_in) for layer in model.layers]
+    got = [tuple(w.shape[1:]) for w in samples.weights]
+    if got != expected:
+        raise ModelError(f"weight samples of shapes {got} do not fit this model ({expected}); "
+                         f"draw them from the model with model.draw_weight_samples")
+    padded = []
+    for i, (w, b) in enumerate(zip(samples.weights, samples.biases)):
+        n, n_out, n_in = w.shape
+        out_p = n_out if i == len(expected) - 1 else _round_up(n_out)
+        wp = torch.zeros(n, out_p, _round_up(n_in), dtype=torch.float64)
+        bp = torch.zeros(n, out_p, dtype=torch.float64)
+        wp[:, :n_out, :n_in], bp[:, :n_out] = w, b
+        padded.append((wp, bp))
+    return padded
+
+
+def _forward_block(block: torch.Tensor, layers, j: int, act):
+    h = block
+    for wp, bp in layers[:-1]:
+        h = act(F.linear(h, wp[j], bp[j]))
+    out = F.linear(h, layers[-1][0][j], layers[-1][1][j])
+    return out[:, 0], out[:, 1]
+
+
+@torch.no_grad()
+def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = 1024) -> dict:
+    """Predictive mean and variances (Eq. 7) from fixed weight samples, in physical units.
+
+    Parameters
+    ----------
+    model : BayesianNet
+        Supplies the normalisation buffers and the activation (its own weights are not used).
+    x : (n, n_in) array or tensor, raw descriptors; n may be 0.
+    samples : WeightSamples from ``model.draw_weight_samples`` (or ``model.mean_weights()``).
+    batch_size : rows per block, rounded up to a multiple of 8. Each block is a fresh, zero-padded
+        float64 buffer of the same shape, so the result for a point depends only on its descriptor,
+        not on the batch size or how ``x`` was split (tested bit for bit).
+
+    Returns
+    -------
+    dict of (n,) float64 numpy arrays:
+        mean : 1/N_s sum_j f_j(x), target units (e/Bohr^3)
+        epistemic_var : 1/N_s sum_j (f_j - mean)^2, the second term of Eq. 7, (e/Bohr^3)^2
+        aleatoric_var : 1/N_s sum_j sigma_j^2(x), the first term of Eq. 7, (e/Bohr^3)^2
+        total_var : epistemic_var + aleatoric_var
+    """
+    x = _as_float64(x, "x", model.n_in)
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).any(1).sum())
+        raise InputError(f"{bad} descriptor rows contain NaN or inf")
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
+    rows, n = _round_up(int(batch_size)), x.shape[0]
+    layers = _padded_layers(samples, model)
+    act = ACTIVATIONS[model.activation]
+    x_mean, x_std = model.x_mean.detach().cpu().double(), model.x_std.detach().cpu().double()
+    y_mean, y_std = float(model.y_mean), float(model.y_std)
+    out = {key: np.empty(n) for key in ("mean", "epistemic_var", "aleatoric_var", "total_var")}
+    for start in range(0, n, rows):
+        m = min(rows, n - start)
+        block = torch.zeros(rows, _round_up(model.n_in), dtype=torch.float64)
+        block[:m, :model.n_in] = (x[start:start + m] - x_mean) / x_std
+        f_blk = torch.empty(samples.n_samples, rows, dtype=torch.float64)
+        ale_sum = torch.zeros(rows, dtype=torch.float64)
+        for j in range(samples.n_samples):
+            f_blk[j], s = _forward_block(block, layers, j, act)
+            ale_sum += torch.exp(s)
+        for key, value in _moments(f_blk, ale_sum, y_mean, y_std).items():
+            out[key][start:start + m] = value[:m].numpy()
+    return out
+
+
+def _moments(f_blk: torch.Tensor, ale_sum: torch.Tensor, y_mean: float, y_std: float) -> dict:
+    """Eq. 7 moments of one block in physical units, by explicit loops over the samples of
+    elementwise IEEE operations (fixed order, so independent of a row's position)."""
+    n_s = f_blk.shape[0]
+    total = torch.zeros(f_blk.shape[1], dtype=torch.float64)
+    for j in range(n_s):
+        total += f_blk[j]
+    mean_n = total / n_s
+    spread = torch.zeros_like(mean_n)
+    for j in range(n_s):
+        spread += (f_blk[j] - mean_n) ** 2
+    epistemic = spread / n_s * y_std**2
+    aleatoric = ale_sum / n_s * y_std**2
+    return {"mean": mean_n * y_std + y_mean, "epistemic_var": epistemic,
+            "aleatoric_var": aleatoric, "total_var": epistemic + aleatoric}
+
+
+# -------------------------------------------------------------------------------- model files ---
+
+def _plain(obj, where: str = "meta"):
+    """``obj`` as plain Python (dict/list/str/number/bool/None); numpy values converted."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    raise TypeError(f"{where} is a {type(obj).__name__}; model metadata must be plain values "
+                    f"(dict, list, str, number, bool, None, numpy arrays)")
+
+
+def save_model(path, model: BayesianNet, meta: dict | None = None) -> Path:
+    """Write the model (architecture, weights, normalisation) and ``meta`` (plain values: feature
+    spec, target, training summary) with ``torch.save``; written to a temporary name, then renamed.
+    Returns the path."""
+    path = Path(path)
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "architecture": model.architecture(),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+               "meta": _plain(dict(meta or {}))}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_model(path) -> tuple[BayesianNet, dict]:
+    """Read a file of ``save_model`` -> (model in evaluation mode, meta). Raises ModelError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist; give the path of a trained model")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"{path} is not an hpcdens model file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not an hpcdens model file (no '{FORMAT}' marker)")
+    if payload.get("version", 0) > FORMAT_VERSION:
+        raise ModelError(f"{path} has model format {payload['version']}, newer than this "
+                         f"hpcdens reads ({FORMAT_VERSION}); upgrade hpcdens")
+    try:
+        arch = payload["architecture"]
+        model = BayesianNet(arch["n_in"], arch["hidden_layers"], arch["activation"],
+                            arch["prior_sigma"], arch["posterior_sigma0"])
+        state = payload["state_dict"]
+        model.to(next(iter(state.values())).dtype)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError, InputError, StopIteration) as err:
+        raise ModelError(f"{path}: stored weights do not fit the stored architecture "
+                         f"({type(err).__name__}: {err})") from err
+    return model.eval(), payload.get("meta", {})
