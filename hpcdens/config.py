@@ -292,6 +292,43 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """``[train]``: fitting the network.
+
+    points_per_snapshot : grid points drawn at random from each snapshot (0 = all of them).
+    validation_fraction : fraction of the snapshots held out for validation (split by snapshot,
+        never by grid point; at least one snapshot when there are two or more).
+    epochs : maximum passes over the training points.
+    batch_size : grid points per optimiser step (per rank).
+    learning_rate : Adam step size.
+    patience : stop after this many epochs without a better validation loss.
+    seed : seed of the point subsampling, the split, the initial weights and the minibatches.
+    """
+
+    SECTION = "train"
+    points_per_snapshot: int = 20000
+    validation_fraction: float = 0.2
+    epochs: int = 200
+    batch_size: int = 1024
+    learning_rate: float = 1e-3
+    patience: int = 20
+    seed: int = 0
+
+    def __post_init__(self):
+        s = self.SECTION
+        _require(self.points_per_snapshot >= 0, s, "points_per_snapshot", self.points_per_snapshot,
+                 "must be >= 0", "use 0 for every grid point or e.g. 20000")
+        _require(0 <= self.validation_fraction < 1, s, "validation_fraction",
+                 self.validation_fraction, "must be in [0, 1)", "use e.g. 0.2")
+        _require(self.epochs >= 1, s, "epochs", self.epochs, "must be >= 1", "use e.g. 200")
+        _require(self.batch_size >= 1, s, "batch_size", self.batch_size, "must be >= 1",
+                 "use e.g. 1024")
+        _require(self.learning_rate > 0, s, "learning_rate", self.learning_rate, "must be > 0",
+                 "use e.g. 1e-3")
+        _require(self.patience >= 1, s, "patience", self.patience, "must be >= 1", "use e.g. 20")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """``[output]``: where results go.
 
@@ -313,6 +350,7 @@ class Config:
     dft: DFTConfig = DFTConfig()
     descriptors: DescriptorConfig = DescriptorConfig()
     model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
     source: Path | None = None
 
