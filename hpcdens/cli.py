@@ -14,7 +14,7 @@ from .errors import HpcdensError, InputError
 log = logging.getLogger("hpcdens")
 
 NOT_YET = {
-    "train": "descriptors, Bayesian neural network and training (issue: descriptors/BNN)",
+    "train": "the training driver (issue: descriptors/BNN)",
     "predict": "MPI domain-decomposed prediction (issue: MPI prediction)",
     "energy": "Harris-Foulkes energy of a prediction (issue: Harris-Foulkes energy)",
     "evaluate": "evaluation against a DFT test set (issue: Harris-Foulkes energy)",
@@ -62,6 +62,74 @@ def _add_structures(sub):
     p.set_defaults(func=_cmd_structures)
 
 
+def _cmd_generate(args) -> int:
+    from mpi4py import MPI
+
+    from .config import load_config
+    from .generate import run_generate, summary_table
+
+    comm = MPI.COMM_WORLD
+    config = load_config(args.config)
+    out = Path(args.out or Path(config.output.directory) / "train.h5")
+    if comm.rank == 0 and args.out is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
+    summary = run_generate(config, out, comm, overwrite=args.overwrite, extend=args.extend,
+                           retry_failed=args.retry_failed, progress=not args.no_progress)
+    if comm.rank == 0:
+        print(summary_table(out))
+        for record in summary["failures"]:
+            print(f"FAILED {record['key']}: {record['reason']}")
+        print(f"{summary['snapshots']} of {summary['tasks']} snapshots labelled "
+              f"({summary['labelled_now']} now, on {summary['ranks']} ranks), "
+              f"{len(summary['failures'])} failed -> {out}")
+    return 1 if summary["failures"] else 0
+
+
+def _add_generate(sub):
+    p = sub.add_parser("generate", help="label the structures of an input file with DFT (MPI)",
+                       description="Label every (composition, snapshot) of CONFIG with the DFT "
+                       "backend of [dft], farmed over the MPI ranks (mpirun -n N hpcdens generate "
+                       "CONFIG), into one HDF5 training set (default <output.directory>/train.h5). "
+                       "Killed and started again, it keeps every finished snapshot and labels only "
+                       "the missing ones. Failed SCFs are reported and not stored.")
+    p.add_argument("config", help="input file (TOML)")
+    p.add_argument("--out", help="training-set file (.h5)")
+    p.add_argument("--overwrite", action="store_true", help="discard an existing training set and "
+                   "its finished snapshots and start again")
+    p.add_argument("--extend", action="store_true", help="add the snapshots missing from an "
+                   "existing training set (e.g. after adding compositions)")
+    p.add_argument("--retry-failed", action="store_true", help="label again the snapshots whose "
+                   "SCF failed before")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+
+
+def _cmd_bench(args) -> int:
+    from .bench import REFERENCE_CELLS, bench_dft, format_dft_rows
+
+    cells = args.cells or list(REFERENCE_CELLS)
+    unknown = [c for c in cells if c not in REFERENCE_CELLS]
+    if unknown:
+        raise InputError(f"unknown benchmark cell(s) {unknown}; choose from {list(REFERENCE_CELLS)}")
+    print(format_dft_rows([]), flush=True)
+    for row in bench_dft(args.backends, cells):
+        print(format_dft_rows([row]).splitlines()[-1], flush=True)
+    return 0
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="benchmarks that print figures",
+                       description="Benchmarks. 'bench dft': one SCF per backend for Si8, an "
+                       "8-atom SiGeSn cell and a 4-atom fcc CrFeCoNi cell; prints wall time, "
+                       "SCF iterations, mesh and basis.")
+    what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    dft = what.add_parser("dft", help="SCF wall time and iterations per backend and cell")
+    dft.add_argument("--backends", nargs="+", default=["pyscf", "sparc"], choices=["pyscf", "sparc"])
+    dft.add_argument("--cells", nargs="+", help="subset of Si8 Si4Ge2Sn2 CrFeCoNi")
+    dft.set_defaults(func=_cmd_bench)
+
+
 def _add_not_yet(sub):
     for name, what in NOT_YET.items():
         p = sub.add_parser(name, help=f"(not yet available: {what})")
@@ -88,7 +156,7 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = [_add_structures]
+COMMANDS = [_add_structures, _add_generate, _add_bench]
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,10 @@ Each backend is a module with
     Superposition of neutral atomic densities (SAD) on ``grid``, e/Bohr^3, shape ``grid.shape``.
 ``make_grid(atoms, settings) -> Grid``
     The grid ``scf`` will use for ``atoms``.
+``harris_foulkes(atoms, grid, rho, settings) -> DFTResult``
+    The Harris-Foulkes energy of a given density ``rho`` on ``grid`` (one non-self-consistent
+    Kohn-Sham step with the same code and settings as ``scf``); ``rho`` is used as given, so
+    renormalise it to N_e first (Eq. 9).
 
 Backends are looked up by name in :data:`BACKENDS` and imported only when used.
 """

@@ -1,0 +1,200 @@
+"""``hpcdens generate``: label every (composition, snapshot) of an input file with DFT, farmed over
+MPI ranks, into one HDF5 training set.
+
+The MPI shell around :mod:`hpcdens.plan`, :mod:`hpcdens.dft` and :mod:`hpcdens.data`. Each rank
+labels its share of the tasks and writes each result as a part file as soon as it is done (the
+journal); rank 0 assembles the training set at the end. A killed run keeps every finished part;
+started again it labels only what is missing. Failed SCFs are recorded with their reason (and not
+retried unless ``retry_failed``), never stored as labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from . import __version__, data
+from .config import Config
+from .dft import get_backend
+from .errors import DFTFailed, HpcdensError, InputError
+from .plan import Task, build_plan
+
+log = logging.getLogger(__name__)
+
+
+def settings_fingerprint(config: Config) -> str:
+    """Hash of everything that decides the labels (structures and DFT settings)."""
+    relevant = {"system": asdict(config.system), "snapshots": asdict(config.snapshots),
+                "dft": asdict(config.dft)}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare_output(out: Path, config: Config, overwrite: bool, extend: bool) -> str:
+    """Check and prepare the output on one rank; returns a status line. Raises InputError."""
+    parts, manifest = data.parts_dir(out), data.parts_dir(out) / "manifest.json"
+    if not out.parent.is_dir():
+        raise InputError(f"output directory {str(out.parent)!r} does not exist. Fix: create it "
+                         f"(mkdir -p {out.parent}) or pass another --out")
+    if overwrite:
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
+    elif out.exists() and not extend:
+        raise InputError(f"training set {str(out)!r} already exists. Fix: --extend to label what is "
+                         "missing from it, --overwrite to start again, or another --out")
+    fingerprint = settings_fingerprint(config)
+    if manifest.is_file():
+        old = json.loads(manifest.read_text())
+        if old.get("fingerprint") != fingerprint:
+            raise InputError(f"the finished snapshots in {str(parts)!r} were made with other "
+                             "structure or DFT settings than this input file. Fix: --overwrite to "
+                             "start again, or another --out")
+        data.clean_partial(out)
+        return "resuming"
+    parts.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"fingerprint": fingerprint, "name": config.name}, indent=1))
+    return "new"
+
+
+def pending(out: Path, tasks: list[Task], retry_failed: bool) -> list[int]:
+    """Indices of the tasks that still need a DFT label."""
+    todo = []
+    for i, task in enumerate(tasks):
+        if data.part_is_complete(out, task.key):
+            continue
+        failed = data.failure_path(out, task.key)
+        if failed.is_file() and not retry_failed:
+            continue
+        failed.unlink(missing_ok=True)
+        todo.append(i)
+    return todo
+
+
+def assign(todo: list[int], n_ranks: int) -> list[list[int]]:
+    """Round-robin shares of the pending tasks (all tasks of an input file have the same cell
+    size, so their costs are alike)."""
+    return [todo[r::n_ranks] for r in range(n_ranks)]
+
+
+def label(task: Task, out: Path, run_id: str) -> bool:
+    """Build, label and journal one task. Returns True when stored, False when recorded failed."""
+    backend = get_backend(task.config.dft.backend)
+    atoms = task.build_atoms()
+    try:
+        result = backend.scf(atoms, task.config.dft)
+    except DFTFailed as err:
+        data.write_failure(out, task.key, f"DFT failed: {err}", {"run_id": run_id})
+        return False
+    if not result.converged:
+        data.write_failure(out, task.key, result.message or "SCF not converged",
+                           {"run_id": run_id, "n_iterations": result.n_iterations,
+                            "wall_time_s": result.wall_time_s})
+        return False
+    rho_sad = backend.atomic_density(atoms, result.grid, task.config.dft)
+    data.write_part(out, task.key, atoms, result, rho_sad, {"run_id": run_id})
+    return True
+
+
+class _Progress:
+    """Rank 0's progress bar with ETA: counts finished part and failure files every second, so
+    it moves while rank 0 itself is busy inside an SCF."""
+
+    def __init__(self, out: Path, total: int, already: int, enabled: bool):
+        self.out, self.already, self.stop = out, already, threading.Event()
+        self.bar = None
+        if enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc="DFT labels", unit="snapshot", smoothing=0.1)
+            self.thread = threading.Thread(target=self._poll, daemon=True)
+            self.thread.start()
+
+    def _count(self) -> int:
+        return _done_count(self.out) - self.already
+
+    def _poll(self):
+        while not self.stop.wait(1.0):
+            self.bar.n = self._count()
+            self.bar.refresh()
+
+    def close(self):
+        if self.bar is not None:
+            self.stop.set()
+            self.thread.join()
+            self.bar.n = self._count()
+            self.bar.close()
+
+
+def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,
+                 retry_failed=False, progress=True) -> dict:
+    """Label the tasks of ``config`` into ``out`` on all ranks of ``comm``; returns the summary
+    (on every rank). Input problems raise InputError on every rank together."""
+    tasks = build_plan(config)
+    status = None
+    if comm.rank == 0:
+        try:
+            status = ("ok", prepare_output(out, config, overwrite, extend))
+        except InputError as err:
+            status = ("error", str(err))
+    status = comm.bcast(status, root=0)
+    if status[0] == "error":
+        raise InputError(status[1])
+    todo = comm.bcast(pending(out, tasks, retry_failed) if comm.rank == 0 else None, root=0)
+    run_id = comm.bcast(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}", root=0)
+    shares = assign(todo, comm.size)
+    if comm.rank == 0:
+        log.info("%s: %d snapshots, %d to label on %d ranks", status[1], len(tasks), len(todo),
+                 comm.size)
+    bar = _Progress(out, len(todo), _done_count(out), progress and comm.rank == 0)
+    error = _work(shares[comm.rank], tasks, out, run_id)
+    errors = [e for e in comm.allgather(error) if e]
+    bar.close()
+    if errors:
+        raise HpcdensError("; ".join(errors))
+    summary = None
+    if comm.rank == 0:
+        meta = {"name": config.name, "hpcdens_version": __version__, "backend": config.dft.backend,
+                "fingerprint": settings_fingerprint(config),
+                "input_file": config.source.read_text() if config.source else ""}
+        n, failures = data.assemble(out, [t.key for t in tasks], meta)
+        summary = {"snapshots": n, "failures": failures, "tasks": len(tasks),
+                   "labelled_now": len(todo), "ranks": comm.size}
+    return comm.bcast(summary, root=0)
+
+
+def _done_count(out: Path) -> int:
+    parts = data.parts_dir(out)
+    return len(list(parts.glob("*.h5"))) + len(list(parts.glob("*.failed.json")))
+
+
+def _work(indices: list[int], tasks: list[Task], out: Path, run_id: str) -> str | None:
+    """Label this rank's tasks; stop at the first setup error and return its message."""
+    for i in indices:
+        try:
+            label(tasks[i], out, run_id)
+        except HpcdensError as err:
+            return f"{tasks[i].key}: {err}"
+    return None
+
+
+def summary_table(out: Path) -> str:
+    """Per-composition table of a finished training set: snapshots, failures, energy, SCF cost."""
+    rows = {}
+    for snap in data.read_training_set(out):
+        comp = snap.attrs.get("requested_composition", snap.key.split("/")[0])
+        r = rows.setdefault(comp, {"n": 0, "e": 0.0, "it": 0, "t": 0.0})
+        r["n"] += 1
+        r["e"] += snap.attrs["energy_ha"] / len(snap.atoms)
+        r["it"] += snap.attrs["n_iterations"]
+        r["t"] += snap.attrs["wall_time_s"]
+    lines = [f"{'composition':<28}{'snapshots':>10}{'E (Ha/atom)':>14}{'SCF iter':>10}{'SCF s':>9}"]
+    for comp, r in rows.items():
+        n = r["n"]
+        lines.append(f"{comp:<28}{n:>10}{r['e'] / n:>14.6f}{r['it'] / n:>10.1f}{r['t'] / n:>9.1f}")
+    return "\n".join(lines)
