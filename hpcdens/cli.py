@@ -14,7 +14,6 @@ from .errors import HpcdensError, InputError
 log = logging.getLogger("hpcdens")
 
 NOT_YET = {
-    "train": "the training driver (issue: descriptors/BNN)",
     "predict": "MPI domain-decomposed prediction (issue: MPI prediction)",
     "energy": "Harris-Foulkes energy of a prediction (issue: Harris-Foulkes energy)",
     "evaluate": "evaluation against a DFT test set (issue: Harris-Foulkes energy)",
@@ -156,7 +155,19 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = [_add_structures, _add_generate, _add_bench]
+def _add_train(sub):
+    from .train import register_train
+
+    register_train(sub)
+
+
+def _add_select_m(sub):
+    from .train import register_select_m
+
+    register_select_m(sub)
+
+
+COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_bench]
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded PySCF backend with tiny cells (inputs/demo.toml):
-# install (idempotent), build the structures, label them with DFT on 2 MPI ranks, and then each
-# later stage of the pipeline that exists in this version. Output goes to runs/demo/.
+# install (idempotent), then every stage of the pipeline that this version has, on
+# $HPCDENS_DEMO_RANKS MPI ranks (default 2). Output goes to runs/demo/.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -19,13 +19,12 @@ step "1. structures: compositions x snapshots -> $OUT/structures.extxyz"
 hpcdens structures "$INPUT" --overwrite
 
 step "2. DFT training set on $NP ranks (PySCF) -> $OUT/train.h5"
-if hpcdens generate --help >/dev/null 2>&1; then
-    mpirun -n "$NP" hpcdens generate "$INPUT"
-else
-    echo "not available yet: 'hpcdens generate' arrives with the DFT backends issue"
-fi
+mpirun -n "$NP" hpcdens generate "$INPUT" --overwrite
 
-step "3. the rest of the pipeline"
+step "3. Bayesian neural network on $NP ranks -> $OUT/model.pt"
+mpirun -n "$NP" hpcdens train "$INPUT" --overwrite
+
+step "4. the rest of the pipeline"
 python - <<'PY'
 from hpcdens.cli import NOT_YET
 if NOT_YET:

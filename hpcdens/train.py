@@ -1,0 +1,319 @@
+"""``hpcdens train``: fit the Bayesian neural network to training sets, with checkpoints, resume and
+MPI data parallelism; the model file carries the feature spec a predictor must match.
+
+The driver: paths and output checks, checkpoints, model metadata and the command line. The data
+pipeline is :mod:`hpcdens.train_data`, the loop :mod:`hpcdens.train_loop`, the M scan
+:mod:`hpcdens.train_select_m`. Only rank 0 writes files; input errors are raised on every rank
+together, before any work. Documentation: docs/commands/train.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from . import __version__, bnn
+from .errors import InputError
+from .train_data import HASH_SCHEME, dft_settings, valence_electrons
+from .train_loop import Dataset, TrainState, fit, new_model, prepare_data
+
+log = logging.getLogger(__name__)
+
+CKPT_FORMAT, CKPT_VERSION = "hpcdens-train-checkpoint", 1
+RNG_SCHEME = ("counter-based: initial weights from torch.Generator seeded by (train.seed, 3); "
+              "epoch e on rank r shuffles and samples from one seeded by (train.seed, 4, e, r)")
+
+
+def default_paths(config, data=None, out=None) -> tuple[list[Path], Path]:
+    """Training-set files (default ``<output.directory>/train.h5``) and model file (default
+    ``<output.directory>/model.pt``)."""
+    directory = Path(config.output.directory)
+    paths = [Path(p) for p in (data or [directory / "train.h5"])]
+    return paths, Path(out or directory / "model.pt")
+
+
+def checkpoint_path(out) -> Path:
+    """The checkpoint written next to the model: ``<out>.ckpt``."""
+    return Path(f"{out}.ckpt")
+
+
+def check_inputs(paths) -> None:
+    """Raise InputError (with the fix) for a training-set path that is not a file."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise InputError(f"training set {str(path)!r} does not exist. Fix: run 'hpcdens "
+                             f"generate CONFIG' first, or point --data at an existing file")
+
+
+def check_outputs(out: Path, resume: bool, overwrite: bool) -> None:
+    """Raise InputError (with the fix) when the model or checkpoint paths do not fit the flags."""
+    ckpt = checkpoint_path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"output directory {str(out.parent)!r} does not exist. Fix: create it "
+                         f"(mkdir -p {out.parent}) or choose another --out")
+    if out.exists() and not overwrite:
+        raise InputError(f"model {str(out)!r} already exists. Fix: pass --overwrite to replace it, "
+                         "or choose another --out")
+    if resume and not ckpt.is_file():
+        raise InputError(f"--resume: no checkpoint {str(ckpt)!r} to continue from. Fix: run "
+                         "without --resume to start training")
+    if ckpt.exists() and not (resume or overwrite):
+        raise InputError(f"checkpoint {str(ckpt)!r} of an earlier run exists. Fix: pass --resume "
+                         "to continue it, or --overwrite to start again")
+
+
+def on_root(comm, fn, *args):
+    """``fn(*args)`` on rank 0; its result, or its InputError, on every rank."""
+    status = None
+    if comm.rank == 0:
+        try:
+            status = ("ok", fn(*args))
+        except InputError as err:
+            status = ("error", str(err))
+    status = comm.bcast(status, root=0)
+    if status[0] == "error":
+        raise InputError(status[1])
+    return status[1]
+
+
+def run_train(config, data=None, out=None, comm=None, resume: bool = False,
+              overwrite: bool = False, progress: bool = True,
+              stop_after: int | None = None) -> dict:
+    """Train on the files ``data`` (default ``<output.directory>/train.h5``) and write the model
+    to ``out`` (default ``<output.directory>/model.pt``), on every rank of ``comm`` (default
+    ``MPI.COMM_SELF``). ``stop_after`` ends this call after that many epochs, with the checkpoint
+    written and no model (what a killed run leaves; ``resume=True`` continues). Returns the
+    summary on every rank."""
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_SELF
+    t0 = time.perf_counter()
+    paths, out = default_paths(config, data, out)
+    check_inputs(paths)
+    on_root(comm, check_outputs, out, resume, overwrite)
+    dataset = prepare_data(config, paths, comm)
+    if comm.rank == 0:
+        _log_data(config, dataset, comm.size)
+    model = new_model(config, dataset, comm)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
+    fp = fingerprint(config, dataset, model)
+    ckpt = checkpoint_path(out)
+    state = restore(ckpt, fp, model, optimizer, comm) if resume else TrainState()
+    if comm.rank == 0 and not resume:
+        ckpt.unlink(missing_ok=True)
+
+    def on_epoch(st, net, opt):
+        if comm.rank == 0:
+            write_checkpoint(ckpt, st, net, opt, fp, config, comm.size)
+
+    n_before = len(state.history)
+    fit(model, optimizer, dataset, config, comm, state, on_epoch, progress, stop_after)
+    summary = _summary(config, dataset, state, comm.size, out, n_before)
+    summary["wall_time_s"] = time.perf_counter() - t0
+    if summary["finished"] and comm.rank == 0:
+        bnn.save_model(out, model, model_meta(config, dataset, state, summary))
+        log.info("model -> %s", out)
+    comm.Barrier()
+    return summary
+
+
+def _log_data(config, d: Dataset, ranks: int):
+    log.info("%d snapshots: %d training (%d points), %d validation (%d points); M = %d, "
+             "species %s, target %s, %d ranks", len(d.labelled), len(d.train_idx),
+             d.train.n_global, len(d.val_idx), d.val.n_global if d.val else 0,
+             d.features["M"], d.features["species"], config.model.target, ranks)
+    if not d.val_idx:
+        log.warning("no validation snapshots (%d snapshot(s), validation_fraction %g): early "
+                    "stopping uses the training loss", len(d.labelled),
+                    config.train.validation_fraction)
+    val_species = {int(z) for i in d.val_idx for z in d.labelled[i].snapshot.atoms.numbers}
+    if val_species - set(d.features["species"]):
+        log.warning("validation snapshots hold species %s that no training snapshot has",
+                    sorted(val_species - set(d.features["species"])))
+
+
+# ---------------------------------------------------------------------------- checkpoints ---
+
+def fingerprint(config, d: Dataset, model) -> dict:
+    """What must not change between a checkpoint and its resumption (epochs and patience may)."""
+    tc = config.train
+    return json.loads(json.dumps({
+        "data_sha256": d.data_sha256, "features": d.features, "target": config.model.target,
+        "architecture": model.architecture(),
+        "train": {"points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
+                  "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
+                  "learning_rate": tc.learning_rate}}))
+
+
+def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, config,
+                     ranks: int) -> None:
+    """Model, optimizer, epoch, best weights and metrics, early-stopping counter, history and the
+    random-stream description, to a temporary name, then renamed."""
+    payload = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "fingerprint": fp,
+               "epoch": state.epoch, "model": model.state_dict(),
+               "optimizer": optimizer.state_dict(),
+               "best": {"loss": state.best_loss, "epoch": state.best_epoch,
+                        "metrics": state.best_metrics, "state": state.best_state},
+               "bad_epochs": state.bad_epochs, "history": state.history,
+               "rng": {"scheme": RNG_SCHEME, "seed": config.train.seed, "next_epoch": state.epoch},
+               "ranks": ranks, "hpcdens_version": __version__}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, fp: dict) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InputError(f"checkpoint {str(path)!r} cannot be read ({type(err).__name__}). Fix: "
+                         "delete it and train with --overwrite") from err
+    if not isinstance(payload, dict) or payload.get("format") != CKPT_FORMAT:
+        raise InputError(f"{str(path)!r} is not an hpcdens training checkpoint. Fix: delete it "
+                         "and train with --overwrite")
+    now, then = _flat(fp), _flat(payload.get("fingerprint", {}))
+    changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    if changed:
+        raise InputError(f"checkpoint {str(path)!r} was made with other data or settings "
+                         f"({', '.join(changed)}). Fix: restore them, or train from scratch with "
+                         "--overwrite instead of --resume")
+    return payload
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def restore(path: Path, fp: dict, model, optimizer, comm) -> TrainState:
+    """Load a checkpoint (read on rank 0, broadcast) into ``model`` and ``optimizer``."""
+    payload = on_root(comm, _load_checkpoint, path, fp)
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    best = payload["best"]
+    if comm.rank == 0:
+        log.info("resuming %s after epoch %d (written on %d ranks, now %d)", path,
+                 payload["epoch"], payload["ranks"], comm.size)
+    return TrainState(epoch=payload["epoch"], best_loss=best["loss"], best_epoch=best["epoch"],
+                      best_metrics=best["metrics"], best_state=best["state"],
+                      bad_epochs=payload["bad_epochs"], history=list(payload["history"]))
+
+
+# ------------------------------------------------------------------------------- results ---
+
+def _summary(config, d: Dataset, state: TrainState, ranks: int, out: Path, n_before: int) -> dict:
+    tc, now = config.train, state.history[n_before:]
+    return {"out": str(out), "checkpoint": str(checkpoint_path(out)),
+            "finished": state.done(tc.epochs, tc.patience), "epochs_run": state.epoch,
+            "best_epoch": state.best_epoch, "stopped_early": state.bad_epochs >= tc.patience,
+            "early_stopping_on": "validation loss" if d.val_idx else "training loss",
+            "best": dict(state.best_metrics), "n_train_points": d.train.n_global,
+            "n_validation_points": d.val.n_global if d.val else 0,
+            "n_train_snapshots": len(d.train_idx), "n_validation_snapshots": len(d.val_idx),
+            "ranks": ranks, "history": state.history,
+            "epoch_time_s": (sum(h["train_s"] + h["val_s"] for h in now) / len(now)
+                             if now else 0.0)}
+
+
+def model_meta(config, d: Dataset, state: TrainState, summary: dict) -> dict:
+    """The metadata stored with the model (plain values): the flat keys ``hpcdens predict``
+    reads (n_neighbors, species, descriptor_version, target, n_samples, sample_seed, and when the
+    training snapshots determine them, dft and valence_electrons), the full feature spec,
+    provenance (data hash and files, split), training summary and validation metrics, the
+    config."""
+    def keys(indices):
+        return [{"file": d.labelled[i].file_index, "key": d.labelled[i].key} for i in indices]
+
+    training = {k: summary[k] for k in ("epochs_run", "best_epoch", "stopped_early",
+                                        "early_stopping_on", "n_train_points",
+                                        "n_validation_points", "ranks", "wall_time_s")}
+    training.update(data_files=d.files, data_sha256=d.data_sha256, data_hash_scheme=HASH_SCHEME,
+                    train_snapshots=keys(d.train_idx), validation_snapshots=keys(d.val_idx),
+                    validation=dict(state.best_metrics), seed=config.train.seed,
+                    history=state.history)
+    species = d.features["species"]
+    predict = {"n_neighbors": d.features["M"], "species": species,
+               "descriptor_version": d.features["descriptor_version"],
+               "target": config.model.target, "n_samples": config.model.n_samples,
+               "sample_seed": config.model.seed}
+    for key, value in (("dft", dft_settings(d.labelled, d.train_idx)),
+                       ("valence_electrons", valence_electrons(d.labelled, d.train_idx))):
+        if value is not None:
+            predict[key] = value
+    return {**predict, "features": d.features, "training": training,
+            "config": config_record(config), "hpcdens_version": __version__}
+
+
+def config_record(config) -> dict:
+    """The input file's text and the sections that shaped the model."""
+    text = config.source.read_text() if config.source and config.source.is_file() else ""
+    return {"name": config.name, "toml": text,
+            **{s: dataclasses.asdict(getattr(config, s))
+               for s in ("descriptors", "model", "train")}}
+
+
+# ---------------------------------------------------------------------------- command line ---
+
+def register_train(sub) -> None:
+    """Add the ``train`` subcommand to an argparse ``add_subparsers`` object."""
+    p = sub.add_parser(
+        "train", help="train the Bayesian neural network on training sets (MPI data parallel)",
+        description="Train the Bayesian neural network of CONFIG ([descriptors], [model], "
+        "[train]) on one or more training sets (default <output.directory>/train.h5): per "
+        "snapshot, train.points_per_snapshot random grid points, descriptors with M = "
+        "descriptors.n_neighbors, validation split by snapshot, Adam on the ELBO, early stopping "
+        "on the validation loss. Writes the best model (default <output.directory>/model.pt) and, "
+        "after every epoch, the checkpoint <model>.ckpt. Data parallel under mpirun -n N. "
+        "See docs/commands/train.md.")
+    p.add_argument("config", help="input file (TOML)")
+    p.add_argument("--data", nargs="+", metavar="FILE", help="training-set files (.h5), "
+                   "default <output.directory>/train.h5")
+    p.add_argument("--out", metavar="MODEL", help="model file, default <output.directory>/model.pt")
+    p.add_argument("--resume", action="store_true", help="continue from <MODEL>.ckpt (same data "
+                   "and settings; [train] epochs and patience may be raised)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model and "
+                   "discard an existing checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+
+def register_select_m(sub) -> None:
+    """Add the ``select-m`` subcommand (see :mod:`hpcdens.train_select_m`)."""
+    from .train_select_m import register
+
+    register(sub)
+
+
+def cmd_train(args) -> int:
+    """``hpcdens train``: returns the exit code (0)."""
+    from mpi4py import MPI
+
+    from .config import load_config
+
+    comm = MPI.COMM_WORLD
+    s = run_train(load_config(args.config), args.data, args.out, comm, resume=args.resume,
+                  overwrite=args.overwrite, progress=not args.no_progress)
+    if comm.rank == 0:
+        best = s["best"]
+        print(f"trained on {s['n_train_points']} points of {s['n_train_snapshots']} snapshots "
+              f"({s['ranks']} ranks, {s['epoch_time_s']:.2f} s/epoch), {s['epochs_run']} epochs"
+              f"{' (early stop)' if s['stopped_early'] else ''}; best epoch {s['best_epoch']}")
+        if "nrmse" in best:
+            print(f"validation ({s['n_validation_snapshots']} snapshots, "
+                  f"{s['n_validation_points']} points): NRMSE {best['nrmse']:.4g} "
+                  f"(training-mean predictor {best['baseline_nrmse']:.4g}), "
+                  f"L1 {best['relative_l1_percent']:.3g} %")
+        print(f"model -> {s['out']}")
+    return 0

@@ -1,0 +1,157 @@
+"""``hpcdens select-m``: validation error against the number of neighbours M (the paper's
+Fig. 12). For each M it trains one network on the same data, the same split, the same sampled
+points and the same seeds (only the descriptors change), with the loop of ``hpcdens train``, and
+reports the best validation NRMSE. Writes a CSV table and a PNG plot (rank 0)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+from .train import check_inputs, default_paths, on_root
+from .train_data import load_snapshots, n_validation
+from .train_loop import TrainState, fit, new_model, prepare_data
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("M", "n_in", "val_nrmse", "val_rel_l1_percent", "val_loss", "baseline_nrmse",
+           "best_epoch", "epochs_run", "train_time_s")
+
+
+def check_outputs(csv_path: Path, overwrite: bool) -> None:
+    """The CSV and its PNG (same name, .png) may be written; raises InputError with the fix."""
+    if not csv_path.parent.is_dir():
+        raise InputError(f"output directory {str(csv_path.parent)!r} does not exist. Fix: create "
+                         f"it (mkdir -p {csv_path.parent}) or choose another --out")
+    for path in (csv_path, csv_path.with_suffix(".png")):
+        if path.exists() and not overwrite:
+            raise InputError(f"{str(path)!r} already exists. Fix: pass --overwrite to replace it, "
+                             "or choose another --out")
+
+
+def check_ms(ms) -> list[int]:
+    """The distinct values of M in the order given; each must be >= 1."""
+    ms = list(dict.fromkeys(int(m) for m in ms))
+    if not ms or min(ms) < 1:
+        raise InputError(f"--m needs one or more values >= 1, got {ms}. Fix: e.g. --m 10 20 30 55")
+    return ms
+
+
+def run_select_m(config, ms, data=None, out=None, comm=None, overwrite: bool = False,
+                 progress: bool = False) -> list[dict]:
+    """Train one network per M in ``ms``; returns the rows of the table (every rank) and writes
+    ``out`` (default ``<output.directory>/select_m.csv``) and its .png on rank 0."""
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_SELF
+    ms = check_ms(ms)
+    paths, _ = default_paths(config, data)
+    out = Path(out or Path(config.output.directory) / "select_m.csv")
+    check_inputs(paths)
+    on_root(comm, check_outputs, out, overwrite)
+    labelled = load_snapshots(paths)
+    if n_validation(len(labelled), config.train.validation_fraction) == 0:
+        raise InputError(f"select-m compares validation errors, but {len(labelled)} snapshot(s) "
+                         f"with validation_fraction {config.train.validation_fraction} leave none "
+                         "for validation. Fix: use >= 2 snapshots and validation_fraction > 0")
+    rows = [_train_one(config, paths, labelled, m, comm, progress) for m in ms]
+    if comm.rank == 0:
+        write_csv(out, rows)
+        plot(out.with_suffix(".png"), rows, config.name)
+        print(format_table(rows))
+        print(f"table -> {out}, plot -> {out.with_suffix('.png')}")
+    return rows
+
+
+def _train_one(config, paths, labelled, m: int, comm, progress: bool) -> dict:
+    t0 = time.perf_counter()
+    data = prepare_data(config, paths, comm, m=m, labelled=labelled)
+    model = new_model(config, data, comm)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.learning_rate)
+    state = fit(model, optimizer, data, config, comm, TrainState(), progress=progress)
+    best = state.best_metrics
+    row = {"M": m, "n_in": 5 * m, "val_nrmse": best["nrmse"],
+           "val_rel_l1_percent": best["relative_l1_percent"], "val_loss": best["loss"],
+           "baseline_nrmse": best["baseline_nrmse"], "best_epoch": state.best_epoch,
+           "epochs_run": state.epoch, "train_time_s": time.perf_counter() - t0}
+    if comm.rank == 0:
+        log.info("M = %d: validation NRMSE %.4g (best epoch %d of %d), %.1f s", m,
+                 row["val_nrmse"], row["best_epoch"], row["epochs_run"], row["train_time_s"])
+    return row
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as a text table; the best M is marked with '*'."""
+    best = min(rows, key=lambda r: r["val_nrmse"])["M"]
+    lines = [f"{'M':>5} {'val NRMSE':>11} {'val L1 %':>9} {'baseline':>9} {'epochs':>7} {'s':>7}"]
+    for r in rows:
+        lines.append(f"{r['M']:>5} {r['val_nrmse']:>11.4e} {r['val_rel_l1_percent']:>9.3f} "
+                     f"{r['baseline_nrmse']:>9.4f} {r['epochs_run']:>7} "
+                     f"{r['train_time_s']:>7.1f}{' *' if r['M'] == best else ''}")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
+
+
+def plot(path: Path, rows: list[dict], title: str) -> None:
+    """Validation NRMSE against M (Fig. 12 of the paper), Agg canvas, no global backend change."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = sorted(rows, key=lambda r: r["M"])
+    fig = Figure(figsize=(5, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([r["M"] for r in rows], [r["val_nrmse"] for r in rows], "o-")
+    best = min(rows, key=lambda r: r["val_nrmse"])
+    ax.plot([best["M"]], [best["val_nrmse"]], "r*", ms=12, label=f"best M = {best['M']}")
+    ax.set_xlabel("M (nearest atoms per grid point)")
+    ax.set_ylabel("validation NRMSE")
+    ax.set_title(f"{title}: descriptor size")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def register(sub) -> None:
+    """Add the ``select-m`` subcommand to an argparse ``add_subparsers`` object."""
+    p = sub.add_parser(
+        "select-m", help="validation NRMSE against the number of neighbours M (paper Fig. 12)",
+        description="Train one network per value of M (descriptors.n_neighbors) on the same "
+        "training sets, the same split by snapshot, the same sampled grid points and the same "
+        "seeds, with the [model] and [train] settings of CONFIG, and report the best validation "
+        "NRMSE of each: a text table, a CSV (default <output.directory>/select_m.csv) and a PNG "
+        "plot next to it. Data parallel under mpirun -n N. Needs >= 2 snapshots and "
+        "train.validation_fraction > 0. See docs/commands/select-m.md.")
+    p.add_argument("config", help="input file (TOML)")
+    p.add_argument("--m", nargs="+", type=int, required=True, metavar="M",
+                   help="values of M to compare, e.g. --m 10 20 30 40 55 70")
+    p.add_argument("--data", nargs="+", metavar="FILE", help="training-set files (.h5), "
+                   "default <output.directory>/train.h5")
+    p.add_argument("--out", metavar="CSV", help="CSV table, default "
+                   "<output.directory>/select_m.csv; the plot goes to the same name with .png")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV and PNG")
+    p.add_argument("--progress", action="store_true", help="a progress bar per M")
+    p.set_defaults(func=cmd_select_m)
+
+
+def cmd_select_m(args) -> int:
+    """``hpcdens select-m``: returns the exit code (0)."""
+    from mpi4py import MPI
+
+    from .config import load_config
+
+    run_select_m(load_config(args.config), args.m, args.data, args.out, MPI.COMM_WORLD,
+                 overwrite=args.overwrite, progress=args.progress)
+    return 0
