@@ -30,6 +30,7 @@ from ase.md.langevin import Langevin
 from ase.neighborlist import neighbor_list
 from ase.parallel import DummyMPI
 
+from .composition import atom_counts
 from .errors import StructureError
 
 LATTICES = ("diamond", "fcc", "bcc")
@@ -179,22 +180,6 @@ def decorate(atoms: Atoms, counts: dict[str, int], rng: np.random.Generator) -> 
     out = atoms.copy()
     out.set_chemical_symbols(list(_shuffled_species(counts, rng)))
     return out
-
-
-def counts_from_fractions(fractions: dict[str, float], n_sites: int) -> dict[str, int]:
-    """Integer counts summing to ``n_sites`` that are closest to ``fractions * n_sites``.
-
-    Largest-remainder rounding: every element gets ``floor(x * n)``, and the sites left over go
-    to the largest remainders; equal remainders go to the alphabetically first symbol.
-    """
-    _check_fractions(fractions, "fractions")
-    n_sites = _int_at_least(n_sites, "n_sites")
-    exact = {s: x * n_sites for s, x in fractions.items()}
-    counts = {s: math.floor(v + 1e-9) for s, v in exact.items()}
-    order = sorted(exact, key=lambda s: (-round(exact[s] - counts[s], 9), s))
-    for s in order[:n_sites - sum(counts.values())]:
-        counts[s] += 1
-    return counts
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -384,7 +369,7 @@ def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, f
     With ``m = len(compositions)`` dividing ``bins``, no two face-sharing blocks hold the same
     composition, across the periodic boundary too (the paper's 27-bin cell is ``bins=3`` with
     three single-element compositions). Each block's sites get the exact counts of
-    :func:`counts_from_fractions` for its own composition, placed at random.
+    :func:`hpcdens.composition.atom_counts` for its own composition, placed at random.
 
     ``atoms`` is an ideal (unrattled) lattice built with ``supercell`` (int or 3 ints), each a
     multiple of ``bins`` (blocks per lattice vector, >= 2); rattle after segregating.
@@ -409,7 +394,7 @@ def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, f
     symbols = np.empty(len(atoms), dtype=object)
     for block in range(bins**3):
         sites = np.flatnonzero(flat == block)
-        counts = counts_from_fractions(compositions[colour[sites[0]]], len(sites))
+        counts, _ = atom_counts(compositions[colour[sites[0]]], len(sites))
         symbols[sites] = _shuffled_species(counts, rng)
     out = atoms.copy()
     out.set_chemical_symbols(list(symbols))

@@ -8,6 +8,7 @@ import pytest
 import ase.io
 from ase import Atoms
 
+from hpcdens.composition import atom_counts
 from hpcdens.errors import StructureError
 from hpcdens import structures as st
 
@@ -94,15 +95,6 @@ def test_decorate_errors():
         st.decorate(cell, {"Cr": 2, "Fe": 3}, rng())
     with pytest.raises(StructureError, match="unknown element"):
         st.decorate(cell, {"Qq": 4}, rng())
-
-
-def test_counts_from_fractions_largest_remainder():
-    assert st.counts_from_fractions({"Si": 0.125, "Ge": 0.375, "Sn": 0.5}, 64) == {
-        "Si": 8, "Ge": 24, "Sn": 32}
-    # 8/3 each: two sites left over, equal remainders -> alphabetical (Ge, Si) get them
-    assert st.counts_from_fractions({"Si": 1 / 3, "Ge": 1 / 3, "Sn": 1 / 3}, 8) == {
-        "Si": 3, "Ge": 3, "Sn": 2}
-    assert st.counts_from_fractions({"Cr": 0.1, "Fe": 0.9}, 4) == {"Cr": 0, "Fe": 4}
 
 
 # ----------------------------------------------------------------------------- snapshots
@@ -211,7 +203,7 @@ def test_checkerboard_blocks_exact_and_alternating(reps, bins):
         frac = frac_a if sum(block) % 2 == 0 else frac_b
         assert sum(got.values()) == per_block
         assert got == Counter({s: c for s, c in
-                               st.counts_from_fractions(frac, per_block).items() if c})
+                               atom_counts(frac, per_block)[0].items() if c})
     again = st.checkerboard(cell, reps, bins, frac_a, frac_b, rng(5))
     assert np.array_equal(board.numbers, again.numbers)
 
