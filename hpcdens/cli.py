@@ -15,7 +15,6 @@ log = logging.getLogger("hpcdens")
 
 NOT_YET = {
     "predict": "MPI domain-decomposed prediction (issue: MPI prediction)",
-    "energy": "Harris-Foulkes energy of a prediction (issue: Harris-Foulkes energy)",
     "evaluate": "evaluation against a DFT test set (issue: Harris-Foulkes energy)",
     "learn": "Bayesian active learning (issue: active learning)",
 }
@@ -167,7 +166,13 @@ def _add_select_m(sub):
     register_select_m(sub)
 
 
-COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_bench]
+def _add_energy(sub):
+    from .energy import register_energy
+
+    register_energy(sub)
+
+
+COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_energy, _add_bench]
 
 
 def main(argv=None) -> int:

@@ -149,13 +149,15 @@ def settings_used(settings, cell, density_tol: float) -> dict:
     }
 
 
-def run(atoms, settings, grid: Grid | None = None, callback=None):
+def run(atoms, settings, grid: Grid | None = None, callback=None, rho0=None):
     """:func:`scf` that also returns the :class:`GridKS` problem and the
     :class:`~hpcdens.dft.pyscf_mixing.SCFOutcome` (its ``step.dm`` is the density matrix).
 
     ``grid`` : optional grid on the cell of ``atoms`` (default :func:`make_grid`); an even shape
     is allowed (the Nyquist mode is dropped from derivatives) but odd shapes are the default.
     ``callback(dict)`` is passed on to :func:`hpcdens.dft.pyscf_mixing.run_scf`.
+    ``rho0`` : optional first input density on ``grid`` (e/Bohr^3; renormalise it to N_e first),
+    e.g. a predicted density; default PySCF's atomic guess.
     """
     t0 = time.perf_counter()
     if grid is None:
@@ -169,7 +171,7 @@ def run(atoms, settings, grid: Grid | None = None, callback=None):
     ks = GridKS(cell, xc=settings.xc, sigma=sigma)
     density_tol = pyscf_mixing.default_density_tol(settings.scf_tol)
     outcome = pyscf_mixing.run_scf(ks, settings.scf_tol, settings.max_scf_cycles,
-                                   density_tol=density_tol, callback=callback)
+                                   density_tol=density_tol, callback=callback, rho0=rho0)
     wall = time.perf_counter() - t0
     step = outcome.step
     result = DFTResult(

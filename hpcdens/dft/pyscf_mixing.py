@@ -87,14 +87,23 @@ class SCFOutcome:
 
 
 def run_scf(ks: GridKS, conv_tol: float, max_cycle: int, dm0=None, density_tol=None,
-            beta=MIXING_BETA, q0=KERKER_Q0, history=PULAY_HISTORY, callback=None) -> SCFOutcome:
+            beta=MIXING_BETA, q0=KERKER_Q0, history=PULAY_HISTORY, callback=None,
+            rho0=None) -> SCFOutcome:
     """Self-consistent field by density mixing; see the module docstring for the criteria.
+
+    The first input density is ``rho0`` (e/Bohr^3 on ``ks.mesh``, e.g. a predicted density) if
+    given, else the density of ``dm0``, else of PySCF's atomic guess.
 
     ``callback(dict)`` is called after every step with cycle, energy, hf_energy, energy_change,
     residual and step. A run that hits ``max_cycle`` returns ``converged=False`` with a message.
     """
     density_tol = default_density_tol(conv_tol) if density_tol is None else density_tol
-    rho_in = ks.density(ks.initial_dm() if dm0 is None else dm0)
+    if rho0 is not None and dm0 is not None:
+        raise ValueError("give an initial density rho0 or a density matrix dm0, not both")
+    if rho0 is not None:
+        rho_in = np.reshape(np.asarray(rho0, dtype=float), ks.mesh).copy()
+    else:
+        rho_in = ks.density(ks.initial_dm() if dm0 is None else dm0)
     mixer = PulayKerkerMixer(ks.cell, ks.mesh, beta, q0, history)
     e_last, d_e = math.nan, math.inf
     for cycle in range(1, max_cycle + 1):
