@@ -14,7 +14,6 @@ from .errors import HpcdensError, InputError
 log = logging.getLogger("hpcdens")
 
 NOT_YET = {
-    "predict": "MPI domain-decomposed prediction (issue: MPI prediction)",
     "evaluate": "evaluation against a DFT test set (issue: Harris-Foulkes energy)",
     "learn": "Bayesian active learning (issue: active learning)",
 }
@@ -120,12 +119,16 @@ def _add_bench(sub):
     p = sub.add_parser("bench", help="benchmarks that print figures",
                        description="Benchmarks. 'bench dft': one SCF per backend for Si8, an "
                        "8-atom SiGeSn cell and a 4-atom fcc CrFeCoNi cell; prints wall time, "
-                       "SCF iterations, mesh and basis.")
+                       "SCF iterations, mesh and basis. 'bench predict': MPI prediction speed, "
+                       "memory and phase timings.")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     dft = what.add_parser("dft", help="SCF wall time and iterations per backend and cell")
     dft.add_argument("--backends", nargs="+", default=["pyscf", "sparc"], choices=["pyscf", "sparc"])
     dft.add_argument("--cells", nargs="+", help="subset of Si8 Si4Ge2Sn2 CrFeCoNi")
     dft.set_defaults(func=_cmd_bench)
+    from .bench_predict import register_bench_predict
+
+    register_bench_predict(what)
 
 
 def _add_not_yet(sub):
@@ -172,7 +175,20 @@ def _add_energy(sub):
     register_energy(sub)
 
 
-COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_energy, _add_bench]
+def _add_predict(sub):
+    from .parallel.predict import register_predict
+
+    register_predict(sub)
+
+
+def _add_export(sub):
+    from .export import register_export
+
+    register_export(sub)
+
+
+COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_predict, _add_export,
+            _add_energy, _add_bench]
 
 
 def main(argv=None) -> int:

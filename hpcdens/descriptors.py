@@ -33,6 +33,11 @@ import numpy as np
 from .errors import InputError
 from .neighbors import NeighborSearch, Neighbors
 
+DESCRIPTOR_VERSION = 1
+"""Version of the descriptor definition in docs/descriptors.md (PCA of the second moment about
+the grid point, per-axis third-moment signs, invariant tie order); models record it and
+prediction refuses a model made with another. Bump it when the definition changes."""
+
 ON_ATOM_BOHR = 1e-6
 """A neighbour closer than this (Bohr) sits on the point: its unit components are set to 0. Also
 the least length of a vector (or of its projection) that may define a frame axis."""

@@ -33,14 +33,11 @@ import numpy as np
 from ase.units import Bohr
 
 from .data import Snapshot, read_training_set
-from .descriptors import iter_descriptors
+from .descriptors import DESCRIPTOR_VERSION, iter_descriptors
 from .errors import InputError
 from .neighbors import NeighborSearch
 
 DESCRIPTOR = "body-attached-frame"
-DESCRIPTOR_VERSION = 1
-"""Version of the descriptor definition in docs/descriptors.md (PCA of the second moment about
-the grid point, per-axis third-moment signs, invariant tie order); bump when it changes."""
 DESCRIPTOR_LAYOUT = ("block: Z [0:M], |r| Bohr [M:2M], r.e1/|r| [2M:3M], r.e2/|r| [3M:4M], "
                      "r.e3/|r| [4M:5M]")
 HASH_SCHEME = ("sha256 over the snapshots in training order (files as given, snapshots in file "

@@ -260,13 +260,8 @@ def files(tmp_path_factory):
 
 
 def _run_cli(monkeypatch, argv):
-    """hpcdens.cli.main with the energy command wired in (as the lead will do) if not yet."""
     from hpcdens import cli
 
-    sub = cli.make_parser()._subparsers._group_actions[0]
-    if sub.choices["energy"].get_default("func") is not en.cmd_energy:
-        monkeypatch.setattr(cli, "NOT_YET", {k: v for k, v in cli.NOT_YET.items() if k != "energy"})
-        monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, en.register_energy])
     return cli.main(argv)
 
 

@@ -1,0 +1,284 @@
+"""``hpcdens bench predict``: speed and memory of the MPI prediction (printed, never a test).
+
+Runs :func:`hpcdens.parallel.predict.run_predict` on a random SiGe diamond cell (rattled, seeded)
+and reports grid points per second, wall time per atom, peak RSS per rank (``getrusage`` maximum
+over ranks) and the phase timings (maximum over ranks). ``--atoms-per-rank`` sizes the cell to the
+rank count (weak scaling), ``--supercell`` fixes it (strong scaling). ``launch/strong_scaling.sh``
+and ``launch/weak_scaling.sh`` run it over rank counts, collect a CSV and plot it with
+:func:`plot_scaling` (``python -m hpcdens.bench_predict plot ...``).
+
+A model for benchmarks (untrained, random normalisation: speed does not depend on the weights)
+comes from :func:`write_random_model` (``python -m hpcdens.bench_predict random-model PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .descriptors import DEFAULT_CHUNK_POINTS
+
+CSV_FIELDS = ("label", "ranks", "atoms", "supercell", "grid", "points", "wall_s", "compute_cpu_s",
+              "points_per_s",
+              "s_per_atom", "peak_rss_mb_max", "halo_s", "descriptors_s", "network_s", "sad_s",
+              "write_s", "setup_s", "reduce_s", "halo_growths")
+LATTICE_A_ANGSTROM = 5.54  # Vegard, Si0.5Ge0.5
+
+
+def write_random_model(path, m: int = 20, species=(14, 32), hidden_layers=(64, 64),
+                       n_samples: int = 10, seed: int = 0, target: str = "rho"):
+    """An untrained model with complete prediction metadata (for benchmarks and tests)."""
+    import torch
+
+    from .bnn import build_model, save_model
+    from .config import ModelConfig
+
+    model = build_model(5 * m, ModelConfig(hidden_layers=tuple(hidden_layers)),
+                        generator=torch.Generator().manual_seed(seed))
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.choice(species, (256, m)), rng.uniform(0, 12, (256, m)),
+                        rng.uniform(-1, 1, (256, 3 * m))], axis=1)
+    model.fit_normalisation(x, rng.uniform(0.0, 0.1, 256))
+    meta = {"n_neighbors": m, "species": sorted(int(z) for z in species), "target": target,
+            "n_samples": n_samples, "sample_seed": seed, "descriptor_version": 1,
+            "valence_electrons": {str(z): 4 for z in species}}
+    return save_model(path, model, meta)
+
+
+def near_cubic_supercell(cells: int) -> tuple[int, int, int]:
+    """Repetitions (a, b, c), a >= b >= c, with cells <= a*b*c <= 1.15 cells (or the fewest
+    extra), the most cubic first, then the fewest extra cells."""
+    best = None
+    for a in range(1, int(round(cells ** (1 / 3))) + 2):
+        for b in range(a, int(math.isqrt(max(cells // a, 1))) + 2):
+            c = max(1, math.ceil(cells / (a * b)))
+            extra = a * b * c - cells
+            key = (extra > 0.15 * cells and extra, max(a, b, c) / min(a, b, c), extra)
+            if best is None or key < best[0]:
+                best = (key, tuple(sorted((a, b, c), reverse=True)))
+    return best[1]
+
+
+def bench_atoms(supercell, seed: int = 0):
+    """Random Si/Ge diamond cell (50/50, rattled 0.05 Angstrom), ASE Atoms."""
+    from .structures import build_cell, decorate, rattle
+
+    atoms = build_cell("diamond", LATTICE_A_ANGSTROM, tuple(supercell))
+    n = len(atoms)
+    rng = np.random.default_rng(seed)
+    atoms = decorate(atoms, {"Si": n // 2, "Ge": n - n // 2}, rng)
+    return rattle(atoms, 0.05, rng)
+
+
+def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None,
+                  spacing_bohr: float = 0.6, chunk_points: int = DEFAULT_CHUNK_POINTS,
+                  label: str = "") -> dict:
+    """One timed prediction on ``comm``; returns the result row (same on every rank).
+
+    Imports (torch: ~2 s) happen before the clock starts; ``setup_s`` is the rest of the set-up
+    (input checks on rank 0, model load, weight samples, broadcast)."""
+    from mpi4py import MPI
+
+    from . import bnn  # noqa: F401  (torch import outside the timed region)
+    from .parallel.predict import run_predict
+    from .structures import write_structures
+
+    if supercell is None:
+        supercell = near_cubic_supercell(math.ceil((atoms_per_rank or 64) * comm.size / 8))
+    workdir = comm.bcast(tempfile.mkdtemp(prefix="hpcdens-bench-") if comm.rank == 0 else None)
+    try:
+        if comm.rank == 0:
+            write_structures(Path(workdir) / "cell.extxyz", [bench_atoms(supercell)])
+        comm.Barrier()
+        t0 = time.perf_counter()
+        s = run_predict(comm, model, Path(workdir) / "cell.extxyz", Path(workdir) / "pred.h5",
+                        spacing_bohr=spacing_bohr, chunk_points=chunk_points)
+        wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+    finally:
+        comm.Barrier()
+        if comm.rank == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+    t = s["timings"]
+    return {"label": label, "ranks": comm.size, "atoms": s["n_atoms"],
+            "supercell": "x".join(map(str, supercell)), "grid": "x".join(map(str, s["grid_shape"])),
+            "points": s["n_points"], "wall_s": wall, "compute_cpu_s": s["compute_cpu_s_sum"],
+            "points_per_s": s["n_points"] / wall,
+            "s_per_atom": wall / s["n_atoms"], "peak_rss_mb_max": s["peak_rss_mb_max"],
+            **{f"{p}_s": t[p] for p in ("halo", "descriptors", "network", "sad", "write",
+                                         "setup", "reduce")},
+            "halo_growths": s["halo_growths"]}
+
+
+def format_row(row: dict) -> str:
+    return (f"{row['ranks']:>3} ranks  {row['atoms']:>6} atoms  grid {row['grid']:>11}  "
+            f"{row['points_per_s']:>9.0f} points/s  {1e3 * row['s_per_atom']:8.3f} ms/atom  "
+            f"peak RSS {row['peak_rss_mb_max']:6.0f} MB/rank | s: halo {row['halo_s']:.2f} "
+            f"descriptors {row['descriptors_s']:.2f} network {row['network_s']:.2f} "
+            f"write {row['write_s']:.2f} setup {row['setup_s']:.2f} (wall {row['wall_s']:.2f}, "
+            f"compute CPU {row['compute_cpu_s']:.2f} summed over ranks)")
+
+
+def append_csv(path, row: dict) -> None:
+    path = Path(path)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as fd:
+        writer = csv.DictWriter(fd, CSV_FIELDS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row[k] for k in CSV_FIELDS})
+
+
+def cmd_bench_predict(args) -> int:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    row = bench_predict(comm, args.model, args.atoms_per_rank, args.supercell, args.spacing_bohr,
+                        args.chunk_points, args.label)
+    if comm.rank == 0:
+        print(format_row(row), flush=True)
+        if args.csv:
+            append_csv(args.csv, row)
+    return 0
+
+
+def register_bench_predict(bench_subparsers):
+    """Add ``predict`` to the subparsers of ``hpcdens bench``; returns the parser."""
+    p = bench_subparsers.add_parser(
+        "predict", help="speed and memory of the MPI prediction",
+        description="Time 'hpcdens predict' with MODEL on a random rattled SiGe diamond cell "
+        "(mpirun -n N hpcdens bench predict MODEL). Prints points/s, ms per atom, peak RSS per "
+        "rank (max over ranks) and phase timings (max over ranks). See docs/scaling.md.")
+    p.add_argument("model", help="model file (any; python -m hpcdens.bench_predict random-model "
+                   "PATH writes an untrained one)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--atoms-per-rank", type=int, help="weak scaling: cell of about this many "
+                      "atoms per rank (default 64)")
+    size.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"),
+                      help="strong scaling: fixed repetitions of the 8-atom cubic cell")
+    p.add_argument("--spacing-bohr", type=float, default=0.6, help="grid spacing (default 0.6)")
+    p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS)
+    p.add_argument("--csv", help="append the result row to this CSV file")
+    p.add_argument("--label", default="", help="label column of the CSV row")
+    p.set_defaults(func=cmd_bench_predict)
+    return p
+
+
+def read_scaling(csv_path, kind: str = "strong") -> dict:
+    """{label: [(ranks, row, ratio)]} from a scaling CSV, best (smallest wall) row per (label,
+    ranks). ratio: speed-up T_1 / T_n (strong) or efficiency (points_n / n / T_n) /
+    (points_1 / T_1) (weak), against the 1-rank row of the same label (first row if none)."""
+    with open(csv_path) as fd:
+        rows = list(csv.DictReader(fd))
+    out = {}
+    for label in dict.fromkeys(r["label"] for r in rows):
+        best = {}
+        for r in rows:
+            n = int(r["ranks"])
+            if r["label"] == label and (n not in best or float(r["wall_s"]) <
+                                        float(best[n]["wall_s"])):
+                best[n] = r
+        base = best.get(1, best[min(best)])
+        rate = float(base["points"]) / int(base["ranks"]) / float(base["wall_s"])
+        out[label] = [(n, r, float(base["wall_s"]) / float(r["wall_s"]) if kind == "strong"
+                       else float(r["points"]) / n / float(r["wall_s"]) / rate)
+                      for n, r in sorted(best.items())]
+    return out
+
+
+def scaling_table(csv_path, kind: str = "strong") -> str:
+    """Markdown table of a scaling CSV (ratios against the 1-rank row of the same run)."""
+    head = "speed-up" if kind == "strong" else "efficiency"
+    lines = [f"| cell | atoms | grid | ranks | wall s | {head} | compute CPU s (sum) | work vs "
+             "1 rank | points/s | ms/atom | peak RSS MB/rank | halo s | descriptors s | "
+             "network s | write s |", "|---" * 15 + "|"]
+    for label, entries in read_scaling(csv_path, kind).items():
+        base = entries[0][1]
+        per_point = float(base["compute_cpu_s"]) / float(base["points"])
+        for n, r, ratio in entries:
+            work = float(r["compute_cpu_s"]) / float(r["points"]) / per_point
+            lines.append(
+                f"| {label} | {r['atoms']} | {r['grid']} | {n} | {float(r['wall_s']):.2f} | "
+                f"{ratio:.2f} | {float(r['compute_cpu_s']):.2f} | {work:.2f} | "
+                f"{float(r['points_per_s']):.0f} | "
+                f"{1e3 * float(r['s_per_atom']):.2f} | {float(r['peak_rss_mb_max']):.0f} | "
+                f"{float(r['halo_s']):.2f} | {float(r['descriptors_s']):.2f} | "
+                f"{float(r['network_s']):.2f} | {float(r['write_s']):.2f} |")
+    return "\n".join(lines)
+
+
+def plot_scaling(csv_path, png_path, kind: str = "strong", cores: int | None = None) -> Path:
+    """Plot a scaling CSV: speed-up (strong) or efficiency (weak) against ranks, one line per
+    label (see :func:`read_scaling`), and the phase timings. ``cores``: the ideal line stops
+    growing there (more ranks than cores are oversubscribed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = read_scaling(csv_path, kind)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    top = 1
+    for label, entries in data.items():
+        ranks = [n for n, _, _ in entries]
+        top = max(top, *ranks)
+        axes[0].plot(ranks, [ratio for _, _, ratio in entries], "o-", label=label)
+        for phase, style in (("descriptors_s", "s-"), ("network_s", "^-"), ("write_s", "x-")):
+            axes[1].plot(ranks, [float(r[phase]) for _, r, _ in entries], style,
+                         label=f"{label} {phase[:-2]}")
+    xs = list(range(1, top + 1))
+    cap = [min(n, cores or n) for n in xs]
+    ideal = cap if kind == "strong" else [c / n for c, n in zip(cap, xs)]
+    axes[0].plot(xs, ideal, "k:", label=f"ideal on {cores} cores" if cores else "ideal")
+    axes[0].set(xlabel="MPI ranks", ylabel="speed-up vs 1 rank" if kind == "strong" else
+                "weak-scaling efficiency", title=f"{kind} scaling, hpcdens predict")
+    axes[1].set(xlabel="MPI ranks", ylabel="seconds (max over ranks)", title="phases",
+                yscale="log")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def main(argv=None) -> int:
+    """``python -m hpcdens.bench_predict {predict,random-model,plot,table}`` (the scaling
+    scripts use it, so they work whether or not ``hpcdens bench predict`` is wired in)."""
+    parser = argparse.ArgumentParser(prog="python -m hpcdens.bench_predict")
+    sub = parser.add_subparsers(dest="what", required=True)
+    register_bench_predict(sub)
+    rm = sub.add_parser("random-model", help="write an untrained model for benchmarks")
+    rm.add_argument("path")
+    rm.add_argument("--m", type=int, default=20, help="neighbours M (default 20)")
+    rm.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    rm.add_argument("--n-samples", type=int, default=10)
+    for name in ("plot", "table"):
+        q = sub.add_parser(name, help=f"{name} a scaling CSV")
+        q.add_argument("csv")
+        if name == "plot":
+            q.add_argument("png")
+        q.add_argument("--kind", choices=["strong", "weak"], default="strong")
+        if name == "plot":
+            q.add_argument("--cores", type=int, help="cores of the machine (caps the ideal line)")
+    args = parser.parse_args(argv)
+    if args.what == "predict":
+        return args.func(args)
+    if args.what == "random-model":
+        write_random_model(args.path, args.m, hidden_layers=args.hidden, n_samples=args.n_samples)
+    elif args.what == "plot":
+        plot_scaling(args.csv, args.png, args.kind, args.cores)
+    else:
+        print(scaling_table(args.csv, args.kind))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

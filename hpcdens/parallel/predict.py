@@ -1,0 +1,359 @@
+"""``hpcdens predict``: the MPI prediction driver (``srun -n 4096 hpcdens predict ...``).
+
+Flow on every rank of ``comm`` (docs/commands/predict.md):
+
+1. rank 0 checks the inputs and broadcasts a :class:`~hpcdens.parallel.inputs.PredictPlan`, or
+   the error that every rank then raises together;
+2. :class:`GridDecomposition` gives this rank one block of the global grid (uneven blocks and
+   empty blocks allowed);
+3. the block's halo atoms (periodic images) feed a halo-mode neighbour search whose radius is
+   verified per point (:class:`~hpcdens.parallel.halo.BlockHalo`); descriptors and the network
+   stream through chunks of at most ``chunk_points`` points, with the same N_s weight samples on
+   every rank (drawn once on rank 0 from the model's seed and broadcast);
+4. the integral of rho is an exact (order-independent) sum over all ranks, so rho_normalised
+   (Eq. 9) is the same for any rank count;
+5. one HDF5 file is written collectively and renamed into place with ``complete = True``.
+
+Errors inside a rank's local work are collected with one ``allgather`` before the first
+collective that follows, so every rank raises and none hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import __version__
+from ..descriptors import DEFAULT_CHUNK_POINTS, from_neighbors
+from ..errors import HpcdensError, InputError
+from .decomposition import BlockLayout, GridDecomposition, chunk_boxes
+from .halo import BlockHalo, PeriodicStructure, atoms_near_block
+from .inputs import DESCRIPTOR_VERSION, PredictPlan, broadcast_plan, plan_summary
+from .reduce import allreduce_exact_sum
+from .writer import ParallelH5Writer, require_parallel_hdf5
+
+log = logging.getLogger("hpcdens.predict")
+
+FORMAT = "hpcdens-prediction"
+FORMAT_VERSION = 1
+PHASES = ("setup", "halo", "descriptors", "network", "sad", "reduce", "write")
+"""Timed phases; the file stores the maximum over ranks of each (seconds)."""
+FIELD_UNITS = {"rho": "e/Bohr^3", "rho_normalised": "e/Bohr^3", "epistemic_std": "e/Bohr^3",
+               "aleatoric_std": "e/Bohr^3", "rho_sad": "e/Bohr^3"}
+
+
+COMPUTE_PHASES = ("halo", "descriptors", "network", "sad")
+"""Phases without communication: their CPU time summed over ranks measures the total work."""
+
+
+class PhaseTimer:
+    """Wall seconds per phase of this rank, and the CPU seconds of this process spent in the
+    timed phases (``cpu``: the compute phases have no collectives, so no MPI busy-waiting)."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.cpu = dict.fromkeys(PHASES, 0.0)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - t0
+            self.cpu[phase] += time.process_time() - c0
+
+    def add(self, phase: str, seconds: float, cpu_seconds: float = 0.0) -> None:
+        self.seconds[phase] += seconds
+        self.cpu[phase] += cpu_seconds
+
+
+@dataclass
+class BlockResult:
+    """One rank's prediction: fields of shape ``layout.local_shape`` and halo statistics."""
+
+    fields: dict
+    halo_radius: float = 0.0
+    halo_growths: int = 0
+    halo_atoms: int = 0
+
+
+def index_points(lo, hi) -> np.ndarray:
+    """(n, 3) int64 grid indices of the box [lo, hi), C order."""
+    axes = [np.arange(a, b) for a, b in zip(lo, hi)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+class BlockSad:
+    """SAD density on points of one block: PySCF's lattice sum over the atoms near the block.
+
+    Atoms with no image within the SAD cutoff of the block add nothing to its points, so summing
+    over the sorted subset of the others gives the same numbers as the whole cell, in O(halo).
+    """
+
+    def __init__(self, plan: PredictPlan, structure: PeriodicStructure, layout: BlockLayout):
+        from ase.data import chemical_symbols
+
+        keep = atoms_near_block(structure, layout.shape, layout.local_start, layout.local_stop,
+                                plan.sad["r_cut"] + 1e-6)
+        self.cell = plan.cell_bohr
+        self.positions = plan.positions_bohr[keep]
+        self.symbols = [chemical_symbols[z] for z in plan.numbers[keep]]
+        self.radial = plan.sad["radial"]
+
+    def __call__(self, points_bohr) -> np.ndarray:
+        from ..dft.pyscf_sad import superpose
+
+        if not len(self.symbols):
+            return np.zeros(len(points_bohr))
+        return superpose(self.cell, self.positions, self.symbols, points_bohr, self.radial)
+
+
+def predict_block(plan: PredictPlan, layout: BlockLayout, model, samples,
+                  timer: PhaseTimer | None = None) -> BlockResult:
+    """Predict the fields of one block (no MPI). Empty blocks return empty arrays.
+
+    Returns fields ``rho`` (the density: network mean, plus rho_SAD for delta_rho models),
+    ``epistemic_std``, ``aleatoric_std`` and, for delta_rho models, ``rho_sad``; e/Bohr^3.
+    """
+    from ..bnn import predict
+
+    timer = timer or PhaseTimer()
+    names = ["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
+    flat = {name: np.zeros(layout.local_size) for name in names}
+    result = BlockResult({k: v.reshape(layout.local_shape) for k, v in flat.items()})
+    if layout.local_size == 0:
+        return result
+    grid = plan.grid
+    structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers, plan.cell_bohr)
+    with timer("halo"):
+        halo = BlockHalo(structure, grid.shape, layout.local_start, layout.local_stop, plan.m)
+        sad = BlockSad(plan, structure, layout) if plan.sad else None
+    for offset, (lo, hi) in chunk_boxes(layout.local_start, layout.local_stop, plan.chunk_points):
+        points = grid.cartesian_points(lo, hi)
+        part = slice(offset, offset + len(points))
+        built, t0, c0 = halo.build_seconds, time.perf_counter(), time.process_time()
+        x = from_neighbors(halo.neighbors(index_points(lo, hi), points), plan.m)
+        grown = halo.build_seconds - built
+        timer.add("halo", grown, grown)
+        timer.add("descriptors", time.perf_counter() - t0 - grown,
+                  time.process_time() - c0 - grown)
+        with timer("network"):
+            out = predict(model, x, samples)
+        flat["rho"][part] = out["mean"]
+        flat["epistemic_std"][part] = np.sqrt(out["epistemic_var"])
+        flat["aleatoric_std"][part] = np.sqrt(out["aleatoric_var"])
+        if sad is not None:
+            with timer("sad"):
+                flat["rho_sad"][part] = sad(points)
+            flat["rho"][part] += flat["rho_sad"][part]
+    result.halo_radius, result.halo_growths, result.halo_atoms = \
+        halo.radius, halo.growths, halo.n_atoms
+    return result
+
+
+def run_collectively(comm, work):
+    """Run ``work()`` on every rank; if it fails anywhere, raise on every rank (one allgather).
+
+    InputError stays InputError; anything else becomes HpcdensError naming the rank."""
+    failure, value, cause = None, None, None
+    try:
+        value = work()
+    except Exception as err:  # reported to all ranks below, never swallowed
+        failure = ("input" if isinstance(err, InputError) else "failed",
+                   f"rank {comm.rank}: {type(err).__name__}: {err}")
+        cause = err
+    failures = [f for f in comm.allgather(failure) if f]
+    if failures:
+        kind = InputError if all(k == "input" for k, _ in failures) else HpcdensError
+        raise kind("; ".join(msg for _, msg in failures[:4])
+                   + (f" (and {len(failures) - 4} more ranks)" if len(failures) > 4 else "")) \
+            from cause
+    return value
+
+
+def load_network(comm, plan: PredictPlan):
+    """The model on every rank, and the N_s weight samples drawn once on rank 0 and broadcast
+    (so they are the same on every rank whatever the node). Collective; fails on all ranks."""
+    from ..bnn import load_model
+
+    def load():
+        model, _ = load_model(plan.model_path)
+        draws = model.draw_weight_samples(plan.n_samples, plan.sample_seed) \
+            if comm.rank == 0 else None
+        return model, draws
+
+    model, samples = run_collectively(comm, load)
+    return model, comm.bcast(samples, root=0)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB; Linux reports ru_maxrss in kB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _halo_stats(comm, block: BlockResult) -> dict:
+    from mpi4py import MPI
+
+    growths = comm.allgather(block.halo_growths)
+    return {"halo_growths": int(sum(growths)), "halo_blocks_grown": int(sum(g > 0 for g in growths)),
+            "halo_radius_max_bohr": comm.allreduce(block.halo_radius, op=MPI.MAX),
+            "halo_atoms_max": comm.allreduce(block.halo_atoms, op=MPI.MAX)}
+
+
+def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
+    attrs = {"format": FORMAT, "format_version": FORMAT_VERSION, "hpcdens_version": __version__,
+             "model_sha256": plan.model_sha256, "model_path": plan.model_path,
+             "target": plan.target, "n_neighbors": plan.m, "n_samples": plan.n_samples,
+             "sample_seed": plan.sample_seed, "descriptor_version": DESCRIPTOR_VERSION,
+             "n_electrons": plan.n_electrons, "valence_source": plan.valence_source,
+             "valence_electrons_json": json.dumps({str(z): n for z, n in plan.valence.items()}),
+             "grid_shape": np.array(plan.grid_shape), "voxel_volume_bohr3":
+             plan.grid.voxel_volume_bohr3, "n_ranks": decomp.comm.size,
+             "process_grid": np.array(decomp.dims),
+             "structure_json": json.dumps(plan.structure_info)}
+    if plan.sad:
+        attrs["sad_settings_json"] = json.dumps(plan.sad["settings"])
+    attrs.update(extra)
+    return attrs
+
+
+def write_prediction(comm, plan: PredictPlan, decomp, fields: dict, attrs: dict,
+                     timer: PhaseTimer):
+    """Write the fields (global datasets, one hyperslab per rank), atoms and attributes; the
+    timings (max over ranks, write included) are stored just before ``complete``."""
+    from mpi4py import MPI
+
+    with ParallelH5Writer(plan.out, comm) as writer:
+        with timer("write"):
+            for name, local in fields.items():
+                writer.create(name, plan.grid_shape, "f8", {"units": FIELD_UNITS[name]})
+                writer.write_box(name, decomp.local_start, local)
+            writer.write_root("atoms/numbers", plan.numbers.astype(np.int32))
+            writer.write_root("atoms/positions_bohr", plan.positions_bohr)
+            writer.write_root("atoms/cell_bohr", plan.cell_bohr)
+            writer.write_root("atoms/pbc", plan.pbc)
+        seconds = np.array([timer.seconds[p] for p in PHASES])
+        comm.Allreduce(MPI.IN_PLACE, seconds, op=MPI.MAX)
+        timings = dict(zip(PHASES, (float(s) for s in seconds)))
+        rss = comm.allreduce(peak_rss_mb(), op=MPI.MAX)
+        cpu = comm.allreduce(sum(timer.cpu[p] for p in COMPUTE_PHASES), op=MPI.SUM)
+        writer.set_attrs({**attrs, **{f"timing_{p}_s": s for p, s in timings.items()},
+                          "timings_json": json.dumps(timings), "peak_rss_mb_max": rss,
+                          "compute_cpu_s_sum": cpu})
+        writer.finish()
+    return timings, rss, cpu
+
+
+def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,
+                vacancies=0, seed=0, chunk_points=DEFAULT_CHUNK_POINTS, overwrite=False,
+                valence=None, dims=None) -> dict:
+    """Predict the density of ``structure`` with ``model`` on all ranks of ``comm`` into ``out``.
+
+    Parameters are those of ``hpcdens predict`` (docs/commands/predict.md); ``dims`` forces a
+    process grid. Returns the same summary dict on every rank. Raises InputError (all ranks)
+    for bad inputs, ParallelIOError without parallel HDF5.
+    """
+    timer = PhaseTimer()
+    require_parallel_hdf5()
+    with timer("setup"):
+        plan = broadcast_plan(comm, model=model, structure=structure, out=out,
+                              spacing_bohr=spacing_bohr, shape=shape, supercell=supercell,
+                              vacancies=vacancies, seed=seed, chunk_points=chunk_points,
+                              overwrite=overwrite, valence=valence)
+        if comm.rank == 0:
+            log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
+        net, samples = load_network(comm, plan)
+    with GridDecomposition(comm, plan.grid_shape, dims) as decomp:
+        block = run_collectively(comm, lambda: predict_block(plan, decomp, net, samples, timer))
+        with timer("reduce"):
+            raw = allreduce_exact_sum(comm, block.fields["rho"]) * plan.grid.voxel_volume_bohr3
+            if not raw > 0:
+                raise HpcdensError(f"the predicted density integrates to {raw:.6g} e, not > 0; "
+                                   "cannot normalise to N_e (is the model trained?)")
+            halo = _halo_stats(comm, block)
+        fields = {"rho": block.fields["rho"],
+                  "rho_normalised": block.fields["rho"] * (plan.n_electrons / raw),
+                  **{k: v for k, v in block.fields.items() if k != "rho"}}
+        attrs = _root_attrs(plan, decomp, {"integral_rho_raw": raw, **halo})
+        timings, rss, cpu = write_prediction(comm, plan, decomp, fields, attrs, timer)
+        dims_used = decomp.dims
+    summary = {"out": plan.out, "grid_shape": plan.grid_shape, "n_points": plan.grid.size,
+               "n_atoms": len(plan.numbers), "n_ranks": comm.size, "process_grid": dims_used,
+               "n_electrons": plan.n_electrons, "integral_rho_raw": raw,
+               "valence_source": plan.valence_source, "timings": timings,
+               "peak_rss_mb_max": rss, "compute_cpu_s_sum": cpu, **halo}
+    if comm.rank == 0:
+        log.info("predict: wrote %s (%s points, %d ranks, grid %s); halo grew %d times in %d "
+                 "blocks", plan.out, plan.grid.size, comm.size, dims_used,
+                 halo["halo_growths"], halo["halo_blocks_grown"])
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    """Human-readable lines of a :func:`run_predict` summary."""
+    t = summary["timings"]
+    phases = ", ".join(f"{p} {t[p]:.2f}" for p in PHASES)
+    return (f"wrote {summary['out']}: grid {'x'.join(map(str, summary['grid_shape']))} "
+            f"({summary['n_points']} points), {summary['n_atoms']} atoms, "
+            f"{summary['n_ranks']} ranks (process grid {summary['process_grid']})\n"
+            f"N_e = {summary['n_electrons']:g} ({summary['valence_source']}), integral of raw "
+            f"rho = {summary['integral_rho_raw']:.6f}\n"
+            f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
+            f"(max radius {summary['halo_radius_max_bohr']:.2f} Bohr)\n"
+            f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB")
+
+
+def cmd_predict(args) -> int:
+    """``hpcdens predict`` (argparse namespace -> exit code)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    summary = run_predict(comm, args.model, args.structure, args.out,
+                          spacing_bohr=args.spacing_bohr, shape=args.shape,
+                          supercell=args.supercell, vacancies=args.vacancies, seed=args.seed,
+                          chunk_points=args.chunk_points, overwrite=args.overwrite,
+                          valence=args.valence)
+    if comm.rank == 0:
+        print(format_summary(summary), flush=True)
+    return 0
+
+
+def register_predict(sub):
+    """Add the ``predict`` subcommand to ``sub`` (argparse subparsers); returns the parser."""
+    p = sub.add_parser(
+        "predict", help="predict the density of a structure with a trained model (MPI)",
+        description="Predict the electron density of STRUCTURE with the Bayesian network MODEL on "
+        "a periodic real-space grid, domain-decomposed over the MPI ranks (mpirun/srun -n N "
+        "hpcdens predict ...). Writes one HDF5 file: rho (predicted), rho_normalised (scaled to "
+        "N_e valence electrons, Eq. 9), epistemic_std, aleatoric_std (rho_sad for delta_rho "
+        "models), the atoms, and the root attribute complete=True. See docs/commands/predict.md.")
+    p.add_argument("model", help="model file written by 'hpcdens train'")
+    p.add_argument("structure", help="structure file ASE reads (extxyz, cif, POSCAR, ...), "
+                   "Angstrom; the last frame is used")
+    p.add_argument("--out", required=True, help="output HDF5 file (e.g. pred.h5)")
+    grid = p.add_mutually_exclusive_group()
+    grid.add_argument("--spacing-bohr", type=float, metavar="H", help="grid spacing (Bohr); n_i "
+                      "rounded up to odd numbers. Default: the model's training spacing")
+    grid.add_argument("--shape", type=int, nargs=3, metavar=("N1", "N2", "N3"),
+                      help="explicit grid shape")
+    p.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"),
+                   help="repeat the structure A x B x C times first")
+    p.add_argument("--vacancies", type=int, default=0, metavar="N",
+                   help="remove N random atoms (after --supercell)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the vacancy choice (default 0)")
+    p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS, metavar="N",
+                   help=f"grid points per streamed chunk; bounds memory per rank (default "
+                   f"{DEFAULT_CHUNK_POINTS}, about 20 MB of descriptors at M = 55)")
+    p.add_argument("--valence", metavar="SYM=N,...", help="valence electrons per element for "
+                   "N_e (e.g. Si=4,Ge=4) when the model has no valence_electrons table; default "
+                   "then: PySCF's GTH pseudopotential charges")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_predict)
+    return p

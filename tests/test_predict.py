@@ -1,0 +1,328 @@
+"""`hpcdens predict` / `export` / `bench predict` on one rank (COMM_SELF): the file equals a serial
+in-memory prediction, the cube round-trips through ASE, bad inputs end with exit code 2.
+
+Helpers here are shared with tests/test_predict_mpi.py."""
+
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+from ase.units import Bohr
+
+from hpcdens import bnn
+from hpcdens.errors import InputError, ParallelIOError
+from hpcdens.grid import Grid
+from hpcdens.structures import build_cell, decorate, rattle, read_structure, write_structures
+
+M = 8
+META = {"n_neighbors": M, "species": [14, 32], "target": "rho", "n_samples": 4,
+        "sample_seed": 11, "descriptor_version": 1, "valence_electrons": {"14": 4, "32": 4}}
+
+
+def make_model(path, m=M, meta=None, hidden=(16, 16), seed=0):
+    """An untrained model (rank invariance needs no training) with prediction metadata."""
+    import torch
+
+    from hpcdens.config import ModelConfig
+
+    model = bnn.build_model(5 * m, ModelConfig(hidden_layers=hidden),
+                            generator=torch.Generator().manual_seed(seed))
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([rng.choice([14, 32], (64, m)), rng.uniform(2, 10, (64, m)),
+                        rng.uniform(-1, 1, (64, 3 * m))], axis=1)
+    model.fit_normalisation(x, rng.uniform(0.01, 0.08, 64))
+    return bnn.save_model(path, model, {**META, "n_neighbors": m, **(meta or {})})
+
+
+def sige_cell(supercell=(1, 1, 1), primitive=False, seed=0, stdev=0.1, a=5.55):
+    """Rattled Si/Ge diamond cell (ASE Atoms, Angstrom)."""
+    atoms = build_cell("diamond", a, supercell, primitive=primitive)
+    rng = np.random.default_rng(seed)
+    n = len(atoms)
+    return rattle(decorate(atoms, {"Si": n - n // 2, "Ge": n // 2}, rng), stdev, rng)
+
+
+def write_cell(path, atoms):
+    """Write ``atoms`` as extxyz; compare against ``read_structure(path)`` (file precision)."""
+    write_structures(path, [atoms])
+    return path
+
+
+def serial_reference(model_path, atoms, shape, m=M):
+    """Descriptors of the whole grid with the periodic search, then bnn.predict (no MPI)."""
+    from hpcdens.descriptors import descriptors
+    from hpcdens.neighbors import NeighborSearch
+
+    model, meta = bnn.load_model(model_path)
+    grid = Grid(atoms.cell.array / Bohr, shape)
+    search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
+    out = bnn.predict(model, descriptors(grid.cartesian_points(), search),
+                      model.draw_weight_samples(meta["n_samples"], meta["sample_seed"]))
+    return grid, {"rho": out["mean"].reshape(shape),
+                  "epistemic_std": np.sqrt(out["epistemic_var"]).reshape(shape),
+                  "aleatoric_std": np.sqrt(out["aleatoric_var"]).reshape(shape)}
+
+
+def read_fields(path):
+    with h5py.File(path, "r") as f:
+        return {k: f[k][()] for k in f if k != "atoms"}, dict(f.attrs)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    model = make_model(tmp_path / "model.pt")
+    path = write_cell(tmp_path / "cell.extxyz", sige_cell((2, 1, 1)))
+    return model, path, read_structure(path)
+
+
+def predict_self(model, structure, out, **kw):
+    from mpi4py import MPI
+
+    from hpcdens.parallel.predict import run_predict
+
+    return run_predict(MPI.COMM_SELF, model, structure, out, **kw)
+
+
+def test_file_equals_serial_in_memory_prediction(setup, tmp_path):
+    model, structure, atoms = setup
+    summary = predict_self(model, structure, tmp_path / "pred.h5", spacing_bohr=0.9,
+                           chunk_points=500)
+    fields, attrs = read_fields(tmp_path / "pred.h5")
+    grid, ref = serial_reference(model, atoms, summary["grid_shape"])
+    scale = np.abs(ref["rho"]).max()
+    for name, want in ref.items():
+        assert np.abs(fields[name] - want).max() <= 1e-12 * scale, name
+    assert attrs["complete"] and attrs["n_ranks"] == 1 and attrs["target"] == "rho"
+    assert attrs["model_sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert attrs["n_electrons"] == 4 * len(atoms) and attrs["valence_source"] == "model"
+    assert grid.integrate(fields["rho_normalised"]) == pytest.approx(4 * len(atoms), rel=1e-12)
+    assert set(fields) == {"rho", "rho_normalised", "epistemic_std", "aleatoric_std"}
+    for phase in ("halo", "descriptors", "network", "write"):
+        assert attrs[f"timing_{phase}_s"] >= 0
+    with h5py.File(tmp_path / "pred.h5", "r") as f:
+        np.testing.assert_array_equal(f["atoms/numbers"][()], atoms.numbers)
+        np.testing.assert_allclose(f["atoms/positions_bohr"][()], atoms.positions / Bohr)
+        np.testing.assert_allclose(f["atoms/cell_bohr"][()], atoms.cell.array / Bohr)
+
+
+def test_export_round_trips_through_ase_and_matches_write_cube(setup, tmp_path):
+    from ase.io.cube import read_cube_data
+
+    from hpcdens.cube import write_cube
+    from hpcdens.export import export_cube
+
+    model, structure, atoms = setup
+    predict_self(model, structure, tmp_path / "pred.h5", shape=(23, 11, 12))
+    fields, _ = read_fields(tmp_path / "pred.h5")
+    cube = export_cube(tmp_path / "pred.h5", tmp_path / "rho.cube", slab_values=300)  # 2 planes
+    data, read_atoms = read_cube_data(str(cube))
+    np.testing.assert_array_equal(data, fields["rho_normalised"])
+    np.testing.assert_allclose(read_atoms.cell.array, atoms.cell.array, atol=1e-9)
+    np.testing.assert_array_equal(read_atoms.numbers, atoms.numbers)
+    grid = Grid(atoms.cell.array / Bohr, (23, 11, 12))
+    whole = write_cube(tmp_path / "whole.cube", read_atoms, grid, fields["rho_normalised"],
+                       comment="hpcdens rho_normalised (e/Bohr^3) from pred.h5")
+    assert cube.read_bytes() == whole.read_bytes()
+    with pytest.raises(InputError, match="already exists"):
+        export_cube(tmp_path / "pred.h5", cube)
+    with pytest.raises(InputError, match="no field 'rho_sad'"):
+        export_cube(tmp_path / "pred.h5", tmp_path / "sad.cube", field="rho_sad")
+
+
+def test_export_refuses_a_file_without_complete(tmp_path):
+    from hpcdens.export import export_cube
+
+    with h5py.File(tmp_path / "half.h5", "w") as f:
+        f["rho_normalised"] = np.zeros((4, 4, 4))
+    with pytest.raises(InputError, match="complete"):
+        export_cube(tmp_path / "half.h5", tmp_path / "x.cube")
+    assert not (tmp_path / "x.cube").exists()
+
+
+def _run_cli(monkeypatch, argv):
+    from hpcdens import cli
+
+    return cli.main(argv)
+
+
+def _bad_inputs(tmp_path):
+    """name -> (extra argv, message fragment); files made here."""
+    bad_model = tmp_path / "garbage.pt"
+    bad_model.write_bytes(b"not a torch file")
+    sn = sige_cell()
+    sn.symbols[0] = "Sn"
+    (tmp_path / "exists.h5").write_bytes(b"")
+    make_model(tmp_path / "wrong_m.pt", meta={"n_neighbors": M + 1})
+    return {
+        "species": (["structure", str(write_cell(tmp_path / "sn.extxyz", sn))], "Sn \\(Z=50\\)"),
+        "malformed model": (["model", str(bad_model)], "not an hpcdens model"),
+        "M mismatch": (["model", str(tmp_path / "wrong_m.pt")], "does not match"),
+        "coarse grid": (["--spacing-bohr", "1.5"], "too coarse"),
+        "few points": (["--shape", "3", "12", "12"], "too coarse"),
+        "exists": (["--out", str(tmp_path / "exists.h5")], "already exists"),
+        "structure": (["structure", str(tmp_path / "missing.extxyz")], "does not exist"),
+    }
+
+
+@pytest.mark.parametrize("case", ["species", "malformed model", "M mismatch", "coarse grid",
+                                  "few points", "exists", "structure"])
+def test_bad_inputs_end_with_exit_code_2(case, setup, tmp_path, monkeypatch, capsys):
+    model, structure, _ = setup
+    args = {"model": [str(model)], "structure": [str(structure)],
+            "--out": [str(tmp_path / "pred.h5")], "--spacing-bohr": ["0.9"]}
+    extra, message = _bad_inputs(tmp_path)[case]
+    if extra[0] == "--shape":
+        args.pop("--spacing-bohr")
+    args[extra[0]] = extra[1:]
+    argv = ["predict", *args.pop("model"), *args.pop("structure")]
+    for key, value in args.items():
+        argv += [key, *value]
+    assert _run_cli(monkeypatch, argv) == 2
+    import re
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "pred.h5").exists()
+
+
+def test_missing_metadata_is_named(tmp_path, setup):
+    from hpcdens.parallel.inputs import prepare_plan
+
+    _, structure, _ = setup
+    path = make_model(tmp_path / "old.pt")
+    model, meta = bnn.load_model(path)
+    bnn.save_model(path, model, {k: v for k, v in meta.items() if k != "sample_seed"})
+    with pytest.raises(InputError, match="sample_seed"):
+        prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9)
+
+
+def test_valence_from_option_or_pyscf_gth(tmp_path, setup):
+    from hpcdens.parallel.inputs import prepare_plan
+
+    _, structure, atoms = setup
+    path = make_model(tmp_path / "noval.pt", meta={"valence_electrons": None})
+    plan = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9)
+    assert plan.valence_source == "pyscf-gth:gth-pbe" and plan.n_electrons == 4 * len(atoms)
+    plan = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9,
+                        valence="Si=4,Ge=14")
+    assert plan.valence_source == "option" and plan.valence == {14: 4.0, 32: 14.0}
+
+
+def test_delta_rho_model_adds_the_sad_back(tmp_path):
+    from hpcdens.config import DFTConfig
+    from hpcdens.dft.pyscf_backend import atomic_density_points
+
+    dft = {"backend": "pyscf", "basis": "gth-szv-molopt-sr", "pseudo": "gth-pbe", "xc": "PBE"}
+    model = make_model(tmp_path / "delta.pt", meta={"target": "delta_rho", "dft": dft})
+    structure = write_cell(tmp_path / "cell.extxyz", sige_cell())
+    atoms = read_structure(structure)
+    summary = predict_self(model, structure, tmp_path / "pred.h5", shape=(11, 11, 11))
+    fields, attrs = read_fields(tmp_path / "pred.h5")
+    grid, ref = serial_reference(model, atoms, (11, 11, 11))
+    settings = DFTConfig(basis=dft["basis"], pseudo=dft["pseudo"])
+    sad = atomic_density_points(atoms, grid.cartesian_points(), settings).reshape(grid.shape)
+    np.testing.assert_allclose(fields["rho_sad"], sad, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(fields["rho"] - fields["rho_sad"], ref["rho"], rtol=0, atol=1e-12)
+    assert attrs["target"] == "delta_rho" and "gth-szv-molopt-sr" in attrs["sad_settings_json"]
+    assert summary["timings"]["sad"] > 0
+
+
+def test_without_parallel_hdf5_the_error_names_the_fix(setup, tmp_path, monkeypatch):
+    import h5py as h5
+
+    class Serial:
+        mpi = False
+
+    model, structure, _ = setup
+    monkeypatch.setattr(h5, "get_config", lambda: Serial())
+    with pytest.raises(ParallelIOError, match="install.sh"):
+        predict_self(model, structure, tmp_path / "pred.h5", spacing_bohr=0.9)
+
+
+def test_a_failed_write_leaves_nothing_that_looks_finished(setup, tmp_path, monkeypatch):
+    from hpcdens.parallel.writer import ParallelH5Writer
+
+    def fail(self, attrs, group="/"):
+        self.check("disk full (simulated)", "setting attributes")
+
+    model, structure, _ = setup
+    monkeypatch.setattr(ParallelH5Writer, "set_attrs", fail)
+    with pytest.raises(ParallelIOError, match="simulated"):
+        predict_self(model, structure, tmp_path / "pred.h5", spacing_bohr=0.9)
+    assert list(tmp_path.glob("*pred.h5*")) == []
+
+
+def vacancy_cluster_cell(radius_angstrom=4.0):
+    """2x2x2 rattled SiGe diamond cell without the 15 atoms within 4 Angstrom of the origin:
+    every block touching the corner sees a void and its first halo guess fails the check."""
+    from ase.geometry import get_distances
+
+    atoms = sige_cell((2, 2, 2), seed=3)
+    _, dist = get_distances(atoms.positions, [[0.0, 0.0, 0.0]], cell=atoms.cell, pbc=True)
+    return atoms[dist[:, 0] > radius_angstrom]
+
+
+def test_halo_growth_is_counted_and_results_stay_exact(tmp_path):
+    path = write_cell(tmp_path / "void.extxyz", vacancy_cluster_cell())
+    void = read_structure(path)
+    model = make_model(tmp_path / "m.pt")
+    summary = predict_self(model, path, tmp_path / "pred.h5", shape=(23, 23, 23))
+    assert summary["halo_growths"] >= 1 and len(void) == 49
+    fields, attrs = read_fields(tmp_path / "pred.h5")
+    assert attrs["halo_growths"] == summary["halo_growths"]
+    _, ref = serial_reference(model, void, (23, 23, 23))
+    assert np.abs(fields["rho"] - ref["rho"]).max() <= 1e-12 * np.abs(ref["rho"]).max()
+
+
+def test_subcommands_register_with_full_help():
+    import argparse
+
+    from hpcdens.bench_predict import register_bench_predict
+    from hpcdens.export import register_export
+    from hpcdens.parallel.predict import register_predict
+
+    parser = argparse.ArgumentParser(prog="hpcdens")
+    sub = parser.add_subparsers(dest="command")
+    texts = [register_predict(sub).format_help(), register_export(sub).format_help()]
+    bench = sub.add_parser("bench").add_subparsers(dest="what")
+    texts.append(register_bench_predict(bench).format_help())
+    for option in ("--spacing-bohr", "--shape", "--supercell", "--vacancies", "--chunk-points",
+                   "--overwrite", "--valence"):
+        assert option in texts[0]
+    assert "--cube" in texts[1] and "--field" in texts[1]
+    assert "--atoms-per-rank" in texts[2]
+    args = parser.parse_args(["predict", "m.pt", "s.xyz", "--out", "p.h5", "--shape", "5", "5",
+                              "5", "--vacancies", "2", "--seed", "4"])
+    assert args.shape == [5, 5, 5] and args.vacancies == 2 and callable(args.func)
+
+
+def test_bench_predict_reports_speed_and_plots(tmp_path, capsys):
+    from mpi4py import MPI
+
+    from hpcdens.bench_predict import (append_csv, bench_predict, format_row, plot_scaling,
+                                       scaling_table, write_random_model)
+
+    model = write_random_model(tmp_path / "bench.pt", m=8, hidden_layers=(8,), n_samples=2)
+    row = bench_predict(MPI.COMM_SELF, model, supercell=(1, 1, 1), spacing_bohr=0.9,
+                        label="t")
+    assert row["points_per_s"] > 0 and row["peak_rss_mb_max"] > 0 and row["atoms"] == 8
+    assert "points/s" in format_row(row)
+    append_csv(tmp_path / "s.csv", row)
+    append_csv(tmp_path / "s.csv", {**row, "ranks": 2, "wall_s": row["wall_s"] / 1.5})
+    assert plot_scaling(tmp_path / "s.csv", tmp_path / "s.png").stat().st_size > 1000
+    table = scaling_table(tmp_path / "s.csv", "strong").splitlines()
+    assert len(table) == 4 and "| 1.50 |" in table[3]  # speed-up of the 1.5x faster row
+
+
+def test_supercell_and_vacancies_are_applied_before_the_grid(setup, tmp_path):
+    from hpcdens.structures import add_vacancies
+
+    model, structure, atoms = setup
+    summary = predict_self(model, structure, tmp_path / "pred.h5", spacing_bohr=0.9,
+                           supercell=(1, 2, 1), vacancies=3, seed=5)
+    want = add_vacancies(atoms.repeat((1, 2, 1)), 3, np.random.default_rng(5))
+    with h5py.File(tmp_path / "pred.h5", "r") as f:
+        np.testing.assert_array_equal(f["atoms/numbers"][()], want.numbers)
+        np.testing.assert_allclose(f["atoms/positions_bohr"][()], want.positions / Bohr)
+        assert '"vacancies": 3' in f.attrs["structure_json"]
+    assert summary["n_atoms"] == 2 * len(atoms) - 3
+    assert summary["n_electrons"] == 4 * summary["n_atoms"]

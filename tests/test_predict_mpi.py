@@ -1,0 +1,200 @@
+"""`hpcdens predict` under mpirun -n 2 and -n 3 (launch/test.sh): the predicted fields do not
+depend on the rank count (COMM_WORLD against COMM_SELF on rank 0, in the same test), ranks with
+empty blocks join every collective, and bad inputs raise on all ranks without hanging."""
+
+import numpy as np
+import pytest
+
+from tests.test_predict import (make_model, read_fields, sige_cell, vacancy_cluster_cell,
+                                write_cell)
+
+FIELDS = ("rho", "rho_normalised", "epistemic_std", "aleatoric_std")
+
+
+def _on_root(comm, make):
+    """Run ``make()`` on rank 0 (file setup), then share its result."""
+    return comm.bcast(make() if comm.rank == 0 else None, root=0)
+
+
+def _invariance(comm, tmp, structure, report, **kw):
+    """Predict on all ranks and, on rank 0, on COMM_SELF; return the per-field max differences
+    relative to max|rho| and whether they are bitwise equal (valid on every rank)."""
+    from mpi4py import MPI
+
+    from hpcdens.parallel.predict import run_predict
+
+    model = tmp / "model.pt"
+    par = run_predict(comm, model, structure, tmp / f"par-{report}.h5", **kw)
+    result = None
+    if comm.rank == 0:
+        try:
+            kw.pop("dims", None)
+            ser = run_predict(MPI.COMM_SELF, model, structure, tmp / f"ser-{report}.h5", **kw)
+            a, _ = read_fields(tmp / f"par-{report}.h5")
+            b, _ = read_fields(tmp / f"ser-{report}.h5")
+        except Exception as err:  # shared below, so the other ranks fail instead of hanging
+            result = {"error": repr(err)}
+        else:
+            scale = np.abs(b["rho"]).max()
+            result = {"diff": {k: float(np.abs(a[k] - b[k]).max() / scale) for k in FIELDS},
+                      "bitwise": all(np.array_equal(a[k], b[k]) for k in FIELDS),
+                      "growths": (par["halo_growths"], ser["halo_growths"])}
+            print(f"\n[rank invariance {report}, {comm.size} vs 1 ranks, grid "
+                  f"{par['process_grid']}] max|diff|/max|rho| {result['diff']} "
+                  f"bitwise={result['bitwise']} halo growths {result['growths']}")
+    result = comm.bcast(result, root=0)
+    assert "error" not in result, result
+    return result
+
+
+@pytest.fixture
+def model_dir(mpi_tmp_path):
+    from mpi4py import MPI
+
+    _on_root(MPI.COMM_WORLD, lambda: make_model(mpi_tmp_path / "model.pt"))
+    return mpi_tmp_path
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_invariance_rattled_sige_2x2x1_supercell(model_dir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    path = _on_root(comm, lambda: write_cell(model_dir / "sige8.extxyz", sige_cell(seed=5)))
+    for dims in (None, (1, 1, comm.size)):
+        r = _invariance(comm, model_dir, path, f"sige-{dims}", supercell=(2, 2, 1),
+                        spacing_bohr=0.9, chunk_points=700, dims=dims)
+        assert max(r["diff"].values()) <= 1e-6
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_invariance_with_a_vacancy_cluster_that_grows_the_halo(model_dir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    path = _on_root(comm, lambda: write_cell(model_dir / "void.extxyz", vacancy_cluster_cell()))
+    r = _invariance(comm, model_dir, path, "void", shape=(23, 23, 23), chunk_points=4000)
+    assert max(r["diff"].values()) <= 1e-6
+    assert r["growths"][0] >= 1 and r["growths"][1] >= 1
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_invariance_non_orthogonal_primitive_cell(model_dir):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    path = _on_root(comm, lambda: write_cell(model_dir / "prim.extxyz",
+                                             sige_cell((3, 3, 3), primitive=True, seed=7)))
+    r = _invariance(comm, model_dir, path, "primitive", spacing_bohr=0.9, chunk_points=3000)
+    assert max(r["diff"].values()) <= 1e-6
+
+
+@pytest.mark.mpi(min_size=2)
+def test_empty_blocks_join_every_collective(model_dir):
+    """More ranks than planes along the split axis: the last ranks own no points."""
+    from mpi4py import MPI
+
+    from hpcdens.parallel.decomposition import BlockLayout, GridDecomposition
+    from hpcdens.parallel.inputs import prepare_plan
+    from hpcdens.parallel.predict import load_network, predict_block
+    from hpcdens.parallel.reduce import allreduce_exact_sum, exact_partial_sum
+    from hpcdens.parallel.writer import ParallelH5Writer
+
+    comm = MPI.COMM_WORLD
+    path = _on_root(comm, lambda: write_cell(model_dir / "cell.extxyz", sige_cell()))
+    plan = prepare_plan(model_dir / "model.pt", path, model_dir / "unused.h5", shape=(11, 11, 11))
+    plan = type(plan)(**{**plan.__dict__, "grid_shape": (comm.size - 1, 6, 5)})
+    net, samples = load_network(comm, plan)
+    with GridDecomposition(comm, plan.grid_shape, (comm.size, 1, 1)) as decomp:
+        assert (decomp.local_size == 0) == (comm.rank == comm.size - 1)
+        block = predict_block(plan, decomp, net, samples)
+        total = allreduce_exact_sum(comm, block.fields["rho"])
+        with ParallelH5Writer(model_dir / "empty.h5", comm) as writer:
+            writer.create("rho", plan.grid_shape)
+            writer.write_box("rho", decomp.local_start, block.fields["rho"])
+            writer.finish()
+    if comm.rank == 0:
+        whole = predict_block(plan, BlockLayout(plan.grid_shape, (1, 1, 1), (0, 0, 0)), net,
+                              samples).fields["rho"]
+        got, attrs = read_fields(model_dir / "empty.h5")
+        np.testing.assert_array_equal(got["rho"], whole)
+        assert attrs["complete"] and total == float(exact_partial_sum(whole))
+
+
+def _bad(tmp, comm):
+    def make():
+        sn = sige_cell()
+        sn.symbols[0] = "Sn"
+        (tmp / "garbage.pt").write_bytes(b"\x00 not a model")
+        (tmp / "exists.h5").write_bytes(b"")
+        return {"cell": write_cell(tmp / "ok.extxyz", sige_cell()),
+                "sn": write_cell(tmp / "sn.extxyz", sn)}
+    return _on_root(comm, make)
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("case", ["species", "malformed model", "coarse grid", "exists"])
+def test_bad_inputs_raise_on_all_ranks_without_hanging(model_dir, case):
+    from mpi4py import MPI
+
+    from hpcdens.errors import InputError
+    from hpcdens.parallel.predict import run_predict
+
+    comm = MPI.COMM_WORLD
+    files = _bad(model_dir, comm)
+    kw = {"model": model_dir / "model.pt", "structure": files["cell"],
+          "out": model_dir / "pred.h5", "spacing_bohr": 0.9}
+    kw.update({"species": {"structure": files["sn"]},
+               "malformed model": {"model": model_dir / "garbage.pt"},
+               "coarse grid": {"spacing_bohr": 1.4},
+               "exists": {"out": model_dir / "exists.h5"}}[case])
+    with pytest.raises(InputError) as err:
+        run_predict(comm, kw.pop("model"), kw.pop("structure"), kw.pop("out"), **kw)
+    messages = comm.allgather(str(err.value))
+    assert len(set(messages)) == 1  # the same message on every rank
+    assert not (model_dir / "pred.h5").exists()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_invariance_of_a_delta_rho_model_with_its_sad(mpi_tmp_path):
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    dft = {"backend": "pyscf", "basis": "gth-szv-molopt-sr", "pseudo": "gth-pbe", "xc": "PBE"}
+
+    def files():
+        make_model(mpi_tmp_path / "model.pt", meta={"target": "delta_rho", "dft": dft})
+        return write_cell(mpi_tmp_path / "prim.extxyz", sige_cell((2, 2, 2), primitive=True))
+
+    path = _on_root(comm, files)
+    r = _invariance(comm, mpi_tmp_path, path, "delta_rho", spacing_bohr=0.9)
+    assert max(r["diff"].values()) <= 1e-6
+    if comm.rank == 0:
+        a, _ = read_fields(mpi_tmp_path / "par-delta_rho.h5")
+        b, _ = read_fields(mpi_tmp_path / "ser-delta_rho.h5")
+        print(f"[rho_sad {comm.size} vs 1 ranks] max|diff| {np.abs(a['rho_sad'] - b['rho_sad']).max()}")
+        assert np.abs(a["rho_sad"] - b["rho_sad"]).max() <= 1e-6 * np.abs(b["rho"]).max()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
+    from mpi4py import MPI
+
+    from hpcdens.errors import HpcdensError
+    from hpcdens.parallel import predict
+
+    comm = MPI.COMM_WORLD
+    path = _on_root(comm, lambda: write_cell(model_dir / "one.extxyz", sige_cell()))
+    real = predict.predict_block
+
+    def fails_on_last_rank(plan, layout, *args):
+        if comm.rank == comm.size - 1:
+            raise RuntimeError("simulated failure in the local work")
+        return real(plan, layout, *args)
+
+    monkeypatch.setattr(predict, "predict_block", fails_on_last_rank)
+    with pytest.raises(HpcdensError, match=f"rank {comm.size - 1}: RuntimeError: simulated"):
+        predict.run_predict(comm, model_dir / "model.pt", path, model_dir / "pred.h5",
+                            spacing_bohr=0.9)
+    comm.Barrier()
+    assert list(model_dir.glob("*pred.h5*")) == []
