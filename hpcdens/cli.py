@@ -67,6 +67,8 @@ def _cmd_generate(args) -> int:
 
     comm = MPI.COMM_WORLD
     config = load_config(args.config)
+    if not args.no_progress and not args.verbose:
+        logging.getLogger("hpcdens.dft").setLevel(logging.WARNING)  # the progress bar reports
     out = Path(args.out or Path(config.output.directory) / "train.h5")
     if comm.rank == 0 and args.out is None:
         out.parent.mkdir(parents=True, exist_ok=True)

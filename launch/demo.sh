@@ -24,7 +24,18 @@ mpirun -n "$NP" hpcdens generate "$INPUT" --overwrite
 step "3. Bayesian neural network on $NP ranks -> $OUT/model.pt"
 mpirun -n "$NP" hpcdens train "$INPUT" --overwrite
 
-step "4. the rest of the pipeline"
+step "4. prediction on $NP ranks for a 64-atom cell with 2 vacancies (8x the training cells) -> $OUT/pred_big.h5"
+# The last structure of step 1 (a Ge8 snapshot), repeated 2x2x2, two atoms removed.
+mpirun -n "$NP" hpcdens predict "$OUT/model.pt" "$OUT/structures.extxyz" --supercell 2 2 2 \
+    --vacancies 2 --out "$OUT/pred_big.h5" --overwrite
+hpcdens export "$OUT/pred_big.h5" --cube "$OUT/pred_big.cube" --overwrite
+
+step "5. Harris-Foulkes energy of a predicted density against its DFT label"
+mpirun -n "$NP" hpcdens predict "$OUT/model.pt" "$OUT/structures.extxyz" --out "$OUT/pred.h5" --overwrite
+hpcdens energy "$OUT/pred.h5" --config "$INPUT" --reference "$OUT/train.h5" --key Si0_Ge1/s001 \
+    --json "$OUT/energy.json" --overwrite
+
+step "6. the rest of the pipeline"
 python - <<'PY'
 from hpcdens.cli import NOT_YET
 if NOT_YET:
