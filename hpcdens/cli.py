@@ -13,12 +13,6 @@ from .errors import HpcdensError, InputError
 
 log = logging.getLogger("hpcdens")
 
-NOT_YET = {
-    "evaluate": "evaluation against a DFT test set (issue: Harris-Foulkes energy)",
-    "learn": "Bayesian active learning (issue: active learning)",
-}
-
-
 def output_path(path: str | Path, overwrite: bool, what: str = "output") -> Path:
     """Check an output file path before any work: its directory exists, and it does not exist
     unless ``overwrite``. Raises InputError naming the fix."""
@@ -128,21 +122,12 @@ def _add_bench(sub):
     dft.add_argument("--backends", nargs="+", default=["pyscf", "sparc"], choices=["pyscf", "sparc"])
     dft.add_argument("--cells", nargs="+", help="subset of Si8 Si4Ge2Sn2 CrFeCoNi")
     dft.set_defaults(func=_cmd_bench)
+    from .bench_model import register_bench_bnn, register_bench_descriptors
     from .bench_predict import register_bench_predict
 
+    register_bench_descriptors(what)
+    register_bench_bnn(what)
     register_bench_predict(what)
-
-
-def _add_not_yet(sub):
-    for name, what in NOT_YET.items():
-        p = sub.add_parser(name, help=f"(not yet available: {what})")
-        p.add_argument("args", nargs="*")
-        p.set_defaults(func=lambda args, name=name, what=what: _not_yet(name, what))
-
-
-def _not_yet(name: str, what: str) -> int:
-    print(f"hpcdens {name}: not available in this version; it arrives with {what}.", file=sys.stderr)
-    return 3
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -155,7 +140,6 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
-    _add_not_yet(sub)
     return parser
 
 
@@ -189,8 +173,20 @@ def _add_export(sub):
     register_export(sub)
 
 
+def _add_evaluate(sub):
+    from .evaluate import register_evaluate
+
+    register_evaluate(sub)
+
+
+def _add_learn(sub):
+    from .active import register_learn
+
+    register_learn(sub)
+
+
 COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_predict, _add_export,
-            _add_energy, _add_bench]
+            _add_energy, _add_evaluate, _add_learn, _add_bench]
 
 
 def main(argv=None) -> int:

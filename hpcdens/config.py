@@ -25,6 +25,7 @@ MD_CALCULATORS = ("emt", "m3gnet")
 BACKENDS = ("pyscf", "sparc")
 TESSELLATIONS = ("T1", "T2", "T4")
 TARGETS = ("rho", "delta_rho")
+LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
 
@@ -329,6 +330,51 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class LearnConfig:
+    """``[learn]``: ``hpcdens learn``, active learning over the composition space.
+
+    strategy : "bayesian" (highest epistemic uncertainty), "tessellation" (T1 -> T2 -> T4) or
+        "random" (seeded picks), all starting from the pure elements (T1).
+    candidate_resolution : candidates are the simplex grid k_i / candidate_resolution.
+    per_round : compositions labelled per round.
+    max_rounds : models trained at most (round 1 trains on the pure elements).
+    max_compositions : budget of training compositions (0 = no limit).
+    uncertainty_threshold : stop when the largest score is below this (e/Bohr^3; 0 = never).
+    score_structures : structures per candidate used for scoring.
+    score_points : random grid points per structure used for scoring.
+    seed : seed of the scoring points and of the random strategy.
+    """
+
+    SECTION = "learn"
+    strategy: str = "bayesian"
+    candidate_resolution: int = 4
+    per_round: int = 1
+    max_rounds: int = 3
+    max_compositions: int = 0
+    uncertainty_threshold: float = 0.0
+    score_structures: int = 1
+    score_points: int = 2000
+    seed: int = 0
+
+    def __post_init__(self):
+        s = self.SECTION
+        _one_of(s, "strategy", self.strategy, LEARN_STRATEGIES)
+        _require(self.candidate_resolution >= 1, s, "candidate_resolution",
+                 self.candidate_resolution, "must be >= 1", "use e.g. 4 or 8")
+        _require(self.per_round >= 1, s, "per_round", self.per_round, "must be >= 1", "use e.g. 3")
+        _require(self.max_rounds >= 1, s, "max_rounds", self.max_rounds, "must be >= 1",
+                 "use e.g. 3")
+        _require(self.max_compositions >= 0, s, "max_compositions", self.max_compositions,
+                 "must be >= 0", "use 0 for no limit or e.g. 20")
+        _require(self.uncertainty_threshold >= 0, s, "uncertainty_threshold",
+                 self.uncertainty_threshold, "must be >= 0", "use 0 to never stop on it")
+        _require(self.score_structures >= 1, s, "score_structures", self.score_structures,
+                 "must be >= 1", "use e.g. 2")
+        _require(self.score_points >= 1, s, "score_points", self.score_points, "must be >= 1",
+                 "use e.g. 2000")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     """``[output]``: where results go.
 
@@ -352,6 +398,7 @@ class Config:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+    learn: LearnConfig = LearnConfig()
     source: Path | None = None
 
     def structure_file(self) -> Path | None:

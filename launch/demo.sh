@@ -34,12 +34,3 @@ step "5. Harris-Foulkes energy of a predicted density against its DFT label"
 mpirun -n "$NP" hpcdens predict "$OUT/model.pt" "$OUT/structures.extxyz" --out "$OUT/pred.h5" --overwrite
 hpcdens energy "$OUT/pred.h5" --config "$INPUT" --reference "$OUT/train.h5" --key Si0_Ge1/s001 \
     --json "$OUT/energy.json" --overwrite
-
-step "6. the rest of the pipeline"
-python - <<'PY'
-from hpcdens.cli import NOT_YET
-if NOT_YET:
-    print("Not in this version yet (each arrives with its issue):")
-    for name, what in NOT_YET.items():
-        print(f"  hpcdens {name:<9} {what}")
-PY

@@ -1,0 +1,424 @@
+"""``hpcdens learn``: active learning of the density model over the composition space.
+
+Every strategy starts from the pure elements (T1). A round labels the compositions it adds (all
+their snapshots, :func:`hpcdens.generate.run_generate` with ``extend``, one training set
+``DIR/train.h5``), trains a new model ``DIR/round_NN/model.pt`` (:func:`hpcdens.train.run_train`)
+and picks the compositions of the next round:
+
+* ``bayesian``: the ``per_round`` candidates (simplex grid of ``candidate_resolution``, minus the
+  training compositions) with the highest score. The score of a candidate is the paper's
+  acquisition function, the epistemic uncertainty: the epistemic STANDARD DEVIATION
+  sqrt(1/N_s sum_j (f_j - mean)^2) (Eq. 7, N_s = model.n_samples fixed weight samples drawn with
+  model.seed), averaged over ``score_points`` seeded random grid points of each of
+  ``score_structures`` structures (the plan's snapshots 0, 1, ... of that composition), then
+  averaged over the structures (e/Bohr^3).
+* ``tessellation``: T1, then what T2 adds, then what T4 adds.
+* ``random``: ``per_round`` candidates drawn with a generator seeded by (seed, round).
+
+Rank 0 is the controller and the only writer of the journal ``DIR/state.json``, rewritten
+atomically (temporary file + rename) after every finished step (labelled, trained, scored, chosen).
+A killed run started again with the same command continues where it stopped: finished DFT labels
+are kept by the generate journal, a finished model is not retrained, journaled scores and choices
+are reused (scores depend only on the journaled model file and the seeds). All ranks take part in
+labelling, training and scoring (candidates round-robin over ranks, gathered on rank 0).
+Documentation: docs/commands/learn.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zlib
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from .composition import parse_composition, simplex_grid, tessellation
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT, STATE_VERSION = "hpcdens-learn-state", 1
+TESSELLATION_ORDER = (1, 2, 4)
+
+
+# ------------------------------------------------------------------------------ journal ---
+
+def learn_dir(config, out=None) -> Path:
+    """The output directory: ``--out`` or ``<output.directory>/learn``."""
+    return Path(out) if out else Path(config.output.directory) / "learn"
+
+
+def state_path(directory: Path) -> Path:
+    return Path(directory) / "state.json"
+
+
+def write_state(directory: Path, state: dict) -> None:
+    """Write the journal atomically: temporary file, fsync, rename."""
+    path = state_path(directory)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(state, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_state(directory: Path) -> dict | None:
+    path = state_path(directory)
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"journal {str(path)!r} is not valid JSON ({err}). Fix: --overwrite to "
+                         "start again") from err
+    if state.get("format") != STATE_FORMAT:
+        raise InputError(f"{str(path)!r} is not an hpcdens learn journal. Fix: another --out")
+    return state
+
+
+def settings_fingerprint(config) -> str:
+    """Hash of every setting that decides the choices (all sections but output)."""
+    relevant = {s: asdict(getattr(config, s)) for s in
+                ("system", "snapshots", "dft", "descriptors", "model", "train", "learn")}
+    relevant["learn"].pop("max_rounds")            # may be raised to continue a finished run
+    relevant["learn"].pop("max_compositions")
+    relevant["learn"].pop("uncertainty_threshold")
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prepare(config, directory: Path, overwrite: bool) -> dict:
+    """Rank 0: check the output directory and return the journal (new or resumed)."""
+    import shutil
+
+    if not directory.parent.is_dir():
+        raise InputError(f"output directory {str(directory.parent)!r} does not exist. Fix: create "
+                         f"it (mkdir -p {directory.parent}) or pass another --out")
+    if overwrite and directory.exists():
+        shutil.rmtree(directory)
+    fp = settings_fingerprint(config)
+    state = read_state(directory)
+    if state is not None:
+        if state["fingerprint"] != fp:
+            raise InputError(f"{str(directory)!r} holds an active-learning run made with other "
+                             "settings than this input file. Fix: restore them, --overwrite to "
+                             "start again, or another --out")
+        return state
+    directory.mkdir(exist_ok=True)
+    state = {"format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fp,
+             "name": config.name, "strategy": config.learn.strategy,
+             "elements": list(config.system.elements),
+             "candidates": [c.label for c in candidates(config)],
+             "aggregate": "mean over structures of the mean over grid points of the epistemic "
+                          "standard deviation (e/Bohr^3)",
+             "rounds": [], "stopped": None}
+    write_state(directory, state)
+    return state
+
+
+# -------------------------------------------------------------------------- compositions ---
+
+def canonical(comp, elements):
+    """The composition as ``run_generate`` will name it (parsed back from its string)."""
+    return parse_composition(str(comp), elements)
+
+
+def candidates(config) -> list:
+    """Candidate compositions: the simplex grid of ``learn.candidate_resolution``."""
+    els = config.system.elements
+    return [canonical(c, els) for c in simplex_grid(els, config.learn.candidate_resolution)]
+
+
+def by_label(config) -> dict:
+    """Label -> Composition for every composition a run can use (candidates, tessellations)."""
+    els = config.system.elements
+    found = {c.label: c for c in candidates(config)}
+    for level in TESSELLATION_ORDER:
+        for c in tessellation(els, level):
+            c = canonical(c, els)
+            found.setdefault(c.label, c)
+    return found
+
+
+def initial(config) -> list[str]:
+    """The first round's compositions: the pure elements (T1)."""
+    return [canonical(c, config.system.elements).label
+            for c in tessellation(config.system.elements, 1)]
+
+
+def labelling_config(config, labels: list[str], comps: dict):
+    """``config`` with exactly the compositions ``labels`` (all their snapshots)."""
+    spec = replace(config.compositions, list=tuple(str(comps[lb]) for lb in labels),
+                   tessellation=None, grid_resolution=0, random=0)
+    return replace(config, compositions=spec)
+
+
+def choose_random(remaining: list[str], k: int, seed: int, round_no: int) -> list[str]:
+    """``k`` of the (sorted) remaining labels, drawn with a generator seeded by (seed, round)."""
+    pool = sorted(remaining)
+    rng = np.random.default_rng([seed, round_no])
+    return [pool[i] for i in sorted(rng.choice(len(pool), size=min(k, len(pool)), replace=False))]
+
+
+def choose_top(scores: dict[str, float], k: int) -> list[str]:
+    """The ``k`` labels of highest score (ties: label order)."""
+    return [lb for lb, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
+
+
+def next_tessellation(config, training: list[str]) -> list[str]:
+    """What the next tessellation level adds to ``training`` (empty after T4)."""
+    els, have = config.system.elements, set(training)
+    for level in TESSELLATION_ORDER:
+        new = [canonical(c, els).label for c in tessellation(els, level)]
+        new = [lb for lb in new if lb not in have]
+        if new:
+            return new
+    return []
+
+
+# ------------------------------------------------------------------------------ scoring ---
+
+def score_composition(config, comp, model, samples, m: int) -> float:
+    """Mean over ``score_structures`` structures of the mean over ``score_points`` seeded random
+    grid points of the epistemic standard deviation (e/Bohr^3)."""
+    from ase.units import Bohr
+
+    from .bnn import predict
+    from .descriptors import descriptors
+    from .dft import get_backend
+    from .neighbors import NeighborSearch
+    from .plan import Task
+
+    lc, backend = config.learn, get_backend(config.dft.backend)
+    per_structure = []
+    for s in range(lc.score_structures):
+        atoms = Task(comp, s, config).build_atoms()
+        grid = backend.make_grid(atoms, config.dft)
+        seq = np.random.SeedSequence(lc.seed, spawn_key=(zlib.crc32(comp.label.encode()), s))
+        rng = np.random.default_rng(seq)
+        idx = np.sort(rng.choice(grid.size, size=min(lc.score_points, grid.size), replace=False))
+        frac = np.stack(np.unravel_index(idx, grid.shape), axis=1) / np.array(grid.shape)
+        points = frac @ grid.cell_bohr
+        search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
+        pred = predict(model, descriptors(points, search, m), samples)
+        per_structure.append(float(np.mean(np.sqrt(pred["epistemic_var"]))))
+    return float(np.mean(per_structure))
+
+
+def score_candidates(config, model_path: Path, labels: list[str], comps: dict, comm) -> dict:
+    """Scores of ``labels`` (round-robin over the ranks of ``comm``), on every rank."""
+    from .bnn import load_model
+
+    model, meta = load_model(model_path)
+    samples = model.draw_weight_samples(int(meta["n_samples"]), int(meta["sample_seed"]))
+    m = int(meta["n_neighbors"])
+    mine = {lb: score_composition(config, comps[lb], model, samples, m)
+            for lb in labels[comm.rank::comm.size]}
+    merged = {}
+    for part in comm.allgather(mine):
+        merged.update(part)
+    return {lb: merged[lb] for lb in labels}
+
+
+# --------------------------------------------------------------------------------- loop ---
+
+def _on_root(comm, fn, *args):
+    status = None
+    if comm.rank == 0:
+        try:
+            status = ("ok", fn(*args))
+        except InputError as err:
+            status = ("error", str(err))
+    status = comm.bcast(status, root=0)
+    if status[0] == "error":
+        raise InputError(status[1])
+    return status[1]
+
+
+def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
+    """Summed SCF wall time (s) and number of the snapshots of ``labels`` in the training set."""
+    from .data import read_training_set
+
+    wanted, total, n = set(labels), 0.0, 0
+    for snap in read_training_set(train_h5):
+        if snap.key.split("/")[0] in wanted:
+            total += float(snap.attrs.get("wall_time_s", 0.0))
+            n += 1
+    return total, n
+
+
+def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bool = False,
+              stop_at: str | None = None) -> dict:
+    """Run (or resume) active learning on every rank of ``comm``; returns the journal.
+
+    ``stop_at`` (tests): return right after the first round step of that name is journaled
+    ("labelled", "trained", "scored" or "chosen"), as a killed run would leave it."""
+    from .generate import run_generate
+    from .train import run_train
+
+    if comm is None:
+        from mpi4py import MPI
+
+        comm = MPI.COMM_SELF
+    directory = learn_dir(config, out)
+    state = _on_root(comm, prepare, config, directory, overwrite)
+    lc, comps = config.learn, by_label(config)
+    train_h5 = directory / "train.h5"
+
+    def save(step=None):
+        if comm.rank == 0:
+            write_state(directory, state)
+        return step is not None and step == stop_at
+
+    if state["stopped"] and state["stopped"].startswith("max_") \
+            and _stop_reason(config, state["rounds"][-1]) is None:
+        last = state["rounds"][-1]                   # a budget was raised: choose again
+        last["chosen"], last["done"], state["stopped"] = None, False, None
+    while not state["stopped"]:
+        rounds = state["rounds"]
+        if not rounds or (rounds[-1].get("chosen") is not None and rounds[-1]["done"]):
+            prev = rounds[-1] if rounds else None
+            training = prev["training"] + prev["chosen"] if prev else initial(config)
+            rounds.append({"round": len(rounds) + 1, "training": training,
+                           "new": prev["chosen"] if prev else training, "done": False})
+            save()
+        r = rounds[-1]
+        if not r.get("labelled"):
+            run_generate(labelling_config(config, r["training"], comps), train_h5, comm,
+                         extend=True, progress=progress)
+            wall, n = comm.bcast(_dft_wall(train_h5, r["new"]) if comm.rank == 0 else None, root=0)
+            r.update(labelled=True, dft_wall_s=wall, new_snapshots=n)
+            if save("labelled"):
+                return state
+        if not r.get("trained"):
+            model = directory / f"round_{r['round']:02d}" / "model.pt"
+            if comm.rank == 0:
+                model.parent.mkdir(exist_ok=True)
+            comm.Barrier()
+            s = run_train(labelling_config(config, r["training"], comps), [train_h5], model, comm,
+                          overwrite=True, progress=progress)
+            done = None
+            if comm.rank == 0:                       # rank 0's record, the same on every rank
+                done = dict(trained=True, model=str(model.relative_to(directory)),
+                            model_sha256=file_sha256(model),
+                            validation_nrmse=s.get("best", {}).get("nrmse"),
+                            train_wall_s=s["wall_time_s"], epochs_run=s["epochs_run"])
+            r.update(comm.bcast(done, root=0))
+            if save("trained"):
+                return state
+        if "chosen" not in r or r["chosen"] is None:
+            stop = _stop_reason(config, r)
+            if stop:
+                r["chosen"], r["done"] = [], True
+                state["stopped"] = stop
+                save("chosen")
+                break
+            remaining = [lb for lb in state["candidates"] if lb not in set(r["training"])]
+            k = min(lc.per_round, len(remaining),
+                    lc.max_compositions - len(r["training"]) if lc.max_compositions else lc.per_round)
+            if not remaining and lc.strategy != "tessellation":
+                r["chosen"], r["done"] = [], True
+                state["stopped"] = "no candidates left"
+                save("chosen")
+                break
+            if lc.strategy == "bayesian":
+                if r.get("scores") is None:
+                    model = directory / r["model"]
+                    _on_root(comm, _check_model, model, r["model_sha256"])
+                    r["scores"] = score_candidates(config, model, remaining, comps, comm)
+                    r["score_aggregate"] = "mean epistemic std (e/Bohr^3)"
+                    if save("scored"):
+                        return state
+                top = max(r["scores"].values())
+                if lc.uncertainty_threshold and top < lc.uncertainty_threshold:
+                    r["chosen"], r["done"] = [], True
+                    state["stopped"] = (f"uncertainty_threshold: largest score {top:.4g} < "
+                                        f"{lc.uncertainty_threshold:g}")
+                    save("chosen")
+                    break
+                chosen = choose_top(r["scores"], k)
+            elif lc.strategy == "random":
+                chosen = choose_random(remaining, k, lc.seed, r["round"])
+            else:
+                chosen = next_tessellation(config, r["training"])
+                if lc.max_compositions:
+                    chosen = chosen[:max(0, lc.max_compositions - len(r["training"]))]
+            if not chosen:
+                r["chosen"], r["done"] = [], True
+                state["stopped"] = "no compositions left to add"
+                save("chosen")
+                break
+            r["chosen"], r["done"] = chosen, True
+            if save("chosen"):
+                return state
+    comm.Barrier()
+    return state
+
+
+def _stop_reason(config, r: dict) -> str | None:
+    lc = config.learn
+    if r["round"] >= lc.max_rounds:
+        return f"max_rounds: {lc.max_rounds} models trained"
+    if lc.max_compositions and len(r["training"]) >= lc.max_compositions:
+        return f"max_compositions: {len(r['training'])} training compositions"
+    return None
+
+
+def _check_model(model: Path, sha: str):
+    if not model.is_file() or file_sha256(model) != sha:
+        raise InputError(f"model {str(model)!r} is missing or differs from the one journaled. "
+                         "Fix: --overwrite to start again")
+
+
+# ------------------------------------------------------------------------- command line ---
+
+def register_learn(sub) -> None:
+    """Add the ``learn`` subcommand to an argparse ``add_subparsers`` object."""
+    p = sub.add_parser(
+        "learn", help="active learning over the composition space (bayesian, tessellation, random)",
+        description="Active learning of CONFIG's density model ([learn] section): start from the "
+        "pure elements, then per round label the new compositions with DFT (all their snapshots), "
+        "train a new model and pick the next compositions: 'bayesian' takes the per_round "
+        "candidates (simplex grid of candidate_resolution) of highest score = mean over "
+        "score_structures structures of the mean over score_points random grid points of the "
+        "epistemic standard deviation; 'tessellation' adds T2 then T4; 'random' draws seeded "
+        "picks. Stops at max_rounds, max_compositions or uncertainty_threshold. Journal "
+        "DIR/state.json: the same command after a kill resumes without relabelling. Writes "
+        "DIR/train.h5, DIR/round_NN/model.pt, DIR/rounds.csv and plots. MPI: all ranks label, "
+        "train and score. See docs/commands/learn.md.")
+    p.add_argument("config", help="input file (TOML)")
+    p.add_argument("--out", metavar="DIR", help="output directory, default "
+                   "<output.directory>/learn (its parent must exist)")
+    p.add_argument("--overwrite", action="store_true", help="delete DIR's earlier run and start "
+                   "again (default: resume it)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_learn)
+
+
+def cmd_learn(args) -> int:
+    """``hpcdens learn``: returns the exit code (0)."""
+    from mpi4py import MPI
+
+    from .active_report import write_report
+    from .config import load_config
+
+    comm = MPI.COMM_WORLD
+    config = load_config(args.config)
+    state = run_learn(config, args.out, comm, overwrite=args.overwrite,
+                      progress=not args.no_progress)
+    if comm.rank == 0:
+        print(write_report(state, learn_dir(config, args.out), plots=not args.no_plots))
+    return 0

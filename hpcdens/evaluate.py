@@ -1,0 +1,402 @@
+"""``hpcdens evaluate``: a trained model against a DFT test set (paper Eqs. 9-10, per snapshot).
+
+For every snapshot of a test set (a training-set file written by ``hpcdens generate``):
+
+1. predict its density on exactly the snapshot's grid with :func:`hpcdens.parallel.predict.
+   run_predict` on all ranks of the communicator (the atoms are written to
+   ``DIR/predictions/<key>.extxyz``, the prediction to ``DIR/predictions/<key>.h5``; ``/`` in a
+   key becomes ``__``);
+2. on rank 0: renormalise the raw prediction ``rho`` to N_e (Eq. 9) and compute its
+   Harris-Foulkes energy (Eq. 10, the free energy E - TS) with
+   :func:`hpcdens.energy.energy_of_density` on the snapshot's own atoms and grid (serial, so the
+   DFT step runs once per snapshot on rank 0 while the other ranks wait);
+3. compare with the DFT label: energy error per atom and per electron (signed and absolute,
+   against the snapshot's ``free_energy_ha``), density NRMSE and relative L1 of the renormalised
+   density, and the mean over the grid of the predicted epistemic and aleatoric std.
+
+Rank 0 writes ``evaluate.csv``, ``evaluate.json`` (rows + summary), ``parity.png`` and
+``error_vs_composition.png`` and prints a table. Units: Ha, Bohr, e/Bohr^3.
+
+Composition axis ``x``: the atom fraction of the second element of ``elements`` (CONFIG's
+``system.elements`` with --config, else the model's species in increasing atomic number). For a
+binary this is the usual x of A(1-x)B(x); with more elements it is the fraction of that one
+element only (the other fractions are in the ``composition`` column).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from dataclasses import fields as dc_fields
+from pathlib import Path
+
+import numpy as np
+
+from . import energy as en
+from .config import DFTConfig
+from .errors import InputError
+
+log = logging.getLogger("hpcdens.evaluate")
+
+CSV_NAME, JSON_NAME = "evaluate.csv", "evaluate.json"
+PARITY_PNG, COMPOSITION_PNG = "parity.png", "error_vs_composition.png"
+PREDICTIONS = "predictions"
+COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrmse",
+           "relative_l1_percent", "e_ml_per_atom_ha", "e_dft_per_atom_ha",
+           "error_ha_per_atom", "abs_error_ha_per_atom", "error_ha_per_electron",
+           "abs_error_ha_per_electron", "chemically_accurate", "epistemic_std_mean",
+           "aleatoric_std_mean", "predicted_std_nrmse_units", "renormalisation_factor", "predict_s", "energy_s")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _safe(key: str) -> str:
+    return key.replace("/", "__")
+
+
+def settings_from_meta(meta: dict) -> DFTConfig:
+    """DFTConfig from the model meta's ``dft`` record (backend, basis, pseudo, xc,
+    mesh_spacing_bohr), the other settings at their defaults; defaults without a record."""
+    known = {f.name for f in dc_fields(DFTConfig)}
+    return DFTConfig(**{k: v for k, v in (meta.get("dft") or {}).items() if k in known})
+
+
+def composition_x(atoms, elements: list[str]) -> float:
+    """Atom fraction of ``elements[1]`` in ``atoms`` (1.0 for a one-element list)."""
+    symbols = atoms.get_chemical_symbols()
+    if len(elements) < 2:
+        return 1.0
+    return symbols.count(elements[1]) / len(symbols)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {str(out)!r} exists and is not a directory. Fix: choose "
+                         "another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"output directory {str(out)!r} is not empty. Fix: pass --overwrite to "
+                         "replace its results, or choose another --out")
+    if not out.parent.is_dir():
+        raise InputError(f"the parent of the output directory {str(out)!r} does not exist. Fix: "
+                         f"mkdir -p {out.parent}, or choose another --out")
+
+
+def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite: bool,
+            with_energy: bool) -> dict:
+    """Rank 0: every check before any work. Returns the plan (picklable)."""
+    from . import bnn
+    from .data import read_training_set
+
+    model, testset, out = Path(model), Path(testset), Path(out)
+    if not model.is_file():
+        raise InputError(f"model {str(model)!r} does not exist. Fix: train one with 'hpcdens "
+                         "train' or check the path")
+    if not testset.is_file():
+        raise InputError(f"test set {str(testset)!r} does not exist. Fix: label one with "
+                         "'hpcdens generate' or check the path")
+    _check_out(out, overwrite)
+    snaps = read_training_set(testset)
+    if not snaps:
+        raise InputError(f"test set {str(testset)!r} holds no snapshots")
+    try:
+        meta = bnn.load_model(model)[1]
+    except Exception as err:
+        raise InputError(f"cannot read model {str(model)!r}: {err}") from err
+    if settings is None:
+        settings = settings_from_meta(meta)
+    if elements is None:
+        from ase.data import chemical_symbols
+
+        elements = [chemical_symbols[int(z)] for z in sorted(meta.get("species", []))]
+    if with_energy:
+        for s in snaps:
+            n_e = en.valence_electrons(s.atoms, settings)
+            en.check_same_settings(settings, s, n_e)
+    out.mkdir(exist_ok=True)
+    (out / PREDICTIONS).mkdir(exist_ok=True)
+    for name in (CSV_NAME, JSON_NAME, PARITY_PNG, COMPOSITION_PNG):
+        (out / name).unlink(missing_ok=True)
+    return {"model": str(model), "testset": str(testset), "out": str(out), "settings": settings,
+            "elements": list(elements), "keys": [s.key for s in snaps],
+            "shapes": [tuple(s.grid.shape) for s in snaps]}
+
+
+def _mean_std(path: Path) -> tuple[float, float]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return (float(np.mean(f["epistemic_std"][()])), float(np.mean(f["aleatoric_std"][()])))
+
+
+def evaluate_snapshot(snap, pred_path: Path, settings: DFTConfig, elements,
+                      with_energy: bool) -> dict:
+    """One row (rank 0): errors of the prediction file ``pred_path`` against ``snap``."""
+    pred = en.read_prediction(pred_path, "rho")
+    if pred.rho.shape != snap.grid.shape:
+        raise InputError(f"{pred_path}: grid {pred.rho.shape} differs from the snapshot's "
+                         f"{snap.grid.shape}")
+    epi, ale = _mean_std(pred_path)
+    n_e = float(snap.attrs.get("n_electrons") or en.valence_electrons(snap.atoms, settings))
+    rho, factor = en.renormalise(pred.rho, snap.grid, n_e)
+    dens = en.density_errors(rho, snap.rho)
+    comp = snap.attrs.get("composition", snap.atoms.get_chemical_formula())
+    row = {"key": snap.key, "composition": str(comp),
+           "formula": snap.atoms.get_chemical_formula(), "n_atoms": len(snap.atoms),
+           "n_electrons": n_e, "x": composition_x(snap.atoms, elements), **dens,
+           "epistemic_std_mean": epi, "aleatoric_std_mean": ale,
+           "renormalisation_factor": factor,
+           "_ref_spread": float(snap.rho.max() - snap.rho.min())}
+    row.update({k: None for k in ("e_ml_per_atom_ha", "e_dft_per_atom_ha", "error_ha_per_atom",
+                                  "abs_error_ha_per_atom", "error_ha_per_electron",
+                                  "abs_error_ha_per_electron", "chemically_accurate")})
+    row["energy_s"] = 0.0
+    if with_energy:
+        t0 = time.perf_counter()
+        e = en.energy_of_density(snap.atoms, snap.grid, pred.rho, settings, n_electrons=n_e)
+        natm, e_ref = len(snap.atoms), float(snap.attrs["free_energy_ha"])
+        diff = e["free_energy_ha"] - e_ref
+        row.update(e_ml_per_atom_ha=e["free_energy_per_atom_ha"], e_dft_per_atom_ha=e_ref / natm,
+                   error_ha_per_atom=diff / natm, abs_error_ha_per_atom=abs(diff) / natm,
+                   error_ha_per_electron=diff / n_e, abs_error_ha_per_electron=abs(diff) / n_e,
+                   chemically_accurate=bool(abs(diff) / natm
+                                            <= en.CHEMICAL_ACCURACY_HA_PER_ATOM))
+        row["energy_s"] = time.perf_counter() - t0
+    return row
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean/max absolute energy error (Ha/atom, Ha/electron), mean/max NRMSE and L1, count of
+    chemically accurate snapshots (energy figures None without energies)."""
+    def stat(key, fn):
+        vals = [r[key] for r in rows if r[key] is not None]
+        return float(fn(vals)) if vals else None
+
+    return {"n_snapshots": len(rows),
+            "mean_abs_error_ha_per_atom": stat("abs_error_ha_per_atom", np.mean),
+            "max_abs_error_ha_per_atom": stat("abs_error_ha_per_atom", np.max),
+            "mean_abs_error_ha_per_electron": stat("abs_error_ha_per_electron", np.mean),
+            "max_abs_error_ha_per_electron": stat("abs_error_ha_per_electron", np.max),
+            "mean_nrmse": stat("nrmse", np.mean), "max_nrmse": stat("nrmse", np.max),
+            "mean_relative_l1_percent": stat("relative_l1_percent", np.mean),
+            "n_chemically_accurate": (sum(bool(r["chemically_accurate"]) for r in rows)
+                                      if rows and rows[0]["chemically_accurate"] is not None
+                                      else None),
+            "chemical_accuracy_ha_per_atom": en.CHEMICAL_ACCURACY_HA_PER_ATOM}
+
+
+# ----------------------------------------------------------------------------- outputs
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def format_table(rows: list[dict], summary: dict) -> str:
+    head = (f"{'key':<22} {'composition':<14} {'NRMSE':>9} {'L1 %':>7} {'E err Ha/atom':>14} "
+            f"{'chem.acc.':>9} {'epist. std':>10}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        acc = "-" if r["chemically_accurate"] is None else ("yes" if r["chemically_accurate"]
+                                                            else "no")
+        lines.append(f"{r['key']:<22} {r['composition']:<14} {r['nrmse']:>9.3e} "
+                     f"{r['relative_l1_percent']:>7.3f} {_fmt(r['error_ha_per_atom'], '>14.3e')} "
+                     f"{acc:>9} {r['epistemic_std_mean']:>10.3e}")
+    s = summary
+    lines.append(f"{s['n_snapshots']} snapshots: NRMSE mean {s['mean_nrmse']:.3e} max "
+                 f"{s['max_nrmse']:.3e}; |E error| Ha/atom mean "
+                 f"{_fmt(s['mean_abs_error_ha_per_atom'], '.3e')} max "
+                 f"{_fmt(s['max_abs_error_ha_per_atom'], '.3e')}; chemically accurate "
+                 f"(<= {en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom): "
+                 f"{_fmt(s['n_chemically_accurate'], 'd')}/{s['n_snapshots']}")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+
+
+def write_plots(out: Path, rows: list[dict], elements) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    have_e = rows[0]["e_ml_per_atom_ha"] is not None
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    if have_e:
+        ref = np.array([r["e_dft_per_atom_ha"] for r in rows])
+        ml = np.array([r["e_ml_per_atom_ha"] for r in rows])
+        ax.scatter(ref, ml, s=18)
+        lo, hi = float(min(ref.min(), ml.min())), float(max(ref.max(), ml.max()))
+        pad = 0.05 * (hi - lo) + 1e-3
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=0.8)
+    else:
+        ax.text(0.5, 0.5, "energies not computed (--no-energy)", ha="center",
+                transform=ax.transAxes)
+    ax.set_xlabel("E_DFT (Ha/atom)")
+    ax.set_ylabel("E_ML (Harris-Foulkes, Ha/atom)")
+    ax.set_title("energy parity")
+    fig.tight_layout()
+    fig.savefig(out / PARITY_PNG, dpi=120)
+    plt.close(fig)
+
+    x = np.array([r["x"] for r in rows])
+    label = f"fraction of {elements[1]}" if len(elements) > 1 else "composition"
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(5, 6), sharex=True)
+    if have_e:
+        a1.scatter(x, [r["abs_error_ha_per_atom"] for r in rows], s=18)
+        a1.axhline(en.CHEMICAL_ACCURACY_HA_PER_ATOM, color="r", ls="--", lw=0.8,
+                   label="chemical accuracy")
+        a1.legend(fontsize=7)
+    a1.set_ylabel("|E_ML - E_DFT| (Ha/atom)")
+    # Error bars: the mean predicted std (epistemic and aleatoric combined) in NRMSE units.
+    spread = np.array([r["predicted_std_nrmse_units"] or 0.0 for r in rows])
+    a2.errorbar(x, [r["nrmse"] for r in rows], yerr=spread, fmt="o", ms=4, capsize=3)
+    a2.set_ylabel("density NRMSE (bars: predicted std)")
+    a2.set_xlabel(label)
+    fig.tight_layout()
+    fig.savefig(out / COMPOSITION_PNG, dpi=120)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- driver
+def _root(comm, fn, *args):
+    """``fn(*args)`` on rank 0; its result (or InputError / other failure) on every rank."""
+    status = None
+    if comm.rank == 0:
+        try:
+            status = ("ok", fn(*args))
+        except InputError as err:
+            status = ("input", str(err))
+        except Exception as err:  # noqa: BLE001 - the other ranks must not hang
+            status = ("failed", err)
+    status = comm.bcast(status, root=0)
+    if status[0] == "input":
+        raise InputError(status[1])
+    if status[0] == "failed":
+        if comm.rank == 0:
+            raise status[1]
+        from .errors import HpcdensError
+
+        raise HpcdensError(f"rank 0 failed: {status[1]!r}")
+    return status[1]
+
+
+def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None,
+                 elements=None, overwrite: bool = False, with_energy: bool = True,
+                 seed: int = 0) -> dict:
+    """Evaluate ``model`` on every snapshot of ``testset`` on all ranks of ``comm``; writes the
+    outputs to directory ``out``. ``settings``: DFT settings of the energies (default: the model
+    meta's ``dft`` record). ``elements``: order for the composition axis (default: the model's
+    species by atomic number). Returns {"rows", "summary", "out", ...} on every rank."""
+    from .data import read_training_set
+    from .parallel.predict import run_predict
+    from .structures import write_structures
+
+    t0 = time.perf_counter()
+    plan = _root(comm, prepare, model, testset, out, settings, elements, overwrite, with_energy)
+    out = Path(plan["out"])
+    # Only rank 0 holds the snapshots (checked in prepare); the others take part in run_predict.
+    snaps = {s.key: s for s in read_training_set(testset)} if comm.rank == 0 else None
+    rows = []
+    for i, key in enumerate(plan["keys"]):
+        base = out / PREDICTIONS
+        xyz, h5 = base / f"{_safe(key)}.extxyz", base / f"{_safe(key)}.h5"
+        _root(comm, lambda: write_structures(xyz, [snaps[key].atoms]))
+        tp = time.perf_counter()
+        run_predict(comm, plan["model"], xyz, h5, shape=plan["shapes"][i], seed=seed,
+                    overwrite=True)
+        dt = time.perf_counter() - tp
+        row = _root(comm, evaluate_snapshot, snaps[key] if comm.rank == 0 else None, h5,
+                    plan["settings"], plan["elements"], with_energy)
+        row["predict_s"] = dt
+        rows.append(row)
+        if comm.rank == 0:
+            log.info("evaluate: %s NRMSE %.3e, E error %s Ha/atom (%d/%d)", key, row["nrmse"],
+                     _fmt(row["error_ha_per_atom"], ".3e"), i + 1, len(plan["keys"]))
+    for r in rows:
+        spread = r.pop("_ref_spread", None)
+        r["predicted_std_nrmse_units"] = (math.hypot(r["epistemic_std_mean"],
+                                                     r["aleatoric_std_mean"]) / spread
+                                          if spread else None)
+    summary = summarise(rows)
+    result = {"model": plan["model"], "testset": plan["testset"], "out": str(out),
+              "n_ranks": comm.size, "elements": plan["elements"],
+              "x_axis": (f"atom fraction of {plan['elements'][1]}"
+                         if len(plan["elements"]) > 1 else "none"),
+              "energy": ("free energy E - TS (Harris-Foulkes, Eq. 10) vs the label's "
+                         "free_energy_ha" if with_energy else None),
+              "dft": (asdict(plan["settings"]) if with_energy else None),
+              "columns": list(COLUMNS),
+              "rows": rows, "summary": summary,
+              "wall_time_s": time.perf_counter() - t0}
+
+    def write():
+        write_csv(out / CSV_NAME, rows)
+        (out / JSON_NAME).write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_plots(out, rows, plan["elements"])
+
+    _root(comm, write)
+    return result
+
+
+# ----------------------------------------------------------------------------- command line
+def cmd_evaluate(args) -> int:
+    """``hpcdens evaluate`` (argparse namespace -> exit code)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    settings = elements = None
+    out = args.out
+    if args.config:
+        from .config import load_config
+
+        config = load_config(args.config)
+        settings, elements = config.dft, list(config.system.elements)
+        out = out or Path(config.output.directory) / "evaluate"
+    if out is None:
+        from .config import OutputConfig
+
+        out = Path(OutputConfig().directory) / "evaluate"
+    result = run_evaluate(comm, args.model, args.testset, out, settings=settings,
+                          elements=elements, overwrite=args.overwrite, with_energy=args.energy)
+    if comm.rank == 0:
+        print(format_table(result["rows"], result["summary"]))
+        print(f"results -> {result['out']}/ ({CSV_NAME}, {JSON_NAME}, {PARITY_PNG}, "
+              f"{COMPOSITION_PNG})", flush=True)
+    return 0
+
+
+def register_evaluate(sub):
+    """Add the ``evaluate`` subcommand to ``sub`` (argparse subparsers); returns the parser."""
+    import argparse
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a model on a DFT test set (densities and energies)",
+        description="For every snapshot of TESTSET (a training-set file from 'hpcdens "
+        "generate'): predict its density with MODEL on exactly the snapshot's grid (all ranks "
+        "take part in each prediction), renormalise it to N_e (Eq. 9), compute its "
+        "Harris-Foulkes energy (Eq. 10, free energy E - TS; serial on rank 0) and compare with "
+        "the DFT label: energy error per atom and per electron, density NRMSE and relative L1, "
+        "and the mean predicted epistemic and aleatoric std. Writes a table, evaluate.csv, "
+        "evaluate.json (rows and summary), parity.png and error_vs_composition.png to DIR. Run "
+        "under mpirun -n N. See docs/commands/evaluate.md.")
+    p.add_argument("model", metavar="MODEL", help="model file written by 'hpcdens train'")
+    p.add_argument("testset", metavar="TESTSET", help="test set: an HDF5 training-set file from 'hpcdens generate'")
+    p.add_argument("--config", help="input file (TOML): its [dft] section gives the DFT "
+                   "settings of the energies (default: the model's recorded dft settings), its "
+                   "system.elements the composition axis and output.directory the default DIR")
+    p.add_argument("--out", metavar="DIR", help="output directory (default "
+                   "<output.directory>/evaluate/, runs/hpcdens/evaluate without --config)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty "
+                   "DIR (refused without it)")
+    p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=True,
+                   help="compute the Harris-Foulkes energies (default); --no-energy gives the "
+                   "density errors and uncertainties only")
+    p.set_defaults(func=cmd_evaluate)
+    return p
