@@ -34,3 +34,10 @@ step "5. Harris-Foulkes energy of a predicted density against its DFT label"
 mpirun -n "$NP" hpcdens predict "$OUT/model.pt" "$OUT/structures.extxyz" --out "$OUT/pred.h5" --overwrite
 hpcdens energy "$OUT/pred.h5" --config "$INPUT" --reference "$OUT/train.h5" --key Si0_Ge1/s001 \
     --json "$OUT/energy.json" --overwrite
+
+step "6. Bayesian active learning on $NP ranks: 2 rounds from the pure elements -> $OUT/learn/"
+mpirun -n "$NP" hpcdens learn "$INPUT" --overwrite
+
+step "done"
+echo "files: $OUT/ (structures.extxyz, train.h5, model.pt, pred_big.h5, pred_big.cube, pred.h5,"
+echo "       energy.json, learn/ with state.json, the round table and plots)"
