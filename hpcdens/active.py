@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .composition import parse_composition, simplex_grid, tessellation
+from .checks import on_root, sha256_file
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,6 @@ def settings_fingerprint(config) -> str:
     relevant["learn"].pop("max_compositions")
     relevant["learn"].pop("uncertainty_threshold")
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def prepare(config, directory: Path, overwrite: bool) -> dict:
@@ -234,19 +227,6 @@ def score_candidates(config, model_path: Path, labels: list[str], comps: dict, c
 
 # --------------------------------------------------------------------------------- loop ---
 
-def _on_root(comm, fn, *args):
-    status = None
-    if comm.rank == 0:
-        try:
-            status = ("ok", fn(*args))
-        except InputError as err:
-            status = ("error", str(err))
-    status = comm.bcast(status, root=0)
-    if status[0] == "error":
-        raise InputError(status[1])
-    return status[1]
-
-
 def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
     """Summed SCF wall time (s) and number of the snapshots of ``labels`` in the training set."""
     from .data import read_training_set
@@ -273,7 +253,7 @@ def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bo
 
         comm = MPI.COMM_SELF
     directory = learn_dir(config, out)
-    state = _on_root(comm, prepare, config, directory, overwrite)
+    state = on_root(comm, prepare, config, directory, overwrite)
     lc, comps = config.learn, by_label(config)
     train_h5 = directory / "train.h5"
 
@@ -312,7 +292,7 @@ def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bo
             done = None
             if comm.rank == 0:                       # rank 0's record, the same on every rank
                 done = dict(trained=True, model=str(model.relative_to(directory)),
-                            model_sha256=file_sha256(model),
+                            model_sha256=sha256_file(model),
                             validation_nrmse=s.get("best", {}).get("nrmse"),
                             train_wall_s=s["wall_time_s"], epochs_run=s["epochs_run"])
             r.update(comm.bcast(done, root=0))
@@ -336,7 +316,7 @@ def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bo
             if lc.strategy == "bayesian":
                 if r.get("scores") is None:
                     model = directory / r["model"]
-                    _on_root(comm, _check_model, model, r["model_sha256"])
+                    on_root(comm, _check_model, model, r["model_sha256"])
                     r["scores"] = score_candidates(config, model, remaining, comps, comm)
                     r["score_aggregate"] = "mean epistemic std (e/Bohr^3)"
                     if save("scored"):
@@ -377,7 +357,7 @@ def _stop_reason(config, r: dict) -> str | None:
 
 
 def _check_model(model: Path, sha: str):
-    if not model.is_file() or file_sha256(model) != sha:
+    if not model.is_file() or sha256_file(model) != sha:
         raise InputError(f"model {str(model)!r} is missing or differs from the one journaled. "
                          "Fix: --overwrite to start again")
 

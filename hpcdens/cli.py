@@ -9,22 +9,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .checks import output_file
 from .errors import HpcdensError, InputError
 
 log = logging.getLogger("hpcdens")
-
-def output_path(path: str | Path, overwrite: bool, what: str = "output") -> Path:
-    """Check an output file path before any work: its directory exists, and it does not exist
-    unless ``overwrite``. Raises InputError naming the fix."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(f"{what} directory {str(path.parent)!r} does not exist. "
-                         f"Fix: create it (mkdir -p {path.parent}) or choose another path")
-    if path.exists() and not overwrite:
-        raise InputError(f"{what} {str(path)!r} already exists. Fix: pass --overwrite to replace it, "
-                         "or choose another path")
-    return path
-
 
 def _cmd_structures(args) -> int:
     from .config import load_config
@@ -32,7 +20,7 @@ def _cmd_structures(args) -> int:
     from .structures import write_structures
 
     config = load_config(args.config)
-    out = output_path(args.out or Path(config.output.directory) / "structures.extxyz", args.overwrite,
+    out = output_file(args.out or Path(config.output.directory) / "structures.extxyz", args.overwrite,
                       "structure file")
     tasks = build_plan(config)
     frames = [task.build_atoms() for task in tasks]

@@ -454,11 +454,11 @@ def _settings(args) -> DFTConfig:
 
 def cmd_energy(args) -> int:
     """``hpcdens energy`` (argparse namespace -> exit code)."""
-    from .cli import output_path
+    from .checks import output_file
 
     if args.key and not args.reference:
         raise InputError("--key needs --reference TRAINSET (the training set holding the key)")
-    out = output_path(args.json, args.overwrite, "JSON file") if args.json else None
+    out = output_file(args.json, args.overwrite, "JSON file") if args.json else None
     summary = run_energy(args.prediction, _settings(args), args.reference, args.key, args.field,
                          not args.no_renormalise, args.scf_from_prediction)
     print(format_report(summary), flush=True)

@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__, data
+from .checks import on_root
 from .config import Config
 from .dft import get_backend
 from .errors import DFTFailed, HpcdensError, InputError
@@ -136,20 +137,12 @@ def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,
     """Label the tasks of ``config`` into ``out`` on all ranks of ``comm``; returns the summary
     (on every rank). Input problems raise InputError on every rank together."""
     tasks = build_plan(config)
-    status = None
-    if comm.rank == 0:
-        try:
-            status = ("ok", prepare_output(out, config, overwrite, extend))
-        except InputError as err:
-            status = ("error", str(err))
-    status = comm.bcast(status, root=0)
-    if status[0] == "error":
-        raise InputError(status[1])
+    status = on_root(comm, prepare_output, out, config, overwrite, extend)
     todo = comm.bcast(pending(out, tasks, retry_failed) if comm.rank == 0 else None, root=0)
     run_id = comm.bcast(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}", root=0)
     shares = assign(todo, comm.size)
     if comm.rank == 0:
-        log.info("%s: %d snapshots, %d to label on %d ranks", status[1], len(tasks), len(todo),
+        log.info("%s: %d snapshots, %d to label on %d ranks", status, len(tasks), len(todo),
                  comm.size)
     bar = _Progress(out, len(todo), _done_count(out), progress and comm.rank == 0)
     error = _work(shares[comm.rank], tasks, out, run_id)

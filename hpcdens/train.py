@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import __version__, bnn
+from .checks import on_root, output_file
 from .errors import InputError
 from .train_data import HASH_SCHEME, dft_settings, valence_electrons
 from .train_loop import Dataset, TrainState, fit, new_model, prepare_data
@@ -54,32 +55,13 @@ def check_inputs(paths) -> None:
 def check_outputs(out: Path, resume: bool, overwrite: bool) -> None:
     """Raise InputError (with the fix) when the model or checkpoint paths do not fit the flags."""
     ckpt = checkpoint_path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"output directory {str(out.parent)!r} does not exist. Fix: create it "
-                         f"(mkdir -p {out.parent}) or choose another --out")
-    if out.exists() and not overwrite:
-        raise InputError(f"model {str(out)!r} already exists. Fix: pass --overwrite to replace it, "
-                         "or choose another --out")
+    output_file(out, overwrite, "model")
     if resume and not ckpt.is_file():
         raise InputError(f"--resume: no checkpoint {str(ckpt)!r} to continue from. Fix: run "
                          "without --resume to start training")
     if ckpt.exists() and not (resume or overwrite):
         raise InputError(f"checkpoint {str(ckpt)!r} of an earlier run exists. Fix: pass --resume "
                          "to continue it, or --overwrite to start again")
-
-
-def on_root(comm, fn, *args):
-    """``fn(*args)`` on rank 0; its result, or its InputError, on every rank."""
-    status = None
-    if comm.rank == 0:
-        try:
-            status = ("ok", fn(*args))
-        except InputError as err:
-            status = ("error", str(err))
-    status = comm.bcast(status, root=0)
-    if status[0] == "error":
-        raise InputError(status[1])
-    return status[1]
 
 
 def run_train(config, data=None, out=None, comm=None, resume: bool = False,

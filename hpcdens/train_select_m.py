@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
-from .train import check_inputs, default_paths, on_root
+from .checks import on_root, output_file
+from .train import check_inputs, default_paths
 from .train_data import load_snapshots, n_validation
 from .train_loop import TrainState, fit, new_model, prepare_data
 
@@ -25,13 +26,8 @@ COLUMNS = ("M", "n_in", "val_nrmse", "val_rel_l1_percent", "val_loss", "baseline
 
 def check_outputs(csv_path: Path, overwrite: bool) -> None:
     """The CSV and its PNG (same name, .png) may be written; raises InputError with the fix."""
-    if not csv_path.parent.is_dir():
-        raise InputError(f"output directory {str(csv_path.parent)!r} does not exist. Fix: create "
-                         f"it (mkdir -p {csv_path.parent}) or choose another --out")
     for path in (csv_path, csv_path.with_suffix(".png")):
-        if path.exists() and not overwrite:
-            raise InputError(f"{str(path)!r} already exists. Fix: pass --overwrite to replace it, "
-                             "or choose another --out")
+        output_file(path, overwrite)
 
 
 def check_ms(ms) -> list[int]:

@@ -6,7 +6,6 @@ M = 12, a 60-32-32-2 network, 15 epochs, N_s = 10, 500 scoring points per struct
 Measured numbers are in docs/commands/learn.md."""
 
 import csv
-import json
 import math
 import os
 import signal

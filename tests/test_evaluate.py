@@ -16,7 +16,6 @@ import pytest
 pytest.importorskip("pyscf")
 
 from hpcdens import energy as en  # noqa: E402
-from hpcdens.errors import InputError  # noqa: E402
 from hpcdens.config import load_config  # noqa: E402
 from hpcdens.data import read_training_set  # noqa: E402
 from hpcdens.evaluate import (COLUMNS, register_evaluate, run_evaluate,  # noqa: E402

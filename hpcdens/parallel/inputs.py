@@ -14,16 +14,15 @@ mesh_spacing_bohr}: the SAD of delta_rho models, the GTH valence fallback and th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from ase.data import chemical_symbols
 from ase.units import Bohr
 
+from ..checks import output_file, sha256_file
 from ..descriptors import DESCRIPTOR_VERSION
 from ..errors import HpcdensError, InputError
 from ..grid import Grid
@@ -74,26 +73,6 @@ class PredictPlan:
     @property
     def grid(self) -> Grid:
         return Grid(self.cell_bohr, self.grid_shape)
-
-
-def check_output(out, overwrite: bool) -> Path:
-    """The output's directory exists; the file does not, unless ``overwrite``."""
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise InputError(f"output directory {str(out.parent)!r} does not exist. Fix: create it "
-                         f"(mkdir -p {out.parent}) or choose another --out")
-    if out.exists() and not overwrite:
-        raise InputError(f"output {str(out)!r} already exists. Fix: pass --overwrite to replace "
-                         "it, or choose another --out")
-    return out
-
-
-def sha256_file(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fd:
-        for block in iter(lambda: fd.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _name(z: int) -> str:
@@ -229,7 +208,7 @@ def prepare_plan(model, structure, out, *, spacing_bohr=None, shape=None, superc
     """Check every input and return the plan (run on one rank). Raises InputError."""
     from ..bnn import load_model
 
-    out = check_output(out, overwrite)
+    out = output_file(out, overwrite)
     if isinstance(chunk_points, bool) or int(chunk_points) < 1:
         raise InputError(f"--chunk-points must be >= 1, got {chunk_points}")
     net, meta = load_model(model)

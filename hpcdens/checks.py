@@ -1,0 +1,46 @@
+"""Small checks shared by the commands: output paths before any work, file hashes, and the
+"rank 0 decides, every rank raises the same error" pattern of the MPI drivers."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .errors import InputError
+
+
+def output_file(path, overwrite: bool, what: str = "output") -> Path:
+    """Check an output file path before any work: its directory exists, and the file does not
+    exist unless ``overwrite``. Raises InputError naming the fix."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"{what} directory {str(path.parent)!r} does not exist. "
+                         f"Fix: create it (mkdir -p {path.parent}) or choose another path")
+    if path.exists() and not overwrite:
+        raise InputError(f"{what} {str(path)!r} already exists. Fix: pass --overwrite to replace it, "
+                         "or choose another path")
+    return path
+
+
+def sha256_file(path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fd:
+        for block in iter(lambda: fd.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def on_root(comm, fn, *args):
+    """``fn(*args)`` on rank 0 of ``comm``; its result, or its InputError, on every rank, so all
+    ranks stop together instead of hanging in the next collective call."""
+    status = None
+    if comm.rank == 0:
+        try:
+            status = ("ok", fn(*args))
+        except InputError as err:
+            status = ("error", str(err))
+    status = comm.bcast(status, root=0)
+    if status[0] == "error":
+        raise InputError(status[1])
+    return status[1]
