@@ -185,14 +185,14 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
 
     comm = MPI.COMM_WORLD
     path = _on_root(comm, lambda: write_cell(model_dir / "one.extxyz", sige_cell()))
-    real = predict.predict_block
+    real = predict.predict_chunks
 
     def fails_on_last_rank(plan, layout, *args):
         if comm.rank == comm.size - 1:
             raise RuntimeError("simulated failure in the local work")
         return real(plan, layout, *args)
 
-    monkeypatch.setattr(predict, "predict_block", fails_on_last_rank)
+    monkeypatch.setattr(predict, "predict_chunks", fails_on_last_rank)
     with pytest.raises(HpcdensError, match=f"rank {comm.size - 1}: RuntimeError: simulated"):
         predict.run_predict(comm, model_dir / "model.pt", path, model_dir / "pred.h5",
                             spacing_bohr=0.9)

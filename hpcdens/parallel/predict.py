@@ -10,9 +10,13 @@ Flow on every rank of ``comm`` (docs/commands/predict.md):
    verified per point (:class:`~hpcdens.parallel.halo.BlockHalo`); descriptors and the network
    stream through chunks of at most ``chunk_points`` points, with the same N_s weight samples on
    every rank (drawn once on rank 0 from the model's seed and broadcast);
-4. the integral of rho is an exact (order-independent) sum over all ranks, so rho_normalised
-   (Eq. 9) is the same for any rank count;
-5. one HDF5 file is written collectively and renamed into place with ``complete = True``.
+4. the datasets are created collectively (global shape) before the prediction, and each chunk's
+   fields go into their hyperslab as soon as the chunk is predicted (independent MPI-IO writes:
+   chunk counts differ between ranks), so memory per rank is bounded by the chunk, not the block;
+5. the integral of rho is an exact (order-independent) sum, accumulated per chunk and combined
+   over all ranks, so rho_normalised (Eq. 9) is the same for any rank count; it is written in a
+   second streamed pass that reads each rank's rho back chunk by chunk;
+6. the file is completed collectively and renamed into place with ``complete = True``.
 
 Errors inside a rank's local work are collected with one ``allgather`` before the first
 collective that follows, so every rank raises and none hangs.
@@ -26,6 +30,7 @@ import resource
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -35,7 +40,7 @@ from ..errors import HpcdensError, InputError
 from .decomposition import BlockLayout, GridDecomposition, chunk_boxes
 from .halo import BlockHalo, PeriodicStructure, atoms_near_block
 from .inputs import DESCRIPTOR_VERSION, PredictPlan, broadcast_plan, plan_summary
-from .reduce import allreduce_exact_sum
+from .reduce import allreduce_exact_partials, exact_partial_sum
 from .writer import ParallelH5Writer, require_parallel_hdf5
 
 log = logging.getLogger("hpcdens.predict")
@@ -115,47 +120,78 @@ class BlockSad:
         return superpose(self.cell, self.positions, self.symbols, points_bohr, self.radial)
 
 
+class BlockStream:
+    """Stream the predictions of one block chunk by chunk (no MPI); iterate for
+    ``(lo, hi, fields)``: the chunk's sub-box ``[lo, hi)`` (global indices) and its fields
+    (1-D, C order of the sub-box): ``rho`` (the density: network mean, plus rho_SAD for
+    delta_rho models), ``epistemic_std``, ``aleatoric_std`` and, for delta_rho models,
+    ``rho_sad``; e/Bohr^3. Only one chunk is held at a time. After the iteration, ``halo_radius``,
+    ``halo_growths`` and ``halo_atoms`` hold the halo statistics (zero for an empty block)."""
+
+    def __init__(self, plan: PredictPlan, layout: BlockLayout, model, samples,
+                 timer: PhaseTimer | None = None):
+        self.plan, self.layout, self.model, self.samples = plan, layout, model, samples
+        self.timer = timer or PhaseTimer()
+        self.names = ["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
+        self.halo_radius, self.halo_growths, self.halo_atoms = 0.0, 0, 0
+
+    def __iter__(self):
+        from ..bnn import predict
+
+        plan, layout, timer = self.plan, self.layout, self.timer
+        if layout.local_size == 0:
+            return
+        grid = plan.grid
+        structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers,
+                                                  plan.cell_bohr)
+        with timer("halo"):
+            halo = BlockHalo(structure, grid.shape, layout.local_start, layout.local_stop, plan.m)
+            sad = BlockSad(plan, structure, layout) if plan.sad else None
+        for _, (lo, hi) in chunk_boxes(layout.local_start, layout.local_stop, plan.chunk_points):
+            points = grid.cartesian_points(lo, hi)
+            built, t0, c0 = halo.build_seconds, time.perf_counter(), time.process_time()
+            x = from_neighbors(halo.neighbors(index_points(lo, hi), points), plan.m)
+            grown = halo.build_seconds - built
+            timer.add("halo", grown, grown)
+            timer.add("descriptors", time.perf_counter() - t0 - grown,
+                      time.process_time() - c0 - grown)
+            with timer("network"):
+                out = predict(self.model, x, self.samples)
+            del x
+            fields = {"rho": out["mean"], "epistemic_std": np.sqrt(out["epistemic_var"]),
+                      "aleatoric_std": np.sqrt(out["aleatoric_var"])}
+            if sad is not None:
+                with timer("sad"):
+                    fields["rho_sad"] = sad(points)
+                fields["rho"] = fields["rho"] + fields["rho_sad"]
+            self.halo_radius, self.halo_growths, self.halo_atoms = \
+                halo.radius, halo.growths, halo.n_atoms
+            yield lo, hi, fields
+
+
+def predict_chunks(plan: PredictPlan, layout: BlockLayout, model, samples,
+                   timer: PhaseTimer | None = None) -> BlockStream:
+    """The chunk stream of one block (:class:`BlockStream`; no MPI)."""
+    return BlockStream(plan, layout, model, samples, timer)
+
+
 def predict_block(plan: PredictPlan, layout: BlockLayout, model, samples,
                   timer: PhaseTimer | None = None) -> BlockResult:
-    """Predict the fields of one block (no MPI). Empty blocks return empty arrays.
+    """Predict the fields of one block into memory (no MPI). Empty blocks return empty arrays.
 
-    Returns fields ``rho`` (the density: network mean, plus rho_SAD for delta_rho models),
-    ``epistemic_std``, ``aleatoric_std`` and, for delta_rho models, ``rho_sad``; e/Bohr^3.
+    The same numbers as :func:`predict_chunks`, gathered into arrays of ``layout.local_shape``
+    (the whole block in memory: for tests and small blocks; ``run_predict`` streams instead).
     """
-    from ..bnn import predict
-
-    timer = timer or PhaseTimer()
-    names = ["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
-    flat = {name: np.zeros(layout.local_size) for name in names}
-    result = BlockResult({k: v.reshape(layout.local_shape) for k, v in flat.items()})
-    if layout.local_size == 0:
-        return result
-    grid = plan.grid
-    structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers, plan.cell_bohr)
-    with timer("halo"):
-        halo = BlockHalo(structure, grid.shape, layout.local_start, layout.local_stop, plan.m)
-        sad = BlockSad(plan, structure, layout) if plan.sad else None
-    for offset, (lo, hi) in chunk_boxes(layout.local_start, layout.local_stop, plan.chunk_points):
-        points = grid.cartesian_points(lo, hi)
-        part = slice(offset, offset + len(points))
-        built, t0, c0 = halo.build_seconds, time.perf_counter(), time.process_time()
-        x = from_neighbors(halo.neighbors(index_points(lo, hi), points), plan.m)
-        grown = halo.build_seconds - built
-        timer.add("halo", grown, grown)
-        timer.add("descriptors", time.perf_counter() - t0 - grown,
-                  time.process_time() - c0 - grown)
-        with timer("network"):
-            out = predict(model, x, samples)
-        flat["rho"][part] = out["mean"]
-        flat["epistemic_std"][part] = np.sqrt(out["epistemic_var"])
-        flat["aleatoric_std"][part] = np.sqrt(out["aleatoric_var"])
-        if sad is not None:
-            with timer("sad"):
-                flat["rho_sad"][part] = sad(points)
-            flat["rho"][part] += flat["rho_sad"][part]
-    result.halo_radius, result.halo_growths, result.halo_atoms = \
-        halo.radius, halo.growths, halo.n_atoms
-    return result
+    stream = predict_chunks(plan, layout, model, samples, timer)
+    flat = {name: np.zeros(layout.local_size) for name in stream.names}
+    offset = 0
+    for _, _, fields in stream:
+        count = len(fields["rho"])
+        for name, values in fields.items():
+            flat[name][offset:offset + count] = values
+        offset += count
+    return BlockResult({k: v.reshape(layout.local_shape) for k, v in flat.items()},
+                       stream.halo_radius, stream.halo_growths, stream.halo_atoms)
 
 
 def run_collectively(comm, work):
@@ -172,9 +208,10 @@ def run_collectively(comm, work):
     failures = [f for f in comm.allgather(failure) if f]
     if failures:
         kind = InputError if all(k == "input" for k, _ in failures) else HpcdensError
-        raise kind("; ".join(msg for _, msg in failures[:4])
-                   + (f" (and {len(failures) - 4} more ranks)" if len(failures) > 4 else "")) \
-            from cause
+        err = kind("; ".join(msg for _, msg in failures[:4])
+                   + (f" (and {len(failures) - 4} more ranks)" if len(failures) > 4 else ""))
+        err.collective = True  # raised on every rank: an open writer closes cleanly everywhere
+        raise err from cause
     return value
 
 
@@ -198,7 +235,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _halo_stats(comm, block: BlockResult) -> dict:
+def _halo_stats(comm, block) -> dict:
     from mpi4py import MPI
 
     growths = comm.allgather(block.halo_growths)
@@ -224,30 +261,63 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
     return attrs
 
 
-def write_prediction(comm, plan: PredictPlan, decomp, fields: dict, attrs: dict,
-                     timer: PhaseTimer):
-    """Write the fields (global datasets, one hyperslab per rank), atoms and attributes; the
-    timings (max over ranks, write included) are stored just before ``complete``."""
+def field_names(plan: PredictPlan) -> list[str]:
+    """The datasets of a prediction file, in the order they are created."""
+    return ["rho", "rho_normalised", "epistemic_std", "aleatoric_std"] \
+        + (["rho_sad"] if plan.sad else [])
+
+
+def stream_predictions(comm, plan: PredictPlan, decomp, writer: ParallelH5Writer, net, samples,
+                       timer: PhaseTimer):
+    """First pass (collective at its end): predict this rank's block chunk by chunk, write each
+    chunk's fields into its hyperslab at once (independent MPI-IO writes) and add its rho to the
+    exact partial sum of Eq. 9. Returns the block's stream (halo statistics) and this rank's
+    exact partial sum (a Fraction); a failure on any rank is raised on every rank."""
+    def work():
+        stream = predict_chunks(plan, decomp, net, samples, timer)
+        partial = Fraction(0)
+        for lo, hi, fields in stream:
+            with timer("reduce"):
+                partial += exact_partial_sum(fields["rho"])
+            with timer("write"):
+                for name, values in fields.items():
+                    writer.write_chunk(name, lo, hi, values)
+        return stream, partial
+
+    return run_collectively(comm, work)
+
+
+def stream_normalised(comm, plan: PredictPlan, decomp, writer: ParallelH5Writer,
+                      factor: float) -> None:
+    """Second pass: read this rank's rho back chunk by chunk and write rho_normalised =
+    rho * factor into the same hyperslab (independent I/O; failures raised on every rank)."""
+    def work():
+        for _, (lo, hi) in chunk_boxes(decomp.local_start, decomp.local_stop, plan.chunk_points):
+            writer.write_chunk("rho_normalised", lo, hi, writer.read_chunk("rho", lo, hi) * factor)
+
+    run_collectively(comm, work)
+
+
+def finish_prediction(comm, plan: PredictPlan, writer: ParallelH5Writer, attrs: dict,
+                      timer: PhaseTimer):
+    """Write the atoms and the attributes; the timings (max over ranks, write included) are
+    stored just before ``complete``; close and rename (collective)."""
     from mpi4py import MPI
 
-    with ParallelH5Writer(plan.out, comm) as writer:
-        with timer("write"):
-            for name, local in fields.items():
-                writer.create(name, plan.grid_shape, "f8", {"units": FIELD_UNITS[name]})
-                writer.write_box(name, decomp.local_start, local)
-            writer.write_root("atoms/numbers", plan.numbers.astype(np.int32))
-            writer.write_root("atoms/positions_bohr", plan.positions_bohr)
-            writer.write_root("atoms/cell_bohr", plan.cell_bohr)
-            writer.write_root("atoms/pbc", plan.pbc)
-        seconds = np.array([timer.seconds[p] for p in PHASES])
-        comm.Allreduce(MPI.IN_PLACE, seconds, op=MPI.MAX)
-        timings = dict(zip(PHASES, (float(s) for s in seconds)))
-        rss = comm.allreduce(peak_rss_mb(), op=MPI.MAX)
-        cpu = comm.allreduce(sum(timer.cpu[p] for p in COMPUTE_PHASES), op=MPI.SUM)
-        writer.set_attrs({**attrs, **{f"timing_{p}_s": s for p, s in timings.items()},
-                          "timings_json": json.dumps(timings), "peak_rss_mb_max": rss,
-                          "compute_cpu_s_sum": cpu})
-        writer.finish()
+    with timer("write"):
+        writer.write_root("atoms/numbers", plan.numbers.astype(np.int32))
+        writer.write_root("atoms/positions_bohr", plan.positions_bohr)
+        writer.write_root("atoms/cell_bohr", plan.cell_bohr)
+        writer.write_root("atoms/pbc", plan.pbc)
+    seconds = np.array([timer.seconds[p] for p in PHASES])
+    comm.Allreduce(MPI.IN_PLACE, seconds, op=MPI.MAX)
+    timings = dict(zip(PHASES, (float(s) for s in seconds)))
+    rss = comm.allreduce(peak_rss_mb(), op=MPI.MAX)
+    cpu = comm.allreduce(sum(timer.cpu[p] for p in COMPUTE_PHASES), op=MPI.SUM)
+    writer.set_attrs({**attrs, **{f"timing_{p}_s": s for p, s in timings.items()},
+                      "timings_json": json.dumps(timings), "peak_rss_mb_max": rss,
+                      "compute_cpu_s_sum": cpu})
+    writer.finish()
     return timings, rss, cpu
 
 
@@ -259,6 +329,9 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
     Parameters are those of ``hpcdens predict`` (docs/commands/predict.md); ``dims`` forces a
     process grid. Returns the same summary dict on every rank. Raises InputError (all ranks)
     for bad inputs, ParallelIOError without parallel HDF5.
+
+    Memory per rank is bounded by the chunk, not the block: each chunk is written as soon as it
+    is predicted, and rho_normalised is written in a second streamed pass over the file.
     """
     timer = PhaseTimer()
     require_parallel_hdf5()
@@ -270,19 +343,24 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
         if comm.rank == 0:
             log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
         net, samples = load_network(comm, plan)
-    with GridDecomposition(comm, plan.grid_shape, dims) as decomp:
-        block = run_collectively(comm, lambda: predict_block(plan, decomp, net, samples, timer))
+    with GridDecomposition(comm, plan.grid_shape, dims) as decomp, \
+            ParallelH5Writer(plan.out, comm) as writer:
+        with timer("write"):
+            for name in field_names(plan):
+                writer.create(name, plan.grid_shape, "f8", {"units": FIELD_UNITS[name]})
+        stream, partial = stream_predictions(comm, plan, decomp, writer, net, samples, timer)
         with timer("reduce"):
-            raw = allreduce_exact_sum(comm, block.fields["rho"]) * plan.grid.voxel_volume_bohr3
+            raw = allreduce_exact_partials(comm, partial) * plan.grid.voxel_volume_bohr3
             if not raw > 0:
-                raise HpcdensError(f"the predicted density integrates to {raw:.6g} e, not > 0; "
+                err = HpcdensError(f"the predicted density integrates to {raw:.6g} e, not > 0; "
                                    "cannot normalise to N_e (is the model trained?)")
-            halo = _halo_stats(comm, block)
-        fields = {"rho": block.fields["rho"],
-                  "rho_normalised": block.fields["rho"] * (plan.n_electrons / raw),
-                  **{k: v for k, v in block.fields.items() if k != "rho"}}
+                err.collective = True  # the same on every rank
+                raise err
+            halo = _halo_stats(comm, stream)
+        with timer("write"):
+            stream_normalised(comm, plan, decomp, writer, plan.n_electrons / raw)
         attrs = _root_attrs(plan, decomp, {"integral_rho_raw": raw, **halo})
-        timings, rss, cpu = write_prediction(comm, plan, decomp, fields, attrs, timer)
+        timings, rss, cpu = finish_prediction(comm, plan, writer, attrs, timer)
         dims_used = decomp.dims
     summary = {"out": plan.out, "grid_shape": plan.grid_shape, "n_points": plan.grid.size,
                "n_atoms": len(plan.numbers), "n_ranks": comm.size, "process_grid": dims_used,

@@ -48,6 +48,11 @@ def allreduce_exact_sum(comm, values) -> float:
     ``values`` : this rank's float64 array (may be empty). Returns the same float on every rank,
     independent of the decomposition.
     """
-    parts = comm.allgather(exact_partial_sum(values))
-    return float(sum(parts, Fraction(0)))
+    return allreduce_exact_partials(comm, exact_partial_sum(values))
+
+
+def allreduce_exact_partials(comm, partial) -> float:
+    """Correctly rounded sum of the ranks' exact partial sums (Fractions from
+    :func:`exact_partial_sum`, possibly accumulated over chunks); the same float on every rank."""
+    return float(sum(comm.allgather(partial), Fraction(0)))
 

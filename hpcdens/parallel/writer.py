@@ -5,8 +5,13 @@ Following Dedalus' ``H5ParallelFileHandler``:
 * :func:`require_parallel_hdf5` checks ``h5py.get_config().mpi`` first and raises
   :class:`ParallelIOError` with the fix;
 * every rank creates every dataset with its *global* shape (metadata calls are collective);
-* each rank writes its own hyperslab with one collective ``H5Dwrite``; a rank without points
-  joins with an empty selection (``select_none``), so no rank ever waits for a missing partner;
+* :meth:`ParallelH5Writer.write_box` writes a rank's hyperslab with one collective ``H5Dwrite``;
+  a rank without points joins with an empty selection (``select_none``), so no rank ever waits
+  for a missing partner;
+* :meth:`ParallelH5Writer.write_chunk` / :meth:`~ParallelH5Writer.read_chunk` are independent
+  (``H5FD_MPIO_INDEPENDENT``) transfers of one sub-box: ``hpcdens predict`` streams each chunk
+  into the file as soon as it is predicted, and ranks have different chunk counts, so collective
+  per-chunk writes would need padding with empty selections; independent ones need no partner;
 * attributes are set with the same values on every rank (HDF5 requires it under MPI).
 
 Crash safety: the file is written under a temporary name next to the output; the root attribute
@@ -68,6 +73,8 @@ class ParallelH5Writer:
                                   f"{comm.size} ranks: {err}") from err
         self._dxpl = h5py.h5p.create(h5py.h5p.DATASET_XFER)
         self._dxpl.set_dxpl_mpio(h5py.h5fd.MPIO_COLLECTIVE)
+        self._independent = h5py.h5p.create(h5py.h5p.DATASET_XFER)
+        self._independent.set_dxpl_mpio(h5py.h5fd.MPIO_INDEPENDENT)
         self._done = False
 
     def __enter__(self):
@@ -118,6 +125,29 @@ class ParallelH5Writer:
         except Exception as err:  # h5py raises OSError/RuntimeError subclasses
             failure = f"rank {self.comm.rank}: {type(err).__name__}: {err}"
         self.check(failure, f"collective write of {name!r} to {self.tmp}")
+
+    def _chunk_spaces(self, dset, lo, hi):
+        count = tuple(int(b) - int(a) for a, b in zip(lo, hi))
+        fspace = dset.id.get_space()
+        fspace.select_hyperslab(tuple(int(a) for a in lo), count)
+        return fspace, self._h5py.h5s.create_simple(count), count
+
+    def write_chunk(self, name: str, lo, hi, values) -> None:
+        """Independent (non-collective) write of ``values`` (the box ``[lo, hi)``'s points in C
+        order, any shape of that size) into dataset ``name``; ranks may call it any number of
+        times. Errors are raised on this rank only: collect them (``run_collectively``)."""
+        dset = self.file[name]
+        fspace, mspace, count = self._chunk_spaces(dset, lo, hi)
+        data = np.ascontiguousarray(values, dtype=dset.dtype).reshape(count)
+        dset.id.write(mspace, fspace, data, dxpl=self._independent)
+
+    def read_chunk(self, name: str, lo, hi) -> np.ndarray:
+        """Independent read of the box ``[lo, hi)`` of dataset ``name`` (flat, C order)."""
+        dset = self.file[name]
+        fspace, mspace, count = self._chunk_spaces(dset, lo, hi)
+        out = np.empty(count, dtype=dset.dtype)
+        dset.id.read(mspace, fspace, out, dxpl=self._independent)
+        return out.reshape(-1)
 
     def check(self, failure: str | None, what: str) -> None:
         """Raise the same ParallelIOError on every rank if ``failure`` is set on any (collective).
