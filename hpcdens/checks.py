@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .errors import InputError
+from .errors import HpcdensError, InputError
 
 
 def output_file(path, overwrite: bool, what: str = "output") -> Path:
@@ -32,15 +32,23 @@ def sha256_file(path) -> str:
 
 
 def on_root(comm, fn, *args):
-    """``fn(*args)`` on rank 0 of ``comm``; its result, or its InputError, on every rank, so all
-    ranks stop together instead of hanging in the next collective call."""
+    """``fn(*args)`` on rank 0 of ``comm``; its result, or its failure, on every rank, so all
+    ranks stop together instead of hanging in the next collective call. An InputError is raised
+    as InputError everywhere; any other failure is re-raised on rank 0 and reported as
+    HpcdensError on the others."""
     status = None
     if comm.rank == 0:
         try:
             status = ("ok", fn(*args))
         except InputError as err:
-            status = ("error", str(err))
+            status = ("input", str(err))
+        except Exception as err:  # noqa: BLE001 - the other ranks must not hang
+            status = ("failed", err)
     status = comm.bcast(status, root=0)
-    if status[0] == "error":
+    if status[0] == "input":
         raise InputError(status[1])
+    if status[0] == "failed":
+        if comm.rank == 0:
+            raise status[1]
+        raise HpcdensError(f"rank 0 failed: {status[1]!r}")
     return status[1]

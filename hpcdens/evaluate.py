@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import energy as en
+from .checks import on_root
 from .config import DFTConfig
 from .errors import InputError
 
@@ -265,28 +266,6 @@ def write_plots(out: Path, rows: list[dict], elements) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
-def _root(comm, fn, *args):
-    """``fn(*args)`` on rank 0; its result (or InputError / other failure) on every rank."""
-    status = None
-    if comm.rank == 0:
-        try:
-            status = ("ok", fn(*args))
-        except InputError as err:
-            status = ("input", str(err))
-        except Exception as err:  # noqa: BLE001 - the other ranks must not hang
-            status = ("failed", err)
-    status = comm.bcast(status, root=0)
-    if status[0] == "input":
-        raise InputError(status[1])
-    if status[0] == "failed":
-        if comm.rank == 0:
-            raise status[1]
-        from .errors import HpcdensError
-
-        raise HpcdensError(f"rank 0 failed: {status[1]!r}")
-    return status[1]
-
-
 def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None,
                  elements=None, overwrite: bool = False, with_energy: bool = True,
                  seed: int = 0) -> dict:
@@ -299,7 +278,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     from .structures import write_structures
 
     t0 = time.perf_counter()
-    plan = _root(comm, prepare, model, testset, out, settings, elements, overwrite, with_energy)
+    plan = on_root(comm, prepare, model, testset, out, settings, elements, overwrite, with_energy)
     out = Path(plan["out"])
     # Only rank 0 holds the snapshots (checked in prepare); the others take part in run_predict.
     snaps = {s.key: s for s in read_training_set(testset)} if comm.rank == 0 else None
@@ -307,12 +286,12 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     for i, key in enumerate(plan["keys"]):
         base = out / PREDICTIONS
         xyz, h5 = base / f"{_safe(key)}.extxyz", base / f"{_safe(key)}.h5"
-        _root(comm, lambda: write_structures(xyz, [snaps[key].atoms]))
+        on_root(comm, lambda: write_structures(xyz, [snaps[key].atoms]))
         tp = time.perf_counter()
         run_predict(comm, plan["model"], xyz, h5, shape=plan["shapes"][i], seed=seed,
                     overwrite=True)
         dt = time.perf_counter() - tp
-        row = _root(comm, evaluate_snapshot, snaps[key] if comm.rank == 0 else None, h5,
+        row = on_root(comm, evaluate_snapshot, snaps[key] if comm.rank == 0 else None, h5,
                     plan["settings"], plan["elements"], with_energy)
         row["predict_s"] = dt
         rows.append(row)
@@ -341,7 +320,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
         (out / JSON_NAME).write_text(json.dumps(result, indent=1, default=str) + "\n")
         write_plots(out, rows, plan["elements"])
 
-    _root(comm, write)
+    on_root(comm, write)
     return result
 
 

@@ -53,3 +53,15 @@ def write_input(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread for the test (as under launch/env.sh), restored afterwards: stable and
+    fair on a shared machine. Modules use it with ``pytest.mark.usefixtures``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

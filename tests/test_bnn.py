@@ -12,12 +12,7 @@ from hpcdens.config import ModelConfig
 from hpcdens.errors import InputError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def small_model(n_in=37, hidden=(50, 20), activation="silu", seed=0, **kw):

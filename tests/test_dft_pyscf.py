@@ -14,7 +14,6 @@ import pytest
 pytest.importorskip("pyscf")
 
 from ase import Atoms  # noqa: E402
-from ase.build import bulk  # noqa: E402
 from ase.units import Bohr  # noqa: E402
 
 from hpcdens.config import DFTConfig  # noqa: E402
@@ -25,30 +24,10 @@ from hpcdens.dft.pyscf_grid_ks import (GridKS, GridRKS, density_at_points, fermi
                                        spectral_gradient, uniform_coords, xc_potential)
 from hpcdens.errors import DFTSetupError  # noqa: E402
 from hpcdens.grid import Grid  # noqa: E402
+from tests.cells import crfeconi4, si8, sigesn8  # noqa: E402
 
 A_SI = 5.431  # Angstrom
 TIGHT = 1e-9  # Ha; tight SCF so that energy comparisons are not limited by convergence
-
-
-def si8():
-    return bulk("Si", "diamond", a=A_SI, cubic=True)
-
-
-def sigesn8():
-    """Si4Ge2Sn2 on an 8-atom diamond cell (Vegard a = 5.752 A), sheared and rattled so that no
-    symmetry hides a transposed or shifted grid."""
-    atoms = bulk("Si", "diamond", a=5.752, cubic=True)
-    atoms.set_chemical_symbols(["Si", "Ge", "Sn", "Si", "Ge", "Si", "Sn", "Si"])
-    strain = np.array([[1.0, 0.0, 0.0], [0.02, 1.04, 0.0], [0.01, 0.03, 1.08]])
-    atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-    atoms.rattle(0.05, seed=7)
-    return atoms
-
-
-def crfeconi4():
-    atoms = bulk("Ni", "fcc", a=3.57, cubic=True)
-    atoms.set_chemical_symbols(["Cr", "Fe", "Co", "Ni"])
-    return atoms
 
 
 @pytest.fixture(scope="module")

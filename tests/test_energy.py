@@ -15,7 +15,6 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from ase.build import bulk  # noqa: E402
 from ase.units import Bohr  # noqa: E402
 
 from hpcdens import energy as en  # noqa: E402
@@ -25,6 +24,7 @@ from hpcdens.data import assemble, write_part  # noqa: E402
 from hpcdens.dft import pyscf_backend  # noqa: E402
 from hpcdens.errors import InputError  # noqa: E402
 from hpcdens.grid import Grid  # noqa: E402
+from tests.cells import crfeconi4, si8, sigesn8  # noqa: E402
 
 TIGHT = DFTConfig(mesh_spacing_bohr=0.4, scf_tol=1e-9)
 #: HF(rho_SCF) - E_SCF bound of the issue (Ha/atom); measured 1e-14 (Si, SiGeSn), ~1e-10 (CrFeCoNi).
@@ -35,27 +35,6 @@ HF_AT_SCF_TOL = 1e-6
 #: *without* entropy of the same SiGeSn cell gives 3.3 and 3.0 (its T*S changes to first order),
 #: a plain first-order error gives 2.
 RATIO_RANGE = (3.5, 4.5)
-
-
-def si8():
-    return bulk("Si", "diamond", a=5.431, cubic=True)
-
-
-def sigesn8():
-    """Si4Ge2Sn2 on an 8-atom diamond cell (Vegard a = 5.752 A), sheared and rattled; with gamma
-    point sampling it has a tiny gap, so -TS = -5e-3 Ha is far from negligible."""
-    atoms = bulk("Si", "diamond", a=5.752, cubic=True)
-    atoms.set_chemical_symbols(["Si", "Ge", "Sn", "Si", "Ge", "Si", "Sn", "Si"])
-    strain = np.array([[1.0, 0.0, 0.0], [0.02, 1.04, 0.0], [0.01, 0.03, 1.08]])
-    atoms.set_cell(atoms.cell.array @ strain, scale_atoms=True)
-    atoms.rattle(0.05, seed=7)
-    return atoms
-
-
-def crfeconi4():
-    atoms = bulk("Ni", "fcc", a=3.57, cubic=True)
-    atoms.set_chemical_symbols(["Cr", "Fe", "Co", "Ni"])
-    return atoms
 
 
 SYSTEMS = {"si8": (si8, TIGHT), "sigesn": (sigesn8, TIGHT),

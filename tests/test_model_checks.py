@@ -12,7 +12,6 @@ Measured numbers are in the comments and in docs/model.md (Benchmarks)."""
 import h5py
 import numpy as np
 import pytest
-import torch
 from ase.units import Bohr
 
 from hpcdens import bnn
@@ -39,12 +38,7 @@ TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32],
 A_SI, A_GE = 5.431, 5.658  # Angstrom (hpcdens.structures defaults)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -49,13 +49,7 @@ def training_set(tmp_path_factory):
     return d / "train.h5"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Stable timings on a shared machine: one torch thread (as under launch/env.sh)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture
