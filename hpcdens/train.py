@@ -21,7 +21,7 @@ import torch
 from . import __version__, bnn
 from .checks import on_root, output_file
 from .errors import InputError
-from .train_data import HASH_SCHEME, dft_settings, valence_electrons
+from .train_data import HASH_SCHEME, dft_settings, n_validation, valence_electrons
 from .train_loop import Dataset, TrainState, fit, new_model, prepare_data
 
 log = logging.getLogger(__name__)
@@ -111,14 +111,15 @@ def _log_data(config, d: Dataset, ranks: int):
              "species %s, target %s, %d ranks", len(d.labelled), len(d.train_idx),
              d.train.n_global, len(d.val_idx), d.val.n_global if d.val else 0,
              d.features["M"], d.features["species"], config.model.target, ranks)
+    wanted = n_validation(len(d.labelled), config.train.validation_fraction)
+    if len(d.val_idx) < wanted:
+        log.warning("%d of the %d validation snapshots asked for: holding out more would remove "
+                    "the last training snapshot of a composition or a species", len(d.val_idx),
+                    wanted)
     if not d.val_idx:
         log.warning("no validation snapshots (%d snapshot(s), validation_fraction %g): early "
                     "stopping uses the training loss", len(d.labelled),
                     config.train.validation_fraction)
-    val_species = {int(z) for i in d.val_idx for z in d.labelled[i].snapshot.atoms.numbers}
-    if val_species - set(d.features["species"]):
-        log.warning("validation snapshots hold species %s that no training snapshot has",
-                    sorted(val_species - set(d.features["species"])))
 
 
 # ---------------------------------------------------------------------------- checkpoints ---

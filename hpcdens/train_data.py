@@ -127,13 +127,47 @@ def n_validation(n_snapshots: int, fraction: float) -> int:
     return int(min(max(1, round(fraction * n_snapshots)), n_snapshots - 1))
 
 
-def split(n_snapshots: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(training, validation) snapshot indices, each sorted: a seeded random choice of
-    ``n_validation`` snapshots is held out whole."""
+def split(n_snapshots: int, fraction: float, seed: int, groups: list[str] | None = None,
+          species: list[frozenset] | None = None) -> tuple[list[int], list[int]]:
+    """(training, validation) snapshot indices, each sorted: up to ``n_validation`` snapshots held
+    out whole, spread over the groups (compositions).
+
+    ``groups[i]`` is snapshot i's group (its composition label; None: one group), ``species[i]``
+    its atomic numbers (None: not checked). Each group's snapshots are shuffled (seeded).
+    Validation snapshots are taken one at a time from the group that has been validated least,
+    then has the most snapshots left, then comes first in a seeded order of the groups. A group
+    gives up its last training snapshot only when no group has two left, and only if every species
+    stays in the training set; when no snapshot can go, fewer than ``n_validation`` are held out.
+    So every composition is validated before any is validated twice, and no composition or
+    species is lost from training while it can be avoided."""
     n_val = n_validation(n_snapshots, fraction)
-    order = np.random.default_rng(seed_words(seed, _STREAM_SPLIT)).permutation(n_snapshots)
-    val = sorted(int(i) for i in order[:n_val])
-    return sorted(int(i) for i in order[n_val:]), val
+    rng = np.random.default_rng(seed_words(seed, _STREAM_SPLIT))
+    labels = list(groups) if groups is not None else [""] * n_snapshots
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(labels):
+        members.setdefault(g, []).append(i)
+    queues = [[members[g][j] for j in rng.permutation(len(members[g]))] for g in members]
+    queues = [queues[j] for j in rng.permutation(len(queues))]
+    taken = [0] * len(queues)
+    val: list[int] = []
+
+    def keeps_species(i: int) -> bool:
+        if species is None:
+            return True
+        rest = set().union(*(species[k] for q in queues for k in q if k != i))
+        return set(species[i]) <= rest
+
+    while len(val) < n_val:
+        two_left = any(len(q) >= 2 for q in queues)
+        eligible = [j for j, q in enumerate(queues)
+                    if len(q) >= 2 or (q and not two_left and keeps_species(q[0]))]
+        if not eligible:
+            break
+        g = min(eligible, key=lambda j: (taken[j], -len(queues[j]), j))
+        val.append(int(queues[g].pop(0)))
+        taken[g] += 1
+    held = set(val)
+    return [i for i in range(n_snapshots) if i not in held], sorted(val)
 
 
 def sample_points(item: Labelled, n_points: int, seed: int) -> np.ndarray:

@@ -74,7 +74,9 @@ def prepare_data(config, paths, comm, m: int | None = None, labelled=None) -> Da
     ``m`` overrides ``[descriptors] n_neighbors``. Raises InputError on all ranks together."""
     tc, m = config.train, int(m or config.descriptors.n_neighbors)
     labelled = labelled if labelled is not None else load_snapshots(paths)
-    train_idx, val_idx = split(len(labelled), tc.validation_fraction, tc.seed)
+    train_idx, val_idx = split(len(labelled), tc.validation_fraction, tc.seed,
+                               [item.key.split("/")[0] for item in labelled],
+                               [frozenset(item.snapshot.atoms.numbers.tolist()) for item in labelled])
     common = dict(m=m, target=config.model.target, seed=tc.seed,
                   points_per_snapshot=tc.points_per_snapshot, comm=comm,
                   chunk_points=config.descriptors.chunk_points)

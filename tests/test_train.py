@@ -165,6 +165,27 @@ def test_split_is_by_snapshot(training_set, config):
     assert split(10, 0.3, 7) == split(10, 0.3, 7) and split(10, 0.3, 7) != split(10, 0.3, 8)
 
 
+def test_validation_snapshots_are_spread_over_the_compositions():
+    three = ["Si1"] * 4 + ["Ge1"] * 4 + ["Sn1"] * 4
+    for seed in range(20):
+        train, val = split(12, 0.25, seed, three)
+        assert sorted(three[i] for i in val) == ["Ge1", "Si1", "Sn1"], seed
+        assert sorted(train + val) == list(range(12))
+    # a composition keeps a training snapshot while another has two left
+    uneven = ["a"] * 3 + ["b", "c"]
+    assert all({uneven[i] for i in split(5, 0.4, seed, uneven)[1]} == {"a"} for seed in range(10))
+    big_small = ["a"] * 8 + ["b"] * 4
+    for seed in range(10):
+        train, val = split(12, 0.5, seed, big_small)
+        assert sorted(big_small[i] for i in val) == ["a"] * 3 + ["b"] * 3
+    assert split(12, 0.25, 3, three) != split(12, 0.25, 4, three)
+    # one snapshot per composition: a composition may go only if its species stay in training
+    ones = ["Si1", "Ge1", "Si0.5Ge0.5"]
+    zs = [frozenset({14}), frozenset({32}), frozenset({14, 32})]
+    assert all(split(3, 0.34, seed, ones, zs)[1] == [2] for seed in range(10))
+    assert split(2, 0.5, 0, ones[:2], zs[:2]) == ([0, 1], [])
+
+
 def test_without_validation_early_stopping_watches_the_training_loss(training_set, config,
                                                                      tmp_path, caplog):
     cfg = config({"train.validation_fraction": 0.0, "train.epochs": 2,
