@@ -173,8 +173,14 @@ def _add_learn(sub):
     register_learn(sub)
 
 
+def _add_learn_compare(sub):
+    from .learn_compare import register_learn_compare
+
+    register_learn_compare(sub)
+
+
 COMMANDS = [_add_structures, _add_generate, _add_train, _add_select_m, _add_predict, _add_export,
-            _add_energy, _add_evaluate, _add_learn, _add_bench]
+            _add_energy, _add_evaluate, _add_learn, _add_learn_compare, _add_bench]
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,565 @@
+"""``hpcdens learn-compare``: learning curves of active-learning runs on one DFT test set.
+
+For every learn directory DIR (the ``--out`` of an ``hpcdens learn`` run: ``DIR/state.json`` and
+``DIR/round_NN/model.pt``) and every round of its journal that has a trained model, the model is
+evaluated on TESTSET with :func:`hpcdens.evaluate.run_evaluate` (all ranks) into
+``OUT/<name>/round_NN/`` (``<name>``: the directory's name). Per (DIR, round) the errors are then
+aggregated over the test snapshots (all of them, or with ``exclude_training`` only those whose
+composition is not a training composition of that round):
+
+* mean and max absolute Harris-Foulkes energy error, Ha/atom (free energy E - TS, Eq. 10);
+* mean and max density NRMSE (renormalised density, Eq. 9), mean relative L1 (%);
+* how many snapshots are within chemical accuracy
+  (:data:`hpcdens.energy.CHEMICAL_ACCURACY_HA_PER_ATOM`, 1.6e-3 Ha/atom = 1 kcal/mol), and whether
+  all are (max error <= threshold).
+
+Rank 0 writes ``OUT/compare.csv``, ``OUT/compare.json`` and ``OUT/learning_curves.png`` (energy
+error and NRMSE vs number of training compositions, one colour per DIR) and prints a table.
+
+Cache: each evaluated round gets ``OUT/<name>/round_NN/source.json`` with the SHA-256 of the model
+and of the test set and the DFT settings of the energies; it is written after the evaluation
+finished. A round whose ``evaluate.json`` and matching ``source.json`` exist is not evaluated
+again, so a killed comparison resumes and a learn run that has grown evaluates only its new
+rounds. ``OUT/manifest.json`` marks OUT as a comparison output.
+
+Training compositions (``exclude_training``): a test snapshot counts as a training composition of
+a round when its requested composition (the key's prefix, ``requested_composition``) or its
+realised composition (``composition``: what the cell's whole atom counts give) equals, within
+1e-6 per element, a training composition of the round, either as requested (the journal's labels)
+or as realised in ``DIR/train.h5``. Small cells round fractions (a 2-atom cell realises
+Si0.25Ge0.75 as Si0.5Ge0.5), so matching the requested labels alone could count a physically
+seen composition as held out. Documentation: docs/commands/learn-compare.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from . import energy as en
+from .checks import on_root, sha256_file
+from .errors import HpcdensError, InputError
+
+log = logging.getLogger("hpcdens.learn_compare")
+
+FORMAT, VERSION = "hpcdens-learn-compare", 1
+MANIFEST, SOURCE = "manifest.json", "source.json"
+CSV_NAME, JSON_NAME, PNG_NAME = "compare.csv", "compare.json", "learning_curves.png"
+RESERVED = {MANIFEST, CSV_NAME, JSON_NAME, PNG_NAME}
+COMPOSITION_TOL = 1e-6
+#: DFT settings that change an energy (ranks_per_task does not).
+_SETTINGS_KEYS = ("backend", "xc", "smearing_kelvin", "basis", "pseudo", "scf_tol",
+                  "max_scf_cycles", "sparc_psp_dir", "mesh_spacing_bohr")
+COLUMNS = ("strategy", "name", "round", "n_training", "training", "n_test", "n_test_total",
+           "mean_abs_error_ha_per_atom", "max_abs_error_ha_per_atom", "mean_nrmse", "max_nrmse",
+           "mean_relative_l1_percent", "n_chemically_accurate", "chemically_accurate",
+           "model_sha256", "evaluation", "directory")
+
+
+# ----------------------------------------------------------------------------- compositions
+def _fractions(spec, elements) -> tuple[float, ...]:
+    from .composition import parse_composition
+
+    return tuple(parse_composition(str(spec), elements).fractions)
+
+
+def _same_composition(a, b) -> bool:
+    return max(abs(x - y) for x, y in zip(a, b)) <= COMPOSITION_TOL
+
+
+def _intersects(mine, others) -> bool:
+    return any(_same_composition(a, b) for a in mine for b in others)
+
+
+def composition_records(path: Path, what: str) -> dict[str, tuple[str, str]]:
+    """``{key: (requested, realised)}`` composition strings of every snapshot of a training-set
+    file, from its attributes only (no densities read). Raises InputError for a file that is not
+    a complete hpcdens training set."""
+    import h5py
+
+    from .data import FORMAT as TS_FORMAT
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"cannot open {what} {str(path)!r}: {err}. Fix: pass a training-set "
+                         "file written by 'hpcdens generate'") from err
+    with f:
+        if f.attrs.get("format") != TS_FORMAT or not f.attrs.get("complete", False):
+            raise InputError(f"{what} {str(path)!r} is not a complete hpcdens training set. Fix: "
+                             "pass a file written by 'hpcdens generate' (rerun it to finish one)")
+        out = {}
+        for key in json.loads(f.attrs["snapshot_keys"]):
+            attrs = f["snapshots"][key].attrs
+            prefix = key.split("/")[0]
+            requested = str(attrs.get("requested_composition", prefix))
+            realised = str(attrs.get("composition", requested))
+            out[key] = (requested, realised)
+        return out
+
+
+def training_compositions(directory: Path, labels, elements) -> list[tuple[float, ...]]:
+    """Fractions of a round's training compositions: the journal's labels, and the realised
+    compositions of their snapshots in ``DIR/train.h5`` (when the file can be read)."""
+    found = [_fractions(lb, elements) for lb in labels]
+    train = Path(directory) / "train.h5"
+    if not train.is_file():
+        log.warning("learn-compare: %s has no train.h5; training compositions matched by their "
+                    "labels only", directory)
+        return found
+    wanted = set(labels)
+    try:
+        records = composition_records(train, "training set")
+    except InputError as err:
+        log.warning("learn-compare: %s; training compositions matched by their labels only", err)
+        return found
+    for key, (_, realised) in records.items():
+        if key.split("/")[0] in wanted:
+            frac = _fractions(realised, elements)
+            if not any(_same_composition(frac, f) for f in found):
+                found.append(frac)
+    return found
+
+
+# ----------------------------------------------------------------------------- checks
+def _settings_record(settings) -> dict:
+    record = asdict(settings)
+    return {k: record.get(k) for k in _SETTINGS_KEYS}
+
+
+def _check_out(out: Path, overwrite: bool) -> bool:
+    """Checks OUT; returns whether it is an earlier comparison's output."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output {str(out)!r} exists and is not a directory. Fix: choose another "
+                         "--out")
+    if not out.parent.is_dir():
+        raise InputError(f"the parent of the output directory {str(out)!r} does not exist. Fix: "
+                         f"mkdir -p {out.parent}, or choose another --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    try:
+        ours = json.loads((out / MANIFEST).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours and not overwrite:
+        raise InputError(f"output directory {str(out)!r} is not empty and is not a learn-compare "
+                         "output (no manifest.json). Fix: choose another --out, or pass "
+                         "--overwrite to write into it")
+    return ours
+
+
+def _read_journal(directory: Path, shown) -> dict:
+    from .active import STATE_FORMAT, state_path
+
+    fix = "Fix: pass the --out directory of an 'hpcdens learn' run"
+    if not directory.is_dir():
+        raise InputError(f"learn directory {str(shown)!r} does not exist. {fix}")
+    path = state_path(directory)
+    if not path.is_file():
+        raise InputError(f"{str(shown)!r} is not an hpcdens learn directory (no {path.name}). "
+                         f"{fix}")
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{str(path)!r} of learn directory {str(shown)!r} cannot be read "
+                         f"({err}). {fix}") from err
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT \
+            or not isinstance(state.get("rounds"), list):
+        raise InputError(f"{str(path)!r} of {str(shown)!r} is not an hpcdens learn journal. {fix}")
+    return state
+
+
+def _names(directories: list[Path]) -> list[str]:
+    """Output names: the directory's name, made unique with a hash of its path when needed."""
+    base = [d.name or "learn" for d in directories]
+    names = []
+    for d, b in zip(directories, base):
+        if base.count(b) > 1 or b in RESERVED:
+            b = f"{b}-{hashlib.sha1(str(d).encode()).hexdigest()[:8]}"
+        names.append(b)
+    return names
+
+
+def prepare(testset, dirs, out, settings, elements, overwrite: bool,
+            exclude_training: bool) -> dict:
+    """Rank 0: every check before any work, then the output folders. Returns the plan."""
+    from . import bnn
+    from .data import read_training_set
+    from .evaluate import settings_from_meta
+
+    testset, out = Path(testset), Path(out)
+    if not testset.is_file():
+        raise InputError(f"test set {str(testset)!r} does not exist. Fix: label one with "
+                         "'hpcdens generate' or check the path")
+    test_comps = composition_records(testset, "test set")
+    if not test_comps:
+        raise InputError(f"test set {str(testset)!r} holds no snapshots. Fix: label one with "
+                         "'hpcdens generate'")
+    if not dirs:
+        raise InputError("no learn directory given. Fix: pass one or more DIR of 'hpcdens learn'")
+    directories = [Path(d).resolve() for d in dirs]
+    for i, d in enumerate(directories):
+        if d in directories[:i]:
+            raise InputError(f"learn directory {str(dirs[i])!r} is given twice. Fix: pass each "
+                             "DIR once")
+    ours = _check_out(out, overwrite)
+    if out.resolve() in directories:
+        raise InputError(f"--out {str(out)!r} is one of the learn directories. Fix: choose "
+                         "another --out")
+
+    states = [_read_journal(d, shown) for d, shown in zip(directories, dirs)]
+    if elements is None:
+        elements = list(states[0].get("elements") or [])
+    for d, state in zip(dirs, states):
+        if sorted(state.get("elements") or []) != sorted(elements):
+            raise InputError(f"learn directory {str(d)!r} models elements "
+                             f"{state.get('elements')}, not {list(elements)}. Fix: compare runs "
+                             "of one system (and pass --config of that system)")
+    test_fracs = {}
+    for key, (req, real) in test_comps.items():
+        try:
+            test_fracs[key] = [_fractions(req, elements), _fractions(real, elements)]
+        except InputError as err:
+            raise InputError(f"test snapshot {key!r} of {str(testset)!r}: {err}. Fix: a test set "
+                             f"of the learn runs' elements {list(elements)}") from err
+
+    test_sha = sha256_file(testset)
+    snaps = read_training_set(testset)
+    test_species = {int(z) for s in snaps for z in s.atoms.numbers}
+    checked = []
+    jobs, runs = [], []
+    for d, shown, name, state in zip(directories, dirs, _names(directories), states):
+        trained = [r for r in state["rounds"] if r.get("trained") and r.get("model")]
+        if not trained:
+            raise InputError(f"learn directory {str(shown)!r} has no trained model yet. Fix: let "
+                             f"'hpcdens learn' finish a round in it, or leave it out")
+        runs.append({"name": name, "directory": str(d), "strategy": state.get("strategy"),
+                     "stopped": state.get("stopped"), "rounds": [r["round"] for r in trained]})
+        for r in trained:
+            model = d / r["model"]
+            if not model.is_file():
+                raise InputError(f"model {str(model)!r} of round {r['round']} of {str(shown)!r} "
+                                 "is missing. Fix: restore it, or run that learn directory again "
+                                 "('hpcdens learn CONFIG --out DIR --overwrite')")
+            sha = sha256_file(model)
+            if sha != r.get("model_sha256"):
+                raise InputError(f"model {str(model)!r} of round {r['round']} of {str(shown)!r} "
+                                 "differs from the one its journal records (SHA-256). Fix: "
+                                 "restore it, or run that learn directory again ('hpcdens learn "
+                                 "CONFIG --out DIR --overwrite')")
+            meta = bnn.load_model(model)[1]
+            unseen = test_species - {int(z) for z in meta.get("species", [])}
+            if unseen:
+                from ase.data import chemical_symbols
+
+                names = ", ".join(chemical_symbols[z] for z in sorted(unseen))
+                raise InputError(f"the model of round {r['round']} of {str(shown)!r} never saw "
+                                 f"{names} in training, and the test set holds it: that model "
+                                 "cannot predict those snapshots. Fix: run that learn directory "
+                                 "again with more snapshots.per_composition (the validation "
+                                 "split can take every snapshot of a pure element), or leave "
+                                 "the DIR out")
+            use = settings if settings is not None else settings_from_meta(meta)
+            if use not in checked:                 # the DFT settings against every test snapshot
+                for s in snaps:
+                    en.check_same_settings(use, s, en.valence_electrons(s.atoms, use))
+                checked.append(use)
+            jobs.append({"name": name, "directory": str(d), "strategy": state.get("strategy"),
+                         "round": r["round"], "training": list(r["training"]),
+                         "training_fractions": training_compositions(d, r["training"], elements),
+                         "model": str(model), "model_sha256": sha, "settings": use,
+                         "out": str(out / name / f"round_{r['round']:02d}")})
+
+    for job in jobs:
+        source = {"format": FORMAT, "model": job["model"], "model_sha256": job["model_sha256"],
+                  "testset": str(testset), "testset_sha256": test_sha,
+                  "dft": _settings_record(job["settings"]), "elements": list(elements)}
+        job["source"] = source
+        job["cached"] = (not overwrite) and _cache_hit(Path(job["out"]), source)
+
+    # All checks passed: make the folders (rank 0).
+    out.mkdir(exist_ok=True)
+    manifest = {"format": FORMAT, "version": VERSION, "testset": str(testset),
+                "testset_sha256": test_sha}
+    old = None
+    if ours:
+        try:
+            old = json.loads((out / MANIFEST).read_text())
+        except (OSError, ValueError):
+            old = None
+    if old and old.get("testset_sha256") != test_sha:
+        log.info("learn-compare: %s was made with another test set; its rounds are evaluated "
+                 "again", out)
+    _write_json(out / MANIFEST, manifest)
+    for job in jobs:
+        if not job["cached"]:
+            Path(job["out"]).parent.mkdir(exist_ok=True)
+            (Path(job["out"]) / SOURCE).unlink(missing_ok=True)
+    return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
+            "elements": list(elements), "jobs": jobs, "runs": runs,
+            "test_fractions": test_fracs, "test_compositions": test_comps,
+            "exclude_training": bool(exclude_training)}
+
+
+def _cache_hit(directory: Path, source: dict) -> bool:
+    from .evaluate import JSON_NAME as EVAL_JSON
+
+    try:
+        old = json.loads((directory / SOURCE).read_text())
+        rows = json.loads((directory / EVAL_JSON).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    same = all(old.get(k) == source[k] for k in ("model_sha256", "testset_sha256", "dft",
+                                                  "elements"))
+    return same and isinstance(rows, list)
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- aggregation
+def aggregate(plan: dict) -> list[dict]:
+    """Rank 0: one row per (DIR, round) from the evaluate.json files of the plan."""
+    from .evaluate import JSON_NAME as EVAL_JSON
+    from .evaluate import summarise
+
+    rows = []
+    for job in plan["jobs"]:
+        data = json.loads((Path(job["out"]) / EVAL_JSON).read_text())
+        snaps = data["rows"]
+        unknown = [r["key"] for r in snaps if r["key"] not in plan["test_fractions"]]
+        if unknown:
+            raise HpcdensError(f"{job['out']}/{EVAL_JSON} has snapshots {unknown} that the test "
+                               "set does not; run again with --overwrite")
+        if plan["exclude_training"]:
+            used = [r for r in snaps if not _intersects(plan["test_fractions"][r["key"]],
+                                                        job["training_fractions"])]
+        else:
+            used = list(snaps)
+        s = summarise(used)
+        max_e = s["max_abs_error_ha_per_atom"]
+        rows.append({
+            "strategy": job["strategy"], "name": job["name"], "round": job["round"],
+            "n_training": len(job["training"]), "training": " ".join(job["training"]),
+            "n_test": len(used), "n_test_total": len(snaps),
+            "mean_abs_error_ha_per_atom": s["mean_abs_error_ha_per_atom"],
+            "max_abs_error_ha_per_atom": max_e,
+            "mean_nrmse": s["mean_nrmse"], "max_nrmse": s["max_nrmse"],
+            "mean_relative_l1_percent": s["mean_relative_l1_percent"],
+            "n_chemically_accurate": s["n_chemically_accurate"],
+            "chemically_accurate": (None if max_e is None
+                                    else bool(max_e <= en.CHEMICAL_ACCURACY_HA_PER_ATOM)),
+            "model_sha256": job["model_sha256"], "evaluation": job["out"],
+            "directory": job["directory"], "test_keys": [r["key"] for r in used]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- outputs
+def _fmt(v, spec):
+    """``v`` formatted with ``spec`` (such as ">13.3e"); None as "-" of the same width."""
+    if v is not None:
+        return format(v, spec)
+    width = "".join(c for c in spec.split(".")[0] if c.isdigit())
+    return format("-", f">{width}")
+
+
+def format_table(rows: list[dict], exclude_training: bool) -> str:
+    which = ("held-out test snapshots (training compositions excluded)" if exclude_training
+             else "all test snapshots")
+    head = (f"{'strategy':<13} {'name':<16} {'round':>5} {'n_train':>7} {'n_test':>6} "
+            f"{'mean|E| Ha/at':>13} {'max|E| Ha/at':>13} {'mean NRMSE':>10} {'max NRMSE':>10} "
+            f"{'chem.acc.':>9}")
+    lines = [f"errors over {which}; chemical accuracy: max |E error| <= "
+             f"{en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom (1 kcal/mol)", head, "-" * len(head)]
+    for r in rows:
+        acc = "-" if r["chemically_accurate"] is None else (
+            f"{'yes' if r['chemically_accurate'] else 'no'} {r['n_chemically_accurate']}/"
+            f"{r['n_test']}")
+        lines.append(f"{str(r['strategy']):<13} {r['name'][:16]:<16} {r['round']:>5} "
+                     f"{r['n_training']:>7} {r['n_test']:>6} "
+                     f"{_fmt(r['mean_abs_error_ha_per_atom'], '>13.3e')} "
+                     f"{_fmt(r['max_abs_error_ha_per_atom'], '>13.3e')} "
+                     f"{_fmt(r['mean_nrmse'], '>10.3e')} {_fmt(r['max_nrmse'], '>10.3e')} "
+                     f"{acc:>9}")
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
+    os.replace(tmp, path)
+
+
+def plot_learning_curves(path: Path, rows: list[dict], runs: list[dict],
+                         exclude_training: bool) -> None:
+    """Energy error (left) and density NRMSE (right) vs number of training compositions: one
+    colour per learn directory, mean solid, max dashed, log y; chemical accuracy line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ae, an) = plt.subplots(1, 2, figsize=(10, 4.2))
+    handles = []
+    for i, run in enumerate(runs):
+        # One colour and marker per run, markers smaller for later runs: identical curves (the
+        # first round of every strategy trains the same model) stay visible one inside the other.
+        colour, marker = f"C{i % 10}", "o^sDvP"[i % 6]
+        size = max(3.0, 9.0 - 1.5 * i)
+        mine = sorted((r for r in rows if r["name"] == run["name"]),
+                      key=lambda r: (r["n_training"], r["round"]))
+        for ax, mean_key, max_key in ((ae, "mean_abs_error_ha_per_atom",
+                                       "max_abs_error_ha_per_atom"),
+                                      (an, "mean_nrmse", "max_nrmse")):
+            pts = [(r["n_training"], r[mean_key], r[max_key]) for r in mine
+                   if r[mean_key] is not None]
+            if pts:
+                x, mean, mx = (np.array(v, dtype=float) for v in zip(*pts))
+                ax.plot(x, mean, "-", marker=marker, ms=size, color=colour)
+                ax.plot(x, mx, "--", marker=marker, ms=size, color=colour, mfc="none")
+        handles.append(Line2D([], [], color=colour, marker=marker,
+                              label=f"{run['strategy']} ({run['name']})"))
+    ae.axhline(en.CHEMICAL_ACCURACY_HA_PER_ATOM, color="k", ls=":", lw=1)
+    handles += [Line2D([], [], color="gray", ls="-", label="mean (filled)"),
+                Line2D([], [], color="gray", ls="--", label="max (open)"),
+                Line2D([], [], color="k", ls=":",
+                       label=f"chemical accuracy {en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom")]
+    ae.set_ylabel("|E_HF - E_DFT| (Ha/atom)")
+    an.set_ylabel("density NRMSE")
+    which = "held-out test snapshots" if exclude_training else "all test snapshots"
+    for ax, title in ((ae, "energy error"), (an, "density error")):
+        ax.set_yscale("log")
+        ax.set_xlabel("training compositions")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{title} ({which})", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    ae.legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- driver
+def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
+                overwrite: bool = False, exclude_training: bool = False,
+                plots: bool = True) -> dict:
+    """Evaluate every trained round of the learn directories ``dirs`` on ``testset`` (all ranks
+    of ``comm``; rounds with a valid cached evaluation in ``out`` are skipped) and write the
+    comparison to ``out``. ``settings``: DFT settings of the energies (default: each model's
+    recorded ``dft`` settings); ``elements``: the element order (default: the first journal's).
+    ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
+    comparison. Returns {"rows", "evaluated", "reused", "out", ...} on every rank."""
+    from .evaluate import run_evaluate
+
+    plan = on_root(comm, prepare, testset, [str(d) for d in dirs], out, settings, elements,
+                   overwrite, exclude_training)
+    evaluated, reused = [], []
+    for job in plan["jobs"]:
+        tag = f"{job['name']}/round_{job['round']:02d}"
+        if job["cached"]:
+            reused.append(tag)
+            continue
+        if comm.rank == 0:
+            log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
+        run_evaluate(comm, job["model"], plan["testset"], job["out"], settings=job["settings"],
+                     elements=plan["elements"], overwrite=True)
+        on_root(comm, _write_json, Path(job["out"]) / SOURCE, job["source"])
+        evaluated.append(tag)
+
+    def finish():
+        out = Path(plan["out"])
+        rows = aggregate(plan)
+        result = {"format": FORMAT, "version": VERSION, "testset": plan["testset"],
+                  "testset_sha256": plan["testset_sha256"], "elements": plan["elements"],
+                  "exclude_training": plan["exclude_training"],
+                  "training_match": "requested or realised composition equal within "
+                                    f"{COMPOSITION_TOL:g} per element to a training "
+                                    "composition, requested or realised",
+                  "chemical_accuracy_ha_per_atom": en.CHEMICAL_ACCURACY_HA_PER_ATOM,
+                  "units": {"energy": "Ha/atom, |free energy E - TS (Harris-Foulkes) - DFT|",
+                            "nrmse": "dimensionless", "relative_l1": "percent"},
+                  "runs": plan["runs"], "columns": list(COLUMNS), "rows": rows,
+                  "evaluated": evaluated, "reused": reused, "out": str(out)}
+        write_csv(out / CSV_NAME, rows)
+        _write_json(out / JSON_NAME, result)
+        if plots:
+            plot_learning_curves(out / PNG_NAME, rows, plan["runs"], plan["exclude_training"])
+        return result
+
+    return on_root(comm, finish)
+
+
+# ----------------------------------------------------------------------------- command line
+def cmd_learn_compare(args) -> int:
+    """``hpcdens learn-compare`` (argparse namespace -> exit code)."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    settings = elements = None
+    if args.config:
+        from .config import load_config
+
+        config = load_config(args.config)
+        settings, elements = config.dft, list(config.system.elements)
+    result = run_compare(comm, args.testset, args.dirs, args.out, settings=settings,
+                         elements=elements, overwrite=args.overwrite,
+                         exclude_training=args.exclude_training, plots=not args.no_plots)
+    if comm.rank == 0:
+        print(format_table(result["rows"], result["exclude_training"]))
+        files = [CSV_NAME, JSON_NAME] + ([] if args.no_plots else [PNG_NAME])
+        print(f"{len(result['evaluated'])} round(s) evaluated now, {len(result['reused'])} "
+              f"reused from earlier runs; results -> {result['out']}/ ({', '.join(files)})",
+              flush=True)
+    return 0
+
+
+def register_learn_compare(sub):
+    """Add the ``learn-compare`` subcommand to ``sub`` (argparse subparsers); returns it."""
+    p = sub.add_parser(
+        "learn-compare", help="learning curves of active-learning runs on one DFT test set",
+        description="Evaluate the model of every trained round of each learn directory DIR "
+        "(the --out of 'hpcdens learn': state.json, round_NN/model.pt) on TESTSET (a "
+        "training-set file from 'hpcdens generate') with 'hpcdens evaluate' (all ranks), into "
+        "OUT/<DIR name>/round_NN/. Per DIR and round: number of training compositions, mean and "
+        "max |Harris-Foulkes energy error| (Ha/atom, free energy E - TS) and mean and max "
+        "density NRMSE over the test snapshots, and whether all are within chemical accuracy "
+        f"({en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom). Writes a table, OUT/compare.csv, "
+        "OUT/compare.json and OUT/learning_curves.png. Rounds evaluated before with the same "
+        "model, test set and DFT settings are not evaluated again (a killed or repeated run "
+        "resumes; a grown learn run evaluates only its new rounds). Run under mpirun -n N. See "
+        "docs/commands/learn-compare.md.")
+    p.add_argument("testset", metavar="TESTSET", help="test set: an HDF5 training-set file from "
+                   "'hpcdens generate', the same for every DIR")
+    p.add_argument("dirs", metavar="DIR", nargs="+", help="output directory of an 'hpcdens "
+                   "learn' run (one strategy each)")
+    p.add_argument("--out", metavar="OUT", required=True, help="output directory (its parent "
+                   "must exist; an earlier comparison's OUT is reused)")
+    p.add_argument("--config", help="input file (TOML): its [dft] section gives the DFT "
+                   "settings of the energies (default: each model's recorded dft settings) and "
+                   "system.elements the element order")
+    p.add_argument("--overwrite", action="store_true", help="evaluate every round again "
+                   "(ignore cached evaluations) and allow an OUT that is not empty and not a "
+                   "comparison (other files in it are left alone)")
+    p.add_argument("--no-plots", action="store_true", help="do not write learning_curves.png")
+    p.add_argument("--exclude-training", action="store_true", help="errors only over the test "
+                   "snapshots whose composition (requested or realised) is not a training "
+                   "composition of that round (default: all test snapshots)")
+    p.set_defaults(func=cmd_learn_compare)
+    return p
+

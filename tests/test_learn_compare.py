@@ -1,0 +1,334 @@
+"""`hpcdens learn-compare`: learning curves of two real tiny learn runs on one DFT test set.
+
+Two `run_learn` runs on the tiny PySCF SiGe binary (2-atom primitive diamond cells, mesh 0.6 Bohr,
+2 rattled snapshots per composition, M = 12, 32-32 hidden, 15 epochs): tessellation and random
+(seed 5), 2 rounds each. Test set: one snapshot (seed 11) of Si1, Si0.5Ge0.5 and Si0.25Ge0.75;
+on a 2-atom cell Si0.25Ge0.75 is realised as Si1Ge1, i.e. Si0.5Ge0.5 (largest-remainder counts).
+The comparison's numbers are checked against direct `run_evaluate` calls of the same models.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyscf")
+
+from hpcdens.active import read_state, run_learn, write_state  # noqa: E402
+from hpcdens.cli import main as cli_main  # noqa: E402
+from hpcdens.config import load_config  # noqa: E402
+from hpcdens.errors import InputError  # noqa: E402
+from hpcdens.evaluate import run_evaluate, summarise  # noqa: E402
+from hpcdens.learn_compare import (COLUMNS, register_learn_compare,  # noqa: E402
+                                   run_compare)
+from tests.conftest import BASE_INPUT, to_toml  # noqa: E402
+
+LEARN = {
+    "system.primitive": True,
+    "compositions.list": ["Si1"],
+    "snapshots.per_composition": 2,
+    "snapshots.rattle_stdev_angstrom": 0.03,
+    "dft.mesh_spacing_bohr": 0.6,
+    "dft.scf_tol": 1e-8,
+    "descriptors.n_neighbors": 12,
+    "model.hidden_layers": [32, 32],
+    "model.n_samples": 10,
+    "train.points_per_snapshot": 0,
+    "train.validation_fraction": 0.25,
+    "train.epochs": 15,
+    "train.batch_size": 128,
+    "train.learning_rate": 3e-3,
+    "train.patience": 10,
+    "learn.candidate_resolution": 4,
+    "learn.per_round": 1,
+    "learn.max_rounds": 2,
+    "learn.seed": 5,
+}
+TEST_COMPOSITIONS = ["Si1", "Si0.5Ge0.5", "Si0.25Ge0.75"]
+TEST_KEYS = ["Si1_Ge0/s000", "Si0.5_Ge0.5/s000", "Si0.25_Ge0.75/s000"]
+# What a 2-atom cell realises for each candidate label (checked against the files below).
+REALISED = {"Si1_Ge0": "Si1_Ge0", "Si0_Ge1": "Si0_Ge1", "Si0.5_Ge0.5": "Si0.5_Ge0.5",
+            "Si0.25_Ge0.75": "Si0.5_Ge0.5", "Si0.75_Ge0.25": "Si1_Ge0"}
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def _input(path, changes):
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
+    for dotted, value in {**LEARN, **changes}.items():
+        section, key = dotted.split(".")
+        data.setdefault(section, {})[key] = value
+    path.write_text(to_toml(data))
+    return path
+
+
+def _comm():
+    from mpi4py import MPI
+
+    return MPI.COMM_SELF
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """{"tess": dir, "random": dir, "testset": path, "states": {...}}: two learn runs and a
+    test set, made once for this module."""
+    import torch
+
+    from hpcdens.generate import run_generate
+
+    d = tmp_path_factory.mktemp("learn_compare")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        states = {}
+        for name, strategy in (("tess", "tessellation"), ("random", "random")):
+            inp = _input(d / f"{name}.toml", {"learn.strategy": strategy})
+            states[name] = run_learn(load_config(inp), d / name)
+    finally:
+        torch.set_num_threads(threads)
+    test = _input(d / "test.toml", {"compositions.list": TEST_COMPOSITIONS,
+                                    "snapshots.per_composition": 1, "snapshots.seed": 11})
+    run_generate(load_config(test), d / "test.h5", _comm(), progress=False)
+    return {"tess": d / "tess", "random": d / "random", "testset": d / "test.h5",
+            "states": states, "root": d}
+
+
+@pytest.fixture(scope="module")
+def compared(runs, tmp_path_factory):
+    """The comparison of both runs on all test snapshots (evaluates all 4 rounds)."""
+    out = tmp_path_factory.mktemp("cmp") / "out"
+    result = run_compare(_comm(), runs["testset"], [runs["tess"], runs["random"]], out)
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def direct(runs, tmp_path_factory):
+    """Direct run_evaluate of the round-2 model of each run: {name: rows by key}."""
+    found = {}
+    for name in ("tess", "random"):
+        r2 = runs["states"][name]["rounds"][1]
+        out = tmp_path_factory.mktemp(f"direct-{name}") / "ev"
+        res = run_evaluate(_comm(), runs[name] / r2["model"], runs["testset"], out)
+        found[name] = {r["key"]: r for r in res["rows"]}
+    return found
+
+
+def _held_out(training):
+    seen = set(training) | {REALISED[t] for t in training}
+    return [k for k in TEST_KEYS if not ({k.split("/")[0], REALISED[k.split("/")[0]]} & seen)]
+
+
+def _check_stats(row, rows):
+    s = summarise(rows)
+    for k in ("mean_abs_error_ha_per_atom", "max_abs_error_ha_per_atom", "mean_nrmse",
+              "max_nrmse", "mean_relative_l1_percent", "n_chemically_accurate"):
+        if s[k] is None:
+            assert row[k] is None, k
+        else:
+            assert row[k] == pytest.approx(s[k], rel=1e-9, abs=1e-15), k
+
+
+def test_rows_per_round_equal_direct_evaluation(runs, compared, direct):
+    out, result = compared
+    assert sorted(result["evaluated"]) == sorted(f"{n}/round_{i:02d}" for n in ("tess", "random")
+                                                 for i in (1, 2))
+    assert result["reused"] == []
+    rows = {(r["name"], r["round"]): r for r in result["rows"]}
+    assert sorted(rows) == sorted((n, i) for n in ("tess", "random") for i in (1, 2))
+    for name in ("tess", "random"):
+        state = runs["states"][name]
+        for r in state["rounds"]:
+            row = rows[(name, r["round"])]
+            assert row["n_training"] == len(r["training"]) and row["n_test"] == 3
+            assert row["strategy"] == state["strategy"] and row["test_keys"] == TEST_KEYS
+            assert row["model_sha256"] == r["model_sha256"]
+        assert [rows[(name, i)]["n_training"] for i in (1, 2)] == [2, 3]
+        # Aggregation against an independent evaluation of the same model.
+        row2 = rows[(name, 2)]
+        _check_stats(row2, list(direct[name].values()))
+        acc = max(r["abs_error_ha_per_atom"] for r in direct[name].values()) <= 1.6e-3
+        assert row2["chemically_accurate"] == acc
+        print(f"\n[learn-compare] {name}: " + "; ".join(
+            f"round {i}: n_train {rows[(name, i)]['n_training']}, mean |E| "
+            f"{rows[(name, i)]['mean_abs_error_ha_per_atom']:.3e}, max NRMSE "
+            f"{rows[(name, i)]['max_nrmse']:.3e}" for i in (1, 2)))
+    data = json.loads((out / "compare.json").read_text())
+    assert data["rows"] == json.loads(json.dumps(result["rows"]))
+    import csv
+
+    with open(out / "compare.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == list(COLUMNS) and len(table) == 4
+    assert (out / "learning_curves.png").stat().st_size > 10_000
+    for name in ("tess", "random"):
+        for i in (1, 2):
+            assert (out / name / f"round_{i:02d}" / "evaluate.json").is_file()
+            assert (out / name / f"round_{i:02d}" / "source.json").is_file()
+
+
+def test_exclude_training_through_the_command_line(runs, compared, direct, tmp_path, capsys):
+    import h5py
+
+    from hpcdens.composition import parse_composition
+
+    with h5py.File(runs["testset"], "r") as f:   # the realised compositions this test assumes
+        for key in TEST_KEYS:
+            realised = str(f["snapshots"][key].attrs["composition"])
+            assert parse_composition(realised, ["Si", "Ge"]).label == REALISED[key.split("/")[0]]
+    out0, _ = compared
+    out = tmp_path / "copy"
+    shutil.copytree(out0, out)                     # copy2: mtimes kept; the cache still applies
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("evaluate.json")}
+    assert cli_main(["learn-compare", str(runs["testset"]), str(runs["tess"]),
+                     str(runs["random"]), "--out", str(out),
+                     "--exclude-training"]) == 0
+    printed = capsys.readouterr().out
+    assert "0 round(s) evaluated now, 4 reused" in printed and "held-out" in printed
+    assert "tessellation" in printed and "random" in printed
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("evaluate.json")} == stamps
+    data = json.loads((out / "compare.json").read_text())
+    assert data["exclude_training"] and data["evaluated"] == [] and len(data["reused"]) == 4
+    rows = {(r["name"], r["round"]): r for r in data["rows"]}
+    for name in ("tess", "random"):
+        for r in runs["states"][name]["rounds"]:
+            row = rows[(name, r["round"])]
+            keep = _held_out(r["training"])
+            assert row["test_keys"] == keep and row["n_test"] == len(keep)
+            assert row["n_test_total"] == 3
+        keep2 = _held_out(runs["states"][name]["rounds"][1]["training"])
+        _check_stats(rows[(name, 2)], [direct[name][k] for k in keep2])
+    # Round 1 trains on Si and Ge only: the Si snapshot is excluded, the two mixed ones kept.
+    assert rows[("tess", 1)]["test_keys"] == TEST_KEYS[1:]
+    # Tessellation round 2 adds Si0.5Ge0.5, which is also what Si0.25Ge0.75 realises: none left.
+    assert rows[("tess", 2)]["n_test"] == 0 and rows[("tess", 2)]["mean_nrmse"] is None
+    assert (out / "learning_curves.png").stat().st_size > 0
+
+
+def test_resume_and_a_grown_learn_run_evaluate_only_new_rounds(runs, tmp_path):
+    grown = tmp_path / "tess"
+    shutil.copytree(runs["tess"], grown)
+    full = read_state(grown)
+    write_state(grown, {**full, "rounds": full["rounds"][:1], "stopped": None})
+    out = tmp_path / "out"
+    first = run_compare(_comm(), runs["testset"], [grown], out, plots=False)
+    assert first["evaluated"] == ["tess/round_01"] and len(first["rows"]) == 1
+    assert not (out / "learning_curves.png").exists()
+    stamp = (out / "tess" / "round_01" / "evaluate.json").stat().st_mtime_ns
+    write_state(grown, full)                        # the learn run has grown by one round
+    second = run_compare(_comm(), runs["testset"], [grown], out, plots=False)
+    assert second["evaluated"] == ["tess/round_02"] and second["reused"] == ["tess/round_01"]
+    assert (out / "tess" / "round_01" / "evaluate.json").stat().st_mtime_ns == stamp
+    # A comparison killed during an evaluation left no source.json: that round only is redone.
+    (out / "tess" / "round_02" / "source.json").unlink()
+    third = run_compare(_comm(), runs["testset"], [grown], out, plots=False)
+    assert third["evaluated"] == ["tess/round_02"] and third["reused"] == ["tess/round_01"]
+    assert [r["mean_nrmse"] for r in third["rows"]] == [r["mean_nrmse"] for r in second["rows"]]
+
+
+def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):
+    testset, tess = runs["testset"], runs["tess"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="empty.*not an hpcdens learn directory.*Fix:"):
+        run_compare(_comm(), testset, [tess, empty], tmp_path / "o1")
+    assert not (tmp_path / "o1").exists()
+    (empty / "state.json").write_text('{"format": "something else"}')
+    with pytest.raises(InputError, match="not an hpcdens learn journal"):
+        run_compare(_comm(), testset, [empty], tmp_path / "o1")
+    with pytest.raises(InputError, match="nope.*does not exist"):
+        run_compare(_comm(), testset, [tmp_path / "nope"], tmp_path / "o1")
+    with pytest.raises(InputError, match="test set.*missing.h5.*does not exist"):
+        run_compare(_comm(), tmp_path / "missing.h5", [tess], tmp_path / "o1")
+    with pytest.raises(InputError, match="given twice"):
+        run_compare(_comm(), testset, [tess, tess], tmp_path / "o1")
+    # a changed model file
+    bad = tmp_path / "bad"
+    shutil.copytree(tess, bad)
+    with open(bad / "round_02" / "model.pt", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(InputError, match="round_02.*differs from the one its journal"):
+        run_compare(_comm(), testset, [bad], tmp_path / "o1")
+    (bad / "round_02" / "model.pt").unlink()
+    with pytest.raises(InputError, match="round_02.*is missing"):
+        run_compare(_comm(), testset, [bad], tmp_path / "o1")
+    # a round whose model never saw an element of the test set (meta species: Ge only)
+    import torch
+
+    from hpcdens.checks import sha256_file
+
+    ge_only = tmp_path / "ge_only"
+    shutil.copytree(tess, ge_only)
+    payload = torch.load(ge_only / "round_01" / "model.pt", weights_only=True)
+    payload["meta"]["species"] = [32]
+    torch.save(payload, ge_only / "round_01" / "model.pt")
+    state = read_state(ge_only)
+    state["rounds"][0]["model_sha256"] = sha256_file(ge_only / "round_01" / "model.pt")
+    write_state(ge_only, state)
+    with pytest.raises(InputError, match="round 1 of .*ge_only.*never saw Si"):
+        run_compare(_comm(), testset, [ge_only], tmp_path / "o1")
+    # OUT that is not empty and not a comparison
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    assert cli_main(["learn-compare", str(testset), str(tess), "--out", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "not a learn-compare output" in err and "--overwrite" in err
+    assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]
+    assert not (tmp_path / "o1").exists()
+    # through the command line: exit code 2 and the fix
+    assert cli_main(["learn-compare", str(testset), str(tess), str(empty),
+                     "--out", str(tmp_path / "o2")]) == 2
+    assert "Fix:" in capsys.readouterr().err
+
+
+def test_help_lists_every_option(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="hpcdens")
+    register_learn_compare(parser.add_subparsers())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["learn-compare", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("TESTSET", "DIR", "--out", "--config", "--overwrite", "--no-plots",
+                "--exclude-training", "0.0016"):
+        assert opt in text, opt
+    args = parser.parse_args(["learn-compare", "t.h5", "a", "b", "--out", "o"])
+    assert args.dirs == ["a", "b"] and not args.exclude_training
+    with pytest.raises(SystemExit):
+        parser.parse_args(["learn-compare", "t.h5", "a"])       # --out is required
+
+
+@pytest.mark.mpi(min_size=2)
+def test_ranks_give_the_serial_comparison(mpi_tmp_path):
+    """Under mpirun: every rank evaluates (run_evaluate on COMM_WORLD), every rank returns rank
+    0's result, and the rows equal a serial comparison of the same learn run."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    paths = None
+    if comm.rank == 0:                 # one learn round and a test set, made by rank 0 alone
+        import torch
+
+        from hpcdens.generate import run_generate
+
+        d = mpi_tmp_path
+        torch.set_num_threads(1)
+        inp = _input(d / "tess.toml", {"learn.strategy": "tessellation", "learn.max_rounds": 1})
+        run_learn(load_config(inp), d / "tess")
+        test = _input(d / "test.toml", {"compositions.list": TEST_COMPOSITIONS[:2],
+                                        "snapshots.per_composition": 1, "snapshots.seed": 11})
+        run_generate(load_config(test), d / "test.h5", MPI.COMM_SELF, progress=False)
+        paths = (str(d / "test.h5"), str(d / "tess"), str(d))
+    testset, tess, d = comm.bcast(paths, root=0)
+    par = run_compare(comm, testset, [tess], Path(d) / "par", plots=False)
+    assert all(r == par for r in comm.allgather(par)), "ranks disagree on the result"
+    assert par["evaluated"] == ["tess/round_01"]
+    checks = None
+    if comm.rank == 0:
+        ser = run_compare(MPI.COMM_SELF, testset, [tess], Path(d) / "ser", plots=False)
+        keys = ("mean_abs_error_ha_per_atom", "max_abs_error_ha_per_atom", "mean_nrmse",
+                "max_nrmse", "n_test", "n_training")
+        checks = [(k, a[k], b[k]) for a, b in zip(par["rows"], ser["rows"]) for k in keys]
+    for key, a, b in comm.bcast(checks, root=0):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), key
