@@ -18,9 +18,11 @@ and picks the compositions of the next round:
 Rank 0 is the controller and the only writer of the journal ``DIR/state.json``, rewritten
 atomically (temporary file + rename) after every finished step (labelled, trained, scored, chosen).
 A killed run started again with the same command continues where it stopped: finished DFT labels
-are kept by the generate journal, a finished model is not retrained, journaled scores and choices
-are reused (scores depend only on the journaled model file and the seeds). All ranks take part in
-labelling, training and scoring (candidates round-robin over ranks, gathered on rank 0).
+are kept by the generate journal, a finished model is not retrained, a model killed during
+training resumes from its checkpoint ``model.pt.ckpt`` (the same weights as an uninterrupted run
+on as many ranks), journaled scores and choices are reused (scores depend only on the journaled
+model file and the seeds). All ranks take part in labelling, training and scoring (candidates
+round-robin over ranks, gathered on rank 0).
 Documentation: docs/commands/learn.md.
 """
 
@@ -103,6 +105,9 @@ def prepare(config, directory: Path, overwrite: bool) -> dict:
         shutil.rmtree(directory)
     fp = settings_fingerprint(config)
     state = read_state(directory)
+    if directory.is_dir():                            # a journal write killed before its rename
+        for tmp in directory.glob(f"{state_path(directory).name}.tmp*"):
+            tmp.unlink(missing_ok=True)
     if state is not None:
         if state["fingerprint"] != fp:
             raise InputError(f"{str(directory)!r} holds an active-learning run made with other "
@@ -225,6 +230,47 @@ def score_candidates(config, model_path: Path, labels: list[str], comps: dict, c
     return {lb: merged[lb] for lb in labels}
 
 
+# ----------------------------------------------------------------------------- training ---
+
+def train_round(config, train_h5: Path, model: Path, comm, round_no: int, progress: bool) -> dict:
+    """Train the round's model on every rank; returns ``run_train``'s summary.
+
+    A checkpoint ``<model>.ckpt`` of a round not journaled as trained was left by a killed run:
+    training resumes from it (same seeds, counter-based random streams: the same weights as an
+    uninterrupted run on the same number of ranks). A checkpoint that does not fit (other data
+    or settings, unreadable) is discarded with a warning and the round is trained from scratch.
+    Without a checkpoint the round is trained from scratch (an earlier model file is replaced)."""
+    from .train import checkpoint_path, run_train
+
+    ckpt = checkpoint_path(model)
+    if on_root(comm, ckpt.is_file):
+        if comm.rank == 0:
+            log.info("round %d: resuming the training of a killed run from %s", round_no, ckpt)
+        try:
+            return run_train(config, [train_h5], model, comm, resume=True, overwrite=True,
+                             progress=progress)
+        except InputError as err:                # raised on every rank together (on_root)
+            if comm.rank == 0:
+                log.warning("round %d: the checkpoint %s cannot be resumed (%s); training this "
+                            "round from scratch", round_no, ckpt, err)
+    return run_train(config, [train_h5], model, comm, overwrite=True, progress=progress)
+
+
+def weights_sha256(model: Path) -> str:
+    """SHA-256 of a model file's architecture and tensors (names, dtypes, shapes, bytes), not of
+    its metadata: equal for equal weights, whatever the wall times and paths recorded with them
+    (those make ``model_sha256``, the hash of the file, differ between runs)."""
+    import torch
+
+    payload = torch.load(model, map_location="cpu", weights_only=True)
+    h = hashlib.sha256(json.dumps(payload["architecture"], sort_keys=True).encode())
+    for name, tensor in sorted(payload["state_dict"].items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 # --------------------------------------------------------------------------------- loop ---
 
 def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
@@ -246,7 +292,6 @@ def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bo
     ``stop_at`` (tests): return right after the first round step of that name is journaled
     ("labelled", "trained", "scored" or "chosen"), as a killed run would leave it."""
     from .generate import run_generate
-    from .train import run_train
 
     if comm is None:
         from mpi4py import MPI
@@ -287,12 +332,12 @@ def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bo
             if comm.rank == 0:
                 model.parent.mkdir(exist_ok=True)
             comm.Barrier()
-            s = run_train(labelling_config(config, r["training"], comps), [train_h5], model, comm,
-                          overwrite=True, progress=progress)
+            s = train_round(labelling_config(config, r["training"], comps), train_h5, model,
+                            comm, r["round"], progress)
             done = None
             if comm.rank == 0:                       # rank 0's record, the same on every rank
                 done = dict(trained=True, model=str(model.relative_to(directory)),
-                            model_sha256=sha256_file(model),
+                            model_sha256=sha256_file(model), weights_sha256=weights_sha256(model),
                             validation_nrmse=s.get("best", {}).get("nrmse"),
                             train_wall_s=s["wall_time_s"], epochs_run=s["epochs_run"])
             r.update(comm.bcast(done, root=0))
@@ -375,9 +420,10 @@ def register_learn(sub) -> None:
         "score_structures structures of the mean over score_points random grid points of the "
         "epistemic standard deviation; 'tessellation' adds T2 then T4; 'random' draws seeded "
         "picks. Stops at max_rounds, max_compositions or uncertainty_threshold. Journal "
-        "DIR/state.json: the same command after a kill resumes without relabelling. Writes "
-        "DIR/train.h5, DIR/round_NN/model.pt, DIR/rounds.csv and plots. MPI: all ranks label, "
-        "train and score. See docs/commands/learn.md.")
+        "DIR/state.json: the same command after a kill resumes without relabelling (a killed "
+        "training from its checkpoint). Writes DIR/train.h5, DIR/round_NN/model.pt, "
+        "DIR/rounds.csv and plots. MPI: all ranks label, train and score. See "
+        "docs/commands/learn.md.")
     p.add_argument("config", help="input file (TOML)")
     p.add_argument("--out", metavar="DIR", help="output directory, default "
                    "<output.directory>/learn (its parent must exist)")
