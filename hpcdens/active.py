@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .composition import parse_composition, simplex_grid, tessellation
+from .composition import atom_counts, parse_composition, simplex_grid, tessellation
 from .checks import on_root, sha256_file
 from .errors import InputError
 
@@ -118,7 +118,7 @@ def prepare(config, directory: Path, overwrite: bool) -> dict:
     state = {"format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fp,
              "name": config.name, "strategy": config.learn.strategy,
              "elements": list(config.system.elements),
-             "candidates": [c.label for c in candidates(config)],
+             "candidates": [c.label for c in candidates(config, warn=True)],
              "aggregate": "mean over structures of the mean over grid points of the epistemic "
                           "standard deviation (e/Bohr^3)",
              "rounds": [], "stopped": None}
@@ -133,10 +133,32 @@ def canonical(comp, elements):
     return parse_composition(str(comp), elements)
 
 
-def candidates(config) -> list:
-    """Candidate compositions: the simplex grid of ``learn.candidate_resolution``."""
+def candidates(config, warn: bool = False) -> list:
+    """Candidate compositions: the simplex grid of ``learn.candidate_resolution``, less the points
+    the cell cannot tell apart: on a built lattice of n sites a composition is realised with
+    whole atom counts (:func:`hpcdens.composition.atom_counts`), and a grid point realised like a
+    pure element or an earlier grid point is dropped (with a warning), so that no round labels a
+    composition the model has already seen. ``warn``: log each point left out."""
     els = config.system.elements
-    return [canonical(c, els) for c in simplex_grid(els, config.learn.candidate_resolution)]
+    grid = [canonical(c, els) for c in simplex_grid(els, config.learn.candidate_resolution)]
+    n_sites = config.system.n_sites()
+    if n_sites is None:                              # sites from a structure file
+        return grid
+    seen = {atom_counts(c, n_sites)[1].label: canonical(c, els).label
+            for c in tessellation(els, 1)}
+    kept = []
+    for c in grid:
+        realised = atom_counts(c, n_sites)[1].label
+        if realised in seen and seen[realised] != c.label:
+            if warn:
+                log.warning("candidate %s is realised on %d sites as %s, like %s: left out. Fix "
+                            "for more candidates: a larger system.supercell or a smaller "
+                            "learn.candidate_resolution", c.label, n_sites, realised,
+                            seen[realised])
+            continue
+        seen.setdefault(realised, c.label)
+        kept.append(c)
+    return kept
 
 
 def by_label(config) -> dict:

@@ -1,6 +1,7 @@
 """`hpcdens learn`: active learning on a tiny real PySCF SiGe binary.
 
-2-atom primitive diamond cells, mesh 0.6 Bohr, 2 rattled snapshots per composition, candidates
+4-atom cells (2 x 1 x 1 primitive diamond cells, so that the 3 interior candidates of resolution 4
+are 3 different cells), mesh 0.6 Bohr, 2 rattled snapshots per composition, candidates
 the simplex grid of resolution 4 (3 interior compositions once the pure elements are trained),
 M = 12, a 60-32-32-2 network, 15 epochs, N_s = 10, 500 scoring points per structure.
 Measured numbers are in docs/commands/learn.md."""
@@ -31,6 +32,7 @@ def main(argv):
 
 LEARN = {
     "system.primitive": True,
+    "system.supercell": [2, 1, 1],                 # 4 sites: the 3 interior candidates differ
     "compositions.list": ["Si1"],
     "snapshots.per_composition": 2,
     "snapshots.rattle_stdev_angstrom": 0.03,
