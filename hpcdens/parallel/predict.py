@@ -126,11 +126,13 @@ class BlockStream:
     (1-D, C order of the sub-box): ``rho`` (the density: network mean, plus rho_SAD for
     delta_rho models), ``epistemic_std``, ``aleatoric_std`` and, for delta_rho models,
     ``rho_sad``; e/Bohr^3. Only one chunk is held at a time. After the iteration, ``halo_radius``,
-    ``halo_growths`` and ``halo_atoms`` hold the halo statistics (zero for an empty block)."""
+    ``halo_growths`` and ``halo_atoms`` hold the halo statistics (zero for an empty block).
+    ``dtype`` ("float64" or "float32") is the precision of the network pass (``bnn.predict``)."""
 
     def __init__(self, plan: PredictPlan, layout: BlockLayout, model, samples,
-                 timer: PhaseTimer | None = None):
+                 timer: PhaseTimer | None = None, dtype: str = "float64"):
         self.plan, self.layout, self.model, self.samples = plan, layout, model, samples
+        self.dtype = dtype
         self.timer = timer or PhaseTimer()
         self.names = ["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
         self.halo_radius, self.halo_growths, self.halo_atoms = 0.0, 0, 0
@@ -156,7 +158,7 @@ class BlockStream:
             timer.add("descriptors", time.perf_counter() - t0 - grown,
                       time.process_time() - c0 - grown)
             with timer("network"):
-                out = predict(self.model, x, self.samples)
+                out = predict(self.model, x, self.samples, dtype=self.dtype)
             del x
             fields = {"rho": out["mean"], "epistemic_std": np.sqrt(out["epistemic_var"]),
                       "aleatoric_std": np.sqrt(out["aleatoric_var"])}
@@ -170,19 +172,19 @@ class BlockStream:
 
 
 def predict_chunks(plan: PredictPlan, layout: BlockLayout, model, samples,
-                   timer: PhaseTimer | None = None) -> BlockStream:
+                   timer: PhaseTimer | None = None, dtype: str = "float64") -> BlockStream:
     """The chunk stream of one block (:class:`BlockStream`; no MPI)."""
-    return BlockStream(plan, layout, model, samples, timer)
+    return BlockStream(plan, layout, model, samples, timer, dtype)
 
 
 def predict_block(plan: PredictPlan, layout: BlockLayout, model, samples,
-                  timer: PhaseTimer | None = None) -> BlockResult:
+                  timer: PhaseTimer | None = None, dtype: str = "float64") -> BlockResult:
     """Predict the fields of one block into memory (no MPI). Empty blocks return empty arrays.
 
     The same numbers as :func:`predict_chunks`, gathered into arrays of ``layout.local_shape``
     (the whole block in memory: for tests and small blocks; ``run_predict`` streams instead).
     """
-    stream = predict_chunks(plan, layout, model, samples, timer)
+    stream = predict_chunks(plan, layout, model, samples, timer, dtype)
     flat = {name: np.zeros(layout.local_size) for name in stream.names}
     offset = 0
     for _, _, fields in stream:
