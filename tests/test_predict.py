@@ -49,8 +49,9 @@ def write_cell(path, atoms):
     return path
 
 
-def serial_reference(model_path, atoms, shape, m=M):
-    """Descriptors of the whole grid with the periodic search, then bnn.predict (no MPI)."""
+def serial_reference(model_path, atoms, shape, m=M, dtype="float32"):
+    """Descriptors of the whole grid with the periodic search, then bnn.predict (no MPI) in the
+    precision ``dtype`` (run_predict's default: float32)."""
     from hpcdens.descriptors import descriptors
     from hpcdens.neighbors import NeighborSearch
 
@@ -58,7 +59,8 @@ def serial_reference(model_path, atoms, shape, m=M):
     grid = Grid(atoms.cell.array / Bohr, shape)
     search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
     out = bnn.predict(model, descriptors(grid.cartesian_points(), search),
-                      model.draw_weight_samples(meta["n_samples"], meta["sample_seed"]))
+                      model.draw_weight_samples(meta["n_samples"], meta["sample_seed"]),
+                      dtype=dtype)
     return grid, {"rho": out["mean"].reshape(shape),
                   "epistemic_std": np.sqrt(out["epistemic_var"]).reshape(shape),
                   "aleatoric_std": np.sqrt(out["aleatoric_var"]).reshape(shape)}
@@ -98,6 +100,16 @@ def test_file_equals_serial_in_memory_prediction(setup, tmp_path):
     assert attrs["n_electrons"] == 4 * len(atoms) and attrs["valence_source"] == "model"
     assert grid.integrate(fields["rho_normalised"]) == pytest.approx(4 * len(atoms), rel=1e-12)
     assert set(fields) == {"rho", "rho_normalised", "epistemic_std", "aleatoric_std"}
+    assert attrs["precision"] == "float32"
+    # --precision float64: equal to the float64 serial prediction, within 1e-5 of float32's
+    predict_self(model, structure, tmp_path / "pred64.h5", spacing_bohr=0.9, chunk_points=500,
+                 precision="float64")
+    fields64, attrs64 = read_fields(tmp_path / "pred64.h5")
+    _, ref64 = serial_reference(model, atoms, summary["grid_shape"], dtype="float64")
+    assert attrs64["precision"] == "float64"
+    for name, want in ref64.items():
+        assert np.abs(fields64[name] - want).max() <= 1e-12 * scale, name
+        assert np.abs(fields64[name] - fields[name]).max() <= 1e-5 * scale, name
     for phase in ("halo", "descriptors", "network", "write"):
         assert attrs[f"timing_{phase}_s"] >= 0
     with h5py.File(tmp_path / "pred.h5", "r") as f:
