@@ -24,20 +24,23 @@ mpirun -n "$NP" hpcdens generate "$INPUT" --overwrite
 step "3. Bayesian neural network on $NP ranks -> $OUT/model.pt"
 mpirun -n "$NP" hpcdens train "$INPUT" --overwrite
 
-step "4. prediction on $NP ranks for a 64-atom cell with 2 vacancies (8x the training cells) -> $OUT/pred_big.h5"
-# The last structure of step 1 (a Ge8 snapshot), repeated 2x2x2, two atoms removed.
-mpirun -n "$NP" hpcdens predict "$OUT/model.pt" "$OUT/structures.extxyz" --supercell 2 2 2 \
-    --vacancies 2 --out "$OUT/pred_big.h5" --overwrite
-hpcdens export "$OUT/pred_big.h5" --cube "$OUT/pred_big.cube" --overwrite
-
-step "5. Harris-Foulkes energy of a predicted density against its DFT label"
-mpirun -n "$NP" hpcdens predict "$OUT/model.pt" "$OUT/structures.extxyz" --out "$OUT/pred.h5" --overwrite
-hpcdens energy "$OUT/pred.h5" --config "$INPUT" --reference "$OUT/train.h5" --key Si0_Ge1/s001 \
-    --json "$OUT/energy.json" --overwrite
-
-step "6. Bayesian active learning on $NP ranks: 2 rounds from the pure elements -> $OUT/learn/"
+step "4. Bayesian active learning on $NP ranks: 2 rounds from the pure elements -> $OUT/learn/"
 mpirun -n "$NP" hpcdens learn "$INPUT" --overwrite
 
+step "5. a 64-atom cell (8x the training cells, Si0.375Ge0.625, unseen): DFT label on $NP ranks"
+mpirun -n "$NP" hpcdens generate inputs/demo-large.toml --out "$OUT/large.h5" --overwrite --no-progress
+
+step "6. the last active-learning model on that cell: prediction on $NP ranks, Harris-Foulkes energy, error vs DFT"
+MODEL="$(ls -d "$OUT"/learn/round_*/model.pt | tail -n 1)"
+mpirun -n "$NP" hpcdens evaluate "$MODEL" "$OUT/large.h5" --config inputs/demo-large.toml \
+    --out "$OUT/evaluate_large" --overwrite
+hpcdens export "$OUT"/evaluate_large/predictions/*.h5 --cube "$OUT/large_predicted.cube" --overwrite
+
 step "done"
-echo "files: $OUT/ (structures.extxyz, train.h5, model.pt, pred_big.h5, pred_big.cube, pred.h5,"
-echo "       energy.json, learn/ with state.json, the round table and plots)"
+echo "files under $OUT/:"
+echo "  structures.extxyz, train.h5 (DFT labels), model.pt (+ .ckpt)      steps 1-3"
+echo "  learn/: state.json (journal), rounds.csv, scores.png, learning_curve.png,"
+echo "          round_NN/model.pt, train.h5                               step 4"
+echo "  large.h5 (DFT label of the 64-atom cell)                          step 5"
+echo "  evaluate_large/: evaluate.csv/json (energy error vs DFT), parity.png,"
+echo "          predictions/*.h5; large_predicted.cube (VESTA, ASE)        step 6"
