@@ -465,8 +465,10 @@ def _build(cls, table, section: str):
 def config_from_dict(data: dict, source: Path | None = None) -> Config:
     """Build and validate a :class:`Config` from a parsed TOML document."""
     _check_keys(data, ["name", *SECTIONS], "top level")
+    checkerboard = bool(data.get("snapshots", {}).get("checkerboard_bins", 0)) \
+        if isinstance(data.get("snapshots"), dict) else False
     for required in ("system", "compositions"):
-        if required not in data:
+        if required not in data and not (required == "compositions" and checkerboard):
             _fail(required, "", None, "required section is missing", f"add a [{required}] table")
     name = _coerce(data.get("name", source.stem if source else "hpcdens"), str, "top level", "name")
     sections = {sec: _build(cls, data.get(sec, {}), sec) for sec, cls in SECTIONS.items()}

@@ -131,6 +131,12 @@ def test_example_inputs_load():
     assert sizes["sigesn"] == 64 and sizes["crfeconi"] == 32
     assert load_config(root / "crfeconi.toml").dft.mesh_spacing_bohr == 0.2
     assert load_config(root / "sigesn.toml").descriptors.n_neighbors == 55
+    # every input file shipped loads, the reproduction study's too; a checkerboard input needs
+    # no [compositions] section (its composition is the mean of the two checkerboard ones)
+    study = {p.stem: load_config(p) for p in sorted((root / "reproduction").glob("*.toml"))}
+    assert {"sigesn-bayesian", "sigesn-tessellation", "sigesn-random", "sigesn-test"} <= set(study)
+    board = study["sigesn-checkerboard"]
+    assert not board.compositions.requested() and board.snapshots.checkerboard_bins == 2
 
 
 def test_console_script_help_and_version():
