@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import zlib
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -39,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .composition import atom_counts, parse_composition, simplex_grid, tessellation
-from .checks import on_root, sha256_file
+from .checks import on_root, sha256_file, write_json
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -61,13 +60,7 @@ def state_path(directory: Path) -> Path:
 
 def write_state(directory: Path, state: dict) -> None:
     """Write the journal atomically: temporary file, fsync, rename."""
-    path = state_path(directory)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json(state_path(directory), state)
 
 
 def read_state(directory: Path) -> dict | None:

@@ -1,12 +1,27 @@
-"""Small checks shared by the commands: output paths before any work, file hashes, and the
-"rank 0 decides, every rank raises the same error" pattern of the MPI drivers."""
+"""Small checks shared by the commands: output paths before any work, file hashes, atomic JSON
+journals, and the "rank 0 decides, every rank raises the same error" pattern of the MPI drivers."""
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from pathlib import Path
 
 from .errors import HpcdensError, InputError
+
+
+def write_json(path, data) -> None:
+    """Write ``data`` as JSON atomically: a temporary file next to ``path``, fsync, rename. A kill
+    at any moment leaves the old file or the new one, never a torn one."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def output_file(path, overwrite: bool, what: str = "output") -> Path:

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__, data
-from .checks import on_root
+from .checks import on_root, write_json
 from .config import Config
 from .dft import get_backend
 from .errors import DFTFailed, HpcdensError, InputError
@@ -59,7 +59,7 @@ def prepare_output(out: Path, config: Config, overwrite: bool, extend: bool) -> 
         data.clean_partial(out)
         return "resuming"
     parts.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps({"fingerprint": fingerprint, "name": config.name}, indent=1))
+    write_json(manifest, {"fingerprint": fingerprint, "name": config.name})
     return "new"
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from . import energy as en
-from .checks import on_root, sha256_file
+from .checks import on_root, sha256_file, write_json
 from .errors import HpcdensError, InputError
 
 log = logging.getLogger("hpcdens.learn_compare")
@@ -297,7 +297,7 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
     if old and old.get("testset_sha256") != test_sha:
         log.info("learn-compare: %s was made with another test set; its rounds are evaluated "
                  "again", out)
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest)
     for job in jobs:
         if not job["cached"]:
             Path(job["out"]).parent.mkdir(exist_ok=True)
@@ -319,12 +319,6 @@ def _cache_hit(directory: Path, source: dict) -> bool:
     same = all(old.get(k) == source[k] for k in ("model_sha256", "testset_sha256", "dft",
                                                   "elements"))
     return same and isinstance(rows, list)
-
-
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -479,7 +473,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
             log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
         run_evaluate(comm, job["model"], plan["testset"], job["out"], settings=job["settings"],
                      elements=plan["elements"], overwrite=True)
-        on_root(comm, _write_json, Path(job["out"]) / SOURCE, job["source"])
+        on_root(comm, write_json, Path(job["out"]) / SOURCE, job["source"])
         evaluated.append(tag)
 
     def finish():
@@ -497,7 +491,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                   "runs": plan["runs"], "columns": list(COLUMNS), "rows": rows,
                   "evaluated": evaluated, "reused": reused, "out": str(out)}
         write_csv(out / CSV_NAME, rows)
-        _write_json(out / JSON_NAME, result)
+        write_json(out / JSON_NAME, result)
         if plots:
             plot_learning_curves(out / PNG_NAME, rows, plan["runs"], plan["exclude_training"])
         return result

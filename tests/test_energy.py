@@ -19,6 +19,7 @@ from ase.units import Bohr  # noqa: E402
 
 from hpcdens import energy as en  # noqa: E402
 from hpcdens import metrics  # noqa: E402
+from hpcdens.cli import main as cli_main  # noqa: E402
 from hpcdens.config import DFTConfig  # noqa: E402
 from hpcdens.data import assemble, write_part  # noqa: E402
 from hpcdens.dft import pyscf_backend  # noqa: E402
@@ -238,26 +239,20 @@ def files(tmp_path_factory):
     return {"pred": pred, "train": train, "rho": rho, "atoms": atoms, "scf": scf, "tmp": tmp}
 
 
-def _run_cli(monkeypatch, argv):
-    from hpcdens import cli
-
-    return cli.main(argv)
-
-
-def test_command_prints_the_energy(files, monkeypatch, capsys, write_input):
+def test_command_prints_the_energy(files, capsys, write_input):
     config = write_input({"dft.mesh_spacing_bohr": 0.4})
-    assert _run_cli(monkeypatch, ["energy", str(files["pred"]), "--config", str(config)]) == 0
+    assert cli_main(["energy", str(files["pred"]), "--config", str(config)]) == 0
     out = capsys.readouterr().out
     direct = en.energy_of_density(files["atoms"], files["scf"].grid, files["rho"], TIGHT)
     assert f"E_HF = {direct['free_energy_per_atom_ha']:.8f} Ha/atom" in out
     assert "renormalised by 0.98039" in out  # 1/1.02
 
 
-def test_command_with_reference_json_and_scf_restart(files, monkeypatch, capsys):
+def test_command_with_reference_json_and_scf_restart(files, capsys):
     out_json = files["tmp"] / "energy.json"
     argv = ["energy", str(files["pred"]), "--reference", str(files["train"]), "--key", "Si1/0",
             "--json", str(out_json), "--scf-from-prediction"]
-    assert _run_cli(monkeypatch, argv) == 0
+    assert cli_main(argv) == 0
     printed = capsys.readouterr().out
     s = json.loads(out_json.read_text())
     scf, rho = files["scf"], files["rho"] / 1.02
@@ -278,11 +273,11 @@ def test_command_with_reference_json_and_scf_restart(files, monkeypatch, capsys)
     assert f"{restart['iterations_saved']} saved" in printed
 
 
-def test_file_without_complete_exits_2(files, monkeypatch, capsys, tmp_path):
+def test_file_without_complete_exits_2(files, capsys, tmp_path):
     atoms, scf = files["atoms"], files["scf"]
     half = write_prediction_like(tmp_path / "half.h5", atoms, scf.grid, scf.rho, 32.0,
                                  complete=False)
-    assert _run_cli(monkeypatch, ["energy", str(half)]) == 2
+    assert cli_main(["energy", str(half)]) == 2
     assert "complete=True" in capsys.readouterr().err
 
 
@@ -305,7 +300,7 @@ def test_inconsistent_inputs_exit_2_before_work(case, files, monkeypatch, capsys
         "json exists": ([pred, "--json", str(tmp_path / "exists.json")], "already exists"),
         "sparc restart": ([pred, "--backend", "sparc", "--scf-from-prediction"], "needs the PySCF"),
     }[case]
-    assert _run_cli(monkeypatch, ["energy", *argv]) == 2
+    assert cli_main(["energy", *argv]) == 2
     assert message in capsys.readouterr().err
     assert not calls
 

@@ -11,6 +11,7 @@ import pytest
 from ase.units import Bohr
 
 from hpcdens import bnn
+from hpcdens.cli import main as cli_main
 from hpcdens.errors import InputError, ParallelIOError
 from hpcdens.grid import Grid
 from hpcdens.structures import build_cell, decorate, rattle, read_structure, write_structures
@@ -152,12 +153,6 @@ def test_export_refuses_a_file_without_complete(tmp_path):
     assert not (tmp_path / "x.cube").exists()
 
 
-def _run_cli(monkeypatch, argv):
-    from hpcdens import cli
-
-    return cli.main(argv)
-
-
 def _bad_inputs(tmp_path):
     """name -> (extra argv, message fragment); files made here."""
     bad_model = tmp_path / "garbage.pt"
@@ -179,7 +174,7 @@ def _bad_inputs(tmp_path):
 
 @pytest.mark.parametrize("case", ["species", "malformed model", "M mismatch", "coarse grid",
                                   "few points", "exists", "structure"])
-def test_bad_inputs_end_with_exit_code_2(case, setup, tmp_path, monkeypatch, capsys):
+def test_bad_inputs_end_with_exit_code_2(case, setup, tmp_path, capsys):
     model, structure, _ = setup
     args = {"model": [str(model)], "structure": [str(structure)],
             "--out": [str(tmp_path / "pred.h5")], "--spacing-bohr": ["0.9"]}
@@ -190,7 +185,7 @@ def test_bad_inputs_end_with_exit_code_2(case, setup, tmp_path, monkeypatch, cap
     argv = ["predict", *args.pop("model"), *args.pop("structure")]
     for key, value in args.items():
         argv += [key, *value]
-    assert _run_cli(monkeypatch, argv) == 2
+    assert cli_main(argv) == 2
     import re
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "pred.h5").exists()
