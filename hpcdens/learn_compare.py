@@ -52,7 +52,18 @@ log = logging.getLogger("hpcdens.learn_compare")
 FORMAT, VERSION = "hpcdens-learn-compare", 1
 MANIFEST, SOURCE = "manifest.json", "source.json"
 CSV_NAME, JSON_NAME, PNG_NAME = "compare.csv", "compare.json", "learning_curves.png"
-RESERVED = {MANIFEST, CSV_NAME, JSON_NAME, PNG_NAME}
+HELD_OUT = "_held_out"  # suffix of the --exclude-training outputs: both kinds share OUT's cache
+
+
+def output_names(exclude_training: bool) -> tuple[str, str, str]:
+    """(csv, json, png) names in OUT: ``compare.csv`` ..., or ``compare_held_out.csv`` ... with
+    ``exclude_training``, so one OUT holds both and evaluates each round once."""
+    if not exclude_training:
+        return CSV_NAME, JSON_NAME, PNG_NAME
+    return tuple(n.replace(".", f"{HELD_OUT}.") for n in (CSV_NAME, JSON_NAME, PNG_NAME))
+
+
+RESERVED = {MANIFEST, *output_names(False), *output_names(True)}
 COMPOSITION_TOL = 1e-6
 #: DFT settings that change an energy (ranks_per_task does not).
 _SETTINGS_KEYS = ("backend", "xc", "smearing_kelvin", "basis", "pseudo", "scf_tol",
@@ -490,10 +501,11 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                             "nrmse": "dimensionless", "relative_l1": "percent"},
                   "runs": plan["runs"], "columns": list(COLUMNS), "rows": rows,
                   "evaluated": evaluated, "reused": reused, "out": str(out)}
-        write_csv(out / CSV_NAME, rows)
-        write_json(out / JSON_NAME, result)
+        csv_name, json_name, png_name = output_names(plan["exclude_training"])
+        write_csv(out / csv_name, rows)
+        write_json(out / json_name, result)
         if plots:
-            plot_learning_curves(out / PNG_NAME, rows, plan["runs"], plan["exclude_training"])
+            plot_learning_curves(out / png_name, rows, plan["runs"], plan["exclude_training"])
         return result
 
     return on_root(comm, finish)
@@ -516,7 +528,8 @@ def cmd_learn_compare(args) -> int:
                          exclude_training=args.exclude_training, plots=not args.no_plots)
     if comm.rank == 0:
         print(format_table(result["rows"], result["exclude_training"]))
-        files = [CSV_NAME, JSON_NAME] + ([] if args.no_plots else [PNG_NAME])
+        csv_name, json_name, png_name = output_names(args.exclude_training)
+        files = [csv_name, json_name] + ([] if args.no_plots else [png_name])
         print(f"{len(result['evaluated'])} round(s) evaluated now, {len(result['reused'])} "
               f"reused from earlier runs; results -> {result['out']}/ ({', '.join(files)})",
               flush=True)

@@ -187,8 +187,10 @@ def test_exclude_training_through_the_command_line(runs, compared, direct, tmp_p
     assert "0 round(s) evaluated now, 4 reused" in printed and "held-out" in printed
     assert "tessellation" in printed and "random" in printed
     assert {p: p.stat().st_mtime_ns for p in out.rglob("evaluate.json")} == stamps
-    data = json.loads((out / "compare.json").read_text())
+    before = (out / "compare.json").read_bytes()
+    data = json.loads((out / "compare_held_out.json").read_text())
     assert data["exclude_training"] and data["evaluated"] == [] and len(data["reused"]) == 4
+    assert (out / "compare.json").read_bytes() == before   # the all-snapshots results stay
     rows = {(r["name"], r["round"]): r for r in data["rows"]}
     for name in ("tess", "random"):
         for r in runs["states"][name]["rounds"]:
@@ -202,7 +204,8 @@ def test_exclude_training_through_the_command_line(runs, compared, direct, tmp_p
     assert rows[("tess", 1)]["test_keys"] == TEST_KEYS[1:]
     # Tessellation round 2 adds Si0.5Ge0.5, which is also what Si0.25Ge0.75 realises: none left.
     assert rows[("tess", 2)]["n_test"] == 0 and rows[("tess", 2)]["mean_nrmse"] is None
-    assert (out / "learning_curves.png").stat().st_size > 0
+    assert (out / "learning_curves_held_out.png").stat().st_size > 0
+    assert (out / "compare_held_out.csv").is_file()
 
 
 def test_resume_and_a_grown_learn_run_evaluate_only_new_rounds(runs, tmp_path):
