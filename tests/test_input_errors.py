@@ -135,6 +135,8 @@ def test_example_inputs_load():
     # no [compositions] section (its composition is the mean of the two checkerboard ones)
     study = {p.stem: load_config(p) for p in sorted((root / "reproduction").glob("*.toml"))}
     assert {"sigesn-bayesian", "sigesn-tessellation", "sigesn-random", "sigesn-test"} <= set(study)
+    for strategy in ("bayesian", "tessellation", "random"):
+        assert study[f"sigesn-{strategy}"].learn.strategy == strategy
     board = study["sigesn-checkerboard"]
     assert not board.compositions.requested() and board.snapshots.checkerboard_bins == 2
 
