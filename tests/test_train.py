@@ -182,7 +182,11 @@ def test_validation_snapshots_are_spread_over_the_compositions():
     # one snapshot per composition: a composition may go only if its species stay in training
     ones = ["Si1", "Ge1", "Si0.5Ge0.5"]
     zs = [frozenset({14}), frozenset({32}), frozenset({14, 32})]
-    assert all(split(3, 0.34, seed, ones, zs)[1] == [2] for seed in range(10))
+    for seed in range(10):
+        train, val = split(3, 0.34, seed, ones, zs)
+        assert len(val) == 1 and set().union(*(zs[i] for i in train)) == {14, 32}
+    assert all(split(2, 0.5, seed, [ones[0], ones[2]], [zs[0], zs[2]]) == ([1], [0])
+               for seed in range(10))                 # SiGe would take Ge out of training
     assert split(2, 0.5, 0, ones[:2], zs[:2]) == ([0, 1], [])
 
 
