@@ -44,6 +44,7 @@ mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${LEARNED[@]}" --config "$
 
 step "5. generalisation: AL2 (bayesian, 6 compositions), random with 6, T4 (15) on the 64-atom cells"
 for model in bayesian/round_02 random/round_02 tessellation/round_03; do
+    mkdir -p "$OUT/generalisation/${model%%/*}"
     for case in "${CASES[@]}"; do
         mpirun -n "$NP" hpcdens evaluate "$OUT/$model/model.pt" "$OUT/$case.h5" \
             --config "$IN/sigesn-$case.toml" --out "$OUT/generalisation/${model%%/*}/$case" \
