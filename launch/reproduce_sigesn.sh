@@ -4,7 +4,7 @@
 # 8-atom training cells (inputs/reproduction/), compared on 45 test compositions and on four
 # generalisation cells of 64 atoms (larger cell, vacancy, di-vacancy, checkerboard).
 # Everything lands in runs/reproduction/. Started again, every step resumes: finished DFT labels,
-# trained models and evaluations are kept. About 40 minutes on 2 cores ($HPCDENS_RANKS, default 2).
+# trained models and evaluations are kept. About an hour on 2 cores ($HPCDENS_RANKS, default 2).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
