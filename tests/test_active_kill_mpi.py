@@ -8,7 +8,7 @@ DFT label is computed twice.
 * ``mpirun -n 2 hpcdens learn`` as subprocesses: SIGKILL during the labelling of round 1, again
   during its training, then a run to the end, compared with an uninterrupted ``mpirun -n 2`` run.
 
-The problem is the tiny SiGe binary of tests/test_active.py (2-atom primitive cells, mesh 0.6
+The problem is the tiny SiGe binary of tests/test_active.py (4-atom cells, mesh 0.6
 Bohr); the MPI test labels 4 snapshots per composition and trains 12 epochs, so that labelling
 and training each last long enough to be caught by polling every 0.05 s. Measured numbers are in
 docs/commands/learn.md."""
