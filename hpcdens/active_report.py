@@ -9,9 +9,9 @@ more elements: score vs the fraction of the first element, one marker per candid
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from .checks import write_csv
 from .composition import parse_composition
 
 COLUMNS = ("round", "n_training", "training", "labelled", "chosen", "chosen_score",
@@ -52,15 +52,6 @@ def table(state: dict) -> str:
     if state.get("stopped"):
         lines.append(f"stopped: {state['stopped']}")
     return "\n".join(lines)
-
-
-def write_csv(state: dict, path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows(state))
-    tmp.replace(path)
 
 
 def _fractions(label: str, elements) -> list[float]:
@@ -139,7 +130,7 @@ def plot_learning_curve(state: dict, path: Path) -> bool:
 def write_report(state: dict, directory: Path, plots: bool = True) -> str:
     """Write rounds.csv (and the plots); return the table text."""
     directory = Path(directory)
-    write_csv(state, directory / "rounds.csv")
+    write_csv(directory / "rounds.csv", rows(state), COLUMNS)
     text = table(state) + f"\ntable -> {directory / 'rounds.csv'}"
     if plots:
         if plot_scores(state, directory / "scores.png"):

@@ -1,5 +1,5 @@
 """Small checks shared by the commands: output paths before any work, file hashes, atomic JSON
-journals, and the "rank 0 decides, every rank raises the same error" pattern of the MPI drivers."""
+journals and tables, and the "rank 0 decides, every rank raises the same error" pattern of the MPI drivers."""
 
 from __future__ import annotations
 
@@ -21,6 +21,20 @@ def write_json(path, data) -> None:
         f.write("\n")
         f.flush()
         os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_csv(path, rows, columns) -> None:
+    """Write the dicts ``rows`` as CSV with the header ``columns`` (other keys ignored, None as an
+    empty field), atomically like :func:`write_json`."""
+    import csv
+
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
     os.replace(tmp, path)
 
 

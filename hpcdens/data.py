@@ -19,6 +19,7 @@ import numpy as np
 from ase import Atoms
 from ase.units import Bohr
 
+from .checks import write_json
 from .dft.base import DFTResult
 from .errors import InputError
 from .grid import Grid
@@ -93,9 +94,7 @@ def write_failure(path: Path, key: str, reason: str, info: dict | None = None):
     """Record a failed label (never stored as a snapshot): JSON next to the parts."""
     final = failure_path(path, key)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"key": key, "reason": reason, **(info or {})}, indent=1))
-    os.replace(tmp, final)
+    write_json(final, {"key": key, "reason": reason, **(info or {})})
 
 
 def part_is_complete(path: Path, key: str) -> bool:

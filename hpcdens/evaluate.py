@@ -25,8 +25,6 @@ element only (the other fractions are in the ``composition`` column).
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import time
@@ -37,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import energy as en
-from .checks import on_root
+from .checks import on_root, write_csv, write_json
 from .config import DFTConfig
 from .errors import InputError
 
@@ -213,14 +211,6 @@ def format_table(rows: list[dict], summary: dict) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
-
-
 def write_plots(out: Path, rows: list[dict], elements) -> None:
     import matplotlib
 
@@ -316,8 +306,8 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
               "wall_time_s": time.perf_counter() - t0}
 
     def write():
-        write_csv(out / CSV_NAME, rows)
-        (out / JSON_NAME).write_text(json.dumps(result, indent=1, default=str) + "\n")
+        write_csv(out / CSV_NAME, rows, COLUMNS)
+        write_json(out / JSON_NAME, result)
         write_plots(out, rows, plan["elements"])
 
     on_root(comm, write)

@@ -33,18 +33,16 @@ seen composition as held out. Documentation: docs/commands/learn-compare.md.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from . import energy as en
-from .checks import on_root, sha256_file, write_json
+from .checks import on_root, sha256_file, write_csv, write_json
 from .errors import HpcdensError, InputError
 
 log = logging.getLogger("hpcdens.learn_compare")
@@ -399,16 +397,6 @@ def format_table(rows: list[dict], exclude_training: bool) -> str:
     return "\n".join(lines)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r[k] is None else r[k]) for k in COLUMNS})
-    os.replace(tmp, path)
-
-
 def plot_learning_curves(path: Path, rows: list[dict], runs: list[dict],
                          exclude_training: bool) -> None:
     """Energy error (left) and density NRMSE (right) vs number of training compositions: one
@@ -502,7 +490,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                   "runs": plan["runs"], "columns": list(COLUMNS), "rows": rows,
                   "evaluated": evaluated, "reused": reused, "out": str(out)}
         csv_name, json_name, png_name = output_names(plan["exclude_training"])
-        write_csv(out / csv_name, rows)
+        write_csv(out / csv_name, rows, COLUMNS)
         write_json(out / json_name, result)
         if plots:
             plot_learning_curves(out / png_name, rows, plan["runs"], plan["exclude_training"])

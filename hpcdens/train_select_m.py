@@ -5,7 +5,6 @@ reports the best validation NRMSE. Writes a CSV table and a PNG plot (rank 0).""
 
 from __future__ import annotations
 
-import csv
 import logging
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .errors import InputError
-from .checks import on_root, output_file
+from .checks import on_root, output_file, write_csv
 from .train import check_inputs, default_paths
 from .train_data import load_snapshots, n_validation
 from .train_loop import TrainState, fit, new_model, prepare_data
@@ -58,7 +57,7 @@ def run_select_m(config, ms, data=None, out=None, comm=None, overwrite: bool = F
                          "for validation. Fix: use >= 2 snapshots and validation_fraction > 0")
     rows = [_train_one(config, paths, labelled, m, comm, progress) for m in ms]
     if comm.rank == 0:
-        write_csv(out, rows)
+        write_csv(out, rows, COLUMNS)
         plot(out.with_suffix(".png"), rows, config.name)
         print(format_table(rows))
         print(f"table -> {out}, plot -> {out.with_suffix('.png')}")
@@ -91,13 +90,6 @@ def format_table(rows: list[dict]) -> str:
                      f"{r['baseline_nrmse']:>9.4f} {r['epochs_run']:>7} "
                      f"{r['train_time_s']:>7.1f}{' *' if r['M'] == best else ''}")
     return "\n".join(lines)
-
-
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows({k: r[k] for k in COLUMNS} for r in rows)
 
 
 def plot(path: Path, rows: list[dict], title: str) -> None:
