@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CompositionError, ConfigError
+from .grid import MAX_SPACING_BOHR
 
 LATTICES = ("diamond", "fcc", "bcc")
 SNAPSHOT_METHODS = ("none", "rattle", "md")
@@ -233,8 +234,9 @@ class DFTConfig:
         s = self.SECTION
         _one_of(s, "backend", self.backend, BACKENDS)
         _one_of(s, "xc", self.xc.upper(), ("PBE",))
-        _require(self.mesh_spacing_bohr > 0, s, "mesh_spacing_bohr", self.mesh_spacing_bohr,
-                 "must be > 0 Bohr", "use e.g. 0.4 (SiGeSn) or 0.2 (CrFeCoNi)")
+        _require(0 < self.mesh_spacing_bohr <= MAX_SPACING_BOHR, s, "mesh_spacing_bohr",
+                 self.mesh_spacing_bohr, f"must be > 0 and <= {MAX_SPACING_BOHR} Bohr",
+                 "use e.g. 0.4 (SiGeSn) or 0.2 (CrFeCoNi)")
         _require(self.smearing_kelvin >= 0, s, "smearing_kelvin", self.smearing_kelvin,
                  "must be >= 0 K", "use 631.554 as in the paper")
         _require(self.scf_tol > 0, s, "scf_tol", self.scf_tol, "must be > 0", "use e.g. 1e-7")

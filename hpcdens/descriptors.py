@@ -31,7 +31,7 @@ from itertools import product
 import numpy as np
 
 from .errors import InputError
-from .neighbors import NeighborSearch, Neighbors
+from .neighbors import Neighbors, NeighborSearch
 
 DESCRIPTOR_VERSION = 1
 """Version of the descriptor definition in docs/descriptors.md (PCA of the second moment about

@@ -16,20 +16,17 @@ Units: atomic (Bohr, Ha, e/Bohr^3) throughout; ASE ``Atoms`` in Angstrom at the 
 command is serial (one process reads the file and runs PySCF in-process, or starts SPARC with
 ``dft.ranks_per_task`` ranks); do not launch it under mpirun.
 
-Everything that knows the layout of a prediction file is in :func:`read_prediction`.
+Prediction and training-set files are read through :mod:`hpcdens.io`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from ase import Atoms
 from ase.units import Bohr
 
 from . import metrics
@@ -37,74 +34,18 @@ from .config import DFTConfig
 from .dft import get_backend
 from .errors import DFTFailed, InputError
 from .grid import Grid
+from .io.prediction import read_prediction
+from .io.training_set import read_snapshot
 
 log = logging.getLogger("hpcdens.energy")
 
 #: 1 kcal/mol: the paper's "chemical accuracy" in Ha/atom.
 CHEMICAL_ACCURACY_HA_PER_ATOM = 1.6e-3
-PREDICTION_FORMAT = "hpcdens-prediction"
 DEFAULT_FIELD = "rho"
 CONVENTION = ("E_HF = free energy E - T*S (Mermin, Eq. 10, as the SCF's free_energy_ha); "
               "energy_ha is E without the entropy term")
 #: Relative deviation of the integral of rho from N_e above which a warning is logged.
 CHARGE_WARN = 0.05
-
-
-# ----------------------------------------------------------------------------- prediction file
-@dataclass(frozen=True)
-class Prediction:
-    """A finished prediction file: ``atoms`` (Angstrom), the density ``rho`` (n1, n2, n3)
-    e/Bohr^3 on ``grid`` (as stored, not renormalised), its root attributes ``attrs``."""
-
-    path: Path
-    field: str
-    atoms: Atoms
-    grid: Grid
-    rho: np.ndarray
-    attrs: dict
-
-
-def _open_h5(path: Path, what: str):
-    import h5py
-
-    if not path.is_file():
-        raise InputError(f"{what} {str(path)!r} does not exist. Fix: check the path")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"{what} {str(path)!r} is not a readable HDF5 file ({err})") from err
-
-
-def read_prediction(path, field: str = DEFAULT_FIELD) -> Prediction:
-    """Read an ``hpcdens predict`` file (schema: docs/commands/predict.md): the 3-D dataset
-    ``field`` (default ``rho``, the raw prediction), ``atoms/{numbers, positions_bohr, cell_bohr,
-    pbc}`` and the root attributes. Refuses files without the root attribute ``complete = True``
-    (a prediction that did not finish) or of another format."""
-    path = Path(path)
-    with _open_h5(path, "prediction file") as f:
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-        if not attrs.get("complete", False):
-            raise InputError(f"{path} has no attribute complete=True: the prediction did not "
-                             "finish (killed or failed). Fix: run 'hpcdens predict' again")
-        if attrs.get("format", PREDICTION_FORMAT) != PREDICTION_FORMAT:
-            raise InputError(f"{path} has format {attrs['format']!r}, not {PREDICTION_FORMAT!r}; "
-                             "'hpcdens energy' reads files written by 'hpcdens predict'")
-        fields = sorted(k for k, v in f.items() if getattr(v, "ndim", 0) == 3)
-        if field not in fields:
-            raise InputError(f"{path} has no density field {field!r}; its 3-D fields are "
-                             f"{fields}. Fix: choose one with --field")
-        if "atoms" not in f:
-            raise InputError(f"{path} has no 'atoms' group; it is not an hpcdens prediction")
-        g = f["atoms"]
-        atoms = Atoms(numbers=g["numbers"][()], positions=g["positions_bohr"][()] * Bohr,
-                      cell=g["cell_bohr"][()] * Bohr, pbc=g["pbc"][()])
-        grid = Grid(g["cell_bohr"][()], f[field].shape)
-        rho = np.asarray(f[field][()], dtype=np.float64)
-    shape = attrs.get("grid_shape")
-    if shape is not None and tuple(int(n) for n in np.ravel(shape)) != grid.shape:
-        raise InputError(f"{path}: dataset {field!r} has shape {grid.shape} but the file's "
-                         f"grid_shape attribute is {tuple(np.ravel(shape))}; the file is damaged")
-    return Prediction(path, field, atoms, grid, rho, attrs)
 
 
 # ----------------------------------------------------------------------------- density checks
@@ -279,26 +220,6 @@ def compare_to_reference(energy: dict, reference, rho=None) -> dict:
     return out
 
 
-def read_reference(path, key: str | None):
-    """One snapshot of a training set (:class:`hpcdens.data.Snapshot`), read alone. ``key`` may
-    be None when the set holds exactly one snapshot."""
-    from .data import FORMAT, _read_snapshot
-
-    path = Path(path)
-    with _open_h5(path, "training set") as f:
-        if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
-            raise InputError(f"{path} is not a complete hpcdens training set (format "
-                             f"{f.attrs.get('format')!r}); rerun 'hpcdens generate' to finish it")
-        keys = json.loads(f.attrs["snapshot_keys"])
-        if key is None and len(keys) == 1:
-            key = keys[0]
-        if key not in keys:
-            shown = ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
-            raise InputError(f"training set {path} has no snapshot {key!r}. Fix: give --key, one "
-                             f"of: {shown}")
-        return _read_snapshot(key, f["snapshots"][key])
-
-
 def check_same_structure(atoms, grid: Grid, reference) -> None:
     """InputError unless ``reference`` (Snapshot) has the same species, cell, positions (modulo
     lattice vectors, 1e-6 Bohr) and grid shape as the prediction."""
@@ -393,7 +314,7 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
     n_e = valence_electrons(atoms, settings)
     ref = None
     if reference is not None:
-        ref = read_reference(reference, key)
+        ref = read_snapshot(reference, key)
         check_same_structure(atoms, grid, ref)
         check_same_settings(settings, ref, n_e)
     n_file = pred.attrs.get("n_electrons")
@@ -412,88 +333,3 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
     return summary
 
 
-def format_report(s: dict) -> str:
-    """Human-readable lines of a :func:`run_energy` summary."""
-    lines = [f"{s['prediction']} [{s['field']}]: {s['formula']}, {s['n_atoms']} atoms, grid "
-             f"{'x'.join(map(str, s['grid_shape']))}, N_e = {s['n_electrons']:g}",
-             f"integral of rho = {s['integral_e']:.8g} e"
-             + (f", renormalised by {s['renormalisation_factor']:.8f} (Eq. 9)"
-                if s["renormalised"] else " (not renormalised)"),
-             f"E_HF = {s['free_energy_per_atom_ha']:.8f} Ha/atom ({s['free_energy_ha']:.8f} Ha; "
-             f"free energy E - TS, -TS = {s['entropy_term_ha']:.3e} Ha) [{s['backend']}]",
-             f"Harris-Foulkes time {s['wall_time_s']:.2f} s"]
-    if "reference" in s:
-        r, e = s["reference"], s["reference"]["free_energy"]
-        verdict = "within" if e["chemically_accurate"] else "NOT within"
-        lines.append(f"reference {r['key']}: E_DFT = {r['reference_free_energy_per_atom_ha']:.8f} "
-                     f"Ha/atom; error {e['error_ha_per_atom']:.3e} Ha/atom, "
-                     f"{e['error_ha_per_electron']:.3e} Ha/electron ({verdict} chemical accuracy "
-                     f"{CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom)")
-        if "density" in r:
-            lines.append(f"density: NRMSE {r['density']['nrmse']:.3e}, relative L1 "
-                         f"{r['density']['relative_l1_percent']:.3f} %")
-    if "scf_from_prediction" in s:
-        c = s["scf_from_prediction"]
-        lines.append(f"SCF from the prediction: {c['iterations_from_prediction']} iterations "
-                     f"({c['wall_time_from_prediction_s']:.1f} s) vs {c['iterations_default']} "
-                     f"from the default start ({c['wall_time_default_s']:.1f} s): "
-                     f"{c['iterations_saved']} saved" + ("" if c["converged"] else
-                                                         f" - NOT CONVERGED: {c['message']}"))
-    return "\n".join(lines)
-
-
-def _settings(args) -> DFTConfig:
-    if args.config:
-        from .config import load_config
-
-        settings = load_config(args.config).dft
-    else:
-        settings = DFTConfig()
-    return replace(settings, backend=args.backend) if args.backend else settings
-
-
-def cmd_energy(args) -> int:
-    """``hpcdens energy`` (argparse namespace -> exit code)."""
-    from .checks import output_file
-
-    if args.key and not args.reference:
-        raise InputError("--key needs --reference TRAINSET (the training set holding the key)")
-    out = output_file(args.json, args.overwrite, "JSON file") if args.json else None
-    summary = run_energy(args.prediction, _settings(args), args.reference, args.key, args.field,
-                         not args.no_renormalise, args.scf_from_prediction)
-    print(format_report(summary), flush=True)
-    if out is not None:
-        out.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    return 0
-
-
-def register_energy(sub):
-    """Add the ``energy`` subcommand to ``sub`` (argparse subparsers); returns the parser."""
-    p = sub.add_parser(
-        "energy", help="Harris-Foulkes energy of a predicted density",
-        description="Renormalise the density of a finished 'hpcdens predict' file to the N_e "
-        "valence electrons of the backend's pseudopotentials (Eq. 9) and compute its "
-        "Harris-Foulkes energy E_HF (Eq. 10, the free energy E - TS) with the DFT settings of "
-        "CONFIG's [dft] section (default settings without --config). With --reference and --key, "
-        "also the energy error per atom and per electron against that DFT snapshot (chemical "
-        "accuracy: 1.6e-3 Ha/atom) and the density NRMSE and relative L1 error. Serial: run it "
-        "without mpirun. See docs/commands/energy.md.")
-    p.add_argument("prediction", help="HDF5 file written by 'hpcdens predict'")
-    p.add_argument("--backend", choices=["pyscf", "sparc"],
-                   help="DFT code (default: CONFIG's dft.backend, else pyscf)")
-    p.add_argument("--config", help="input file (TOML) whose [dft] section gives the settings; "
-                   "use the one that generated the training data")
-    p.add_argument("--reference", metavar="TRAINSET", help="training set (from 'hpcdens "
-                   "generate') holding a DFT label of the same structure on the same grid")
-    p.add_argument("--key", help="snapshot key in TRAINSET (optional if it holds one snapshot)")
-    p.add_argument("--field", default=DEFAULT_FIELD, help="density dataset of the prediction file "
-                   "(default rho, the raw prediction; rho_normalised or rho_sad also work)")
-    p.add_argument("--no-renormalise", action="store_true", help="use the density as stored, "
-                   "without scaling it to N_e (Eq. 9); for diagnostics only")
-    p.add_argument("--scf-from-prediction", action="store_true", help="PySCF only: also run an "
-                   "SCF started from the predicted density and one from the default start on the "
-                   "same cell, and report the SCF iterations saved")
-    p.add_argument("--json", metavar="OUT", help="also write all figures to this JSON file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing JSON file")
-    p.set_defaults(func=cmd_energy)
-    return p

@@ -13,6 +13,13 @@ import numpy as np
 
 from .errors import InputError
 
+MAX_SPACING_BOHR = 1.0
+"""No grid coarser than this along any lattice vector (Bohr) is accepted, for labels or
+predictions: densities vary on 0.1-0.5 Bohr and no training grid is coarser."""
+MIN_POINTS_PER_AXIS = 6
+"""No grid with fewer points along a lattice vector is accepted: SPARC's finite-difference stencil
+needs 6, and a grid must serve every backend."""
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -74,6 +81,17 @@ class Grid:
     def spacing_bohr(self) -> np.ndarray:
         """(3,) grid spacing along each lattice vector (Bohr)."""
         return np.linalg.norm(self.cell_bohr, axis=1) / np.array(self.shape)
+
+    def check(self, fix: str = "a smaller spacing (e.g. 0.4 Bohr) or a larger shape") -> "Grid":
+        """The one grid rule of the project: spacing <= :data:`MAX_SPACING_BOHR` along every
+        lattice vector and >= :data:`MIN_POINTS_PER_AXIS` points per axis. Returns the grid, or
+        raises InputError naming the grid, the limits and ``fix``."""
+        coarse = float(self.spacing_bohr.max())
+        if coarse > MAX_SPACING_BOHR or min(self.shape) < MIN_POINTS_PER_AXIS:
+            raise InputError(f"grid {self.shape} is too coarse for this cell: spacing up to "
+                             f"{coarse:.3f} Bohr (allowed <= {MAX_SPACING_BOHR}) and at least "
+                             f"{MIN_POINTS_PER_AXIS} points per axis. Fix: {fix}")
+        return self
 
     def fractional_points(self, start=(0, 0, 0), stop=None) -> np.ndarray:
         """(n, 3) fractional coordinates of the points of the index box [start, stop), C order."""

@@ -15,8 +15,14 @@ import numpy as np
 from ase import Atoms
 
 from . import structures as st
-from .composition import Composition, atom_counts, parse_composition, random_compositions, \
-    simplex_grid, tessellation
+from .composition import (
+    Composition,
+    atom_counts,
+    parse_composition,
+    random_compositions,
+    simplex_grid,
+    tessellation,
+)
 from .config import Config
 
 TESSELLATION_LEVELS = {"T1": 1, "T2": 2, "T4": 4}

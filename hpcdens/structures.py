@@ -19,8 +19,8 @@ import math
 import os
 from numbers import Integral, Real
 
-import numpy as np
 import ase.io
+import numpy as np
 from ase import Atoms, units
 from ase.build import bulk
 from ase.constraints import FixCom

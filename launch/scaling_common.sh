@@ -20,7 +20,7 @@ run_scaling() {
     local kind="$1" out="$2" rep case n
     mkdir -p "$out"
     local model="${MODEL:-$out/bench-model.pt}"
-    [[ -f "$model" ]] || python -m hpcdens.bench_predict random-model "$model" --m 20 \
+    [[ -f "$model" ]] || python -m hpcdens.commands.bench random-model "$model" --m 20 \
         --hidden 64 64 --n-samples 10
     local csv="$out/$kind.csv"
     rm -f "$csv"
@@ -29,12 +29,12 @@ run_scaling() {
         for case in $CASES; do
             for n in $RANKS; do
                 # shellcheck disable=SC2046,SC2086
-                $LAUNCH "$n" python -m hpcdens.bench_predict predict "$model" $(case_args "$case") \
+                $LAUNCH "$n" python -m hpcdens.commands.bench predict "$model" $(case_args "$case") \
                     --spacing-bohr "$SPACING" --csv "$csv" --label "$(case_label "$case")"
             done
         done
     done
-    python -m hpcdens.bench_predict plot "$csv" "$out/$kind.png" --kind "$kind" --cores "$CORES"
-    python -m hpcdens.bench_predict table "$csv" --kind "$kind"
+    python -m hpcdens.commands.bench plot "$csv" "$out/$kind.png" --kind "$kind" --cores "$CORES"
+    python -m hpcdens.commands.bench table "$csv" --kind "$kind"
     echo "wrote $csv and $out/$kind.png"
 }

@@ -17,13 +17,18 @@ import time
 import pytest
 import torch
 
-from hpcdens import active
-from hpcdens.active import (choose_random, next_tessellation, read_state, run_learn,
-                            score_candidates)
 from hpcdens.cli import main as cli_main
 from hpcdens.composition import tessellation
 from hpcdens.config import load_config
-from hpcdens.data import parts_dir, read_training_set
+from hpcdens.io.training_set import parts_dir, read_training_set
+from hpcdens.learning import loop as active
+from hpcdens.learning.loop import (
+    choose_random,
+    next_tessellation,
+    read_state,
+    run_learn,
+    score_candidates,
+)
 
 
 def main(argv):
@@ -239,8 +244,8 @@ def test_help_documents_the_aggregate(capsys):
 
 
 def test_score_plots_for_ternary_and_quaternary(tmp_path):
-    from hpcdens.active_report import plot_scores
     from hpcdens.composition import simplex_grid
+    from hpcdens.learning.report import plot_scores
 
     for els in (["Si", "Ge", "Sn"], ["Cr", "Fe", "Co", "Ni"]):
         grid = [c.label for c in simplex_grid(els, 4)]

@@ -26,10 +26,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from hpcdens import active
-from hpcdens.active import read_state, run_learn, weights_sha256
 from hpcdens.config import load_config
-from hpcdens.data import parts_dir
+from hpcdens.io.training_set import parts_dir
+from hpcdens.learning import loop as active
+from hpcdens.learning.loop import read_state, run_learn, weights_sha256
 from tests.test_active import LEARN, write
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -70,7 +70,7 @@ def _cut_short(inp, labelled_dir, out, epochs: int) -> Path:
     """Copy of ``labelled_dir`` in which round 1's training stopped after ``epochs`` epochs, as
     a run killed then leaves it: the checkpoint, the journal not saying trained, and no model
     unless all epochs ran (killed between writing the model and journaling it)."""
-    from hpcdens.train import checkpoint_path, run_train
+    from hpcdens.training.run import checkpoint_path, run_train
 
     shutil.copytree(labelled_dir, out)
     config = load_config(inp)

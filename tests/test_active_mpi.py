@@ -11,8 +11,8 @@ from tests.test_active import INTERIOR, PURE, write
 def test_learn_on_ranks_scores_like_serial_and_agrees_on_choices(mpi_tmp_path):
     from mpi4py import MPI
 
-    from hpcdens import active
     from hpcdens.config import load_config
+    from hpcdens.learning import loop as active
 
     comm = MPI.COMM_WORLD
     inp = write(mpi_tmp_path) if comm.rank == 0 else None   # one writer: no torn reads

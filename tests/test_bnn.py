@@ -11,7 +11,6 @@ from hpcdens import bnn
 from hpcdens.config import ModelConfig
 from hpcdens.errors import InputError
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -408,7 +407,7 @@ def test_build_model_from_config_and_bad_arguments():
 def test_bench_bnn_reports_both_dtypes():
     """``hpcdens bench bnn`` on a tiny network: the keys it always had (float64, the default
     dtype) and both dtypes' rates; a smoke test of the code, not of the speed."""
-    from hpcdens.bench_model import bench_bnn, format_bnn
+    from hpcdens.bench.model import bench_bnn, format_bnn
 
     r = bench_bnn(m=4, hidden=(8,), samples=2, points=40, batch_size=16, repeats=1)
     for key in ("wall_s", "points_per_s", "flops_per_point_sample", "gflops", "mm_fp32_gflops",

@@ -8,9 +8,9 @@ from ase.io import write as ase_write
 from ase.io.cube import read_cube_data
 from ase.units import Bohr
 
-from hpcdens.cube import CubeFormatError, read_cube, write_cube
 from hpcdens.errors import InputError
 from hpcdens.grid import Grid
+from hpcdens.io.cube import CubeFormatError, read_cube, write_cube
 
 # A skewed triclinic cell (Bohr) and an uneven grid, so that a swapped axis or a transposed
 # array cannot pass unnoticed.

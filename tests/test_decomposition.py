@@ -10,11 +10,22 @@ from ase.units import Bohr
 from hpcdens.errors import InputError
 from hpcdens.grid import Grid
 from hpcdens.neighbors import NeighborSearch
-from hpcdens.parallel.decomposition import (BlockLayout, all_boxes, assign_dims, blockdist,
-                                            box_size, chunk_boxes)
-from hpcdens.parallel.halo import (BlockHalo, PeriodicStructure, covered_radius, halo_region,
-                                   select_images)
-from hpcdens.parallel.reduce import exact_partial_sum
+from hpcdens.parallel.collective import exact_partial_sum
+from hpcdens.parallel.decomposition import (
+    BlockLayout,
+    all_boxes,
+    assign_dims,
+    blockdist,
+    box_size,
+    chunk_boxes,
+)
+from hpcdens.parallel.halo import (
+    BlockHalo,
+    PeriodicStructure,
+    covered_radius,
+    halo_region,
+    select_images,
+)
 from hpcdens.structures import build_cell
 
 

@@ -16,14 +16,20 @@ pytest.importorskip("pyscf")
 from ase import Atoms  # noqa: E402
 from ase.units import Bohr  # noqa: E402
 
-from hpcdens.config import DFTConfig  # noqa: E402
-from hpcdens.dft import get_backend  # noqa: E402
-from hpcdens.dft import pyscf_backend as backend  # noqa: E402
-from hpcdens.dft import pyscf_mixing, pyscf_sad  # noqa: E402
-from hpcdens.dft.pyscf_grid_ks import (GridKS, GridRKS, density_at_points, fermi_dirac,  # noqa: E402
-                                       spectral_gradient, uniform_coords, xc_potential)
-from hpcdens.errors import DFTSetupError  # noqa: E402
-from hpcdens.grid import Grid  # noqa: E402
+from hpcdens.config import DFTConfig
+from hpcdens.dft import get_backend, pyscf_mixing, pyscf_sad
+from hpcdens.dft import pyscf_backend as backend
+from hpcdens.dft.pyscf_grid_ks import (
+    GridKS,
+    GridRKS,
+    density_at_points,
+    fermi_dirac,
+    spectral_gradient,
+    uniform_coords,
+    xc_potential,
+)
+from hpcdens.errors import DFTSetupError
+from hpcdens.grid import Grid
 from tests.cells import crfeconi4, si8, sigesn8  # noqa: E402
 
 A_SI = 5.431  # Angstrom

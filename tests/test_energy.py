@@ -17,14 +17,15 @@ pytest.importorskip("pyscf")
 
 from ase.units import Bohr  # noqa: E402
 
-from hpcdens import energy as en  # noqa: E402
-from hpcdens import metrics  # noqa: E402
-from hpcdens.cli import main as cli_main  # noqa: E402
-from hpcdens.config import DFTConfig  # noqa: E402
-from hpcdens.data import assemble, write_part  # noqa: E402
-from hpcdens.dft import pyscf_backend  # noqa: E402
-from hpcdens.errors import InputError  # noqa: E402
-from hpcdens.grid import Grid  # noqa: E402
+from hpcdens import energy as en
+from hpcdens import metrics
+from hpcdens.commands import energy as energy_command
+from hpcdens.cli import main as cli_main
+from hpcdens.config import DFTConfig
+from hpcdens.dft import pyscf_backend
+from hpcdens.errors import InputError
+from hpcdens.grid import Grid
+from hpcdens.io.training_set import assemble, write_part
 from tests.cells import crfeconi4, si8, sigesn8  # noqa: E402
 
 TIGHT = DFTConfig(mesh_spacing_bohr=0.4, scf_tol=1e-9)
@@ -309,7 +310,7 @@ def test_help_lists_the_options():
     import argparse
 
     sub = argparse.ArgumentParser().add_subparsers()
-    text = en.register_energy(sub).format_help()
+    text = energy_command.register(sub).format_help()
     for option in ("--backend", "--config", "--reference", "--key", "--json",
                    "--scf-from-prediction", "--field", "--no-renormalise"):
         assert option in text

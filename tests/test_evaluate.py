@@ -15,12 +15,12 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from hpcdens import energy as en  # noqa: E402
-from hpcdens.config import load_config  # noqa: E402
-from hpcdens.data import read_training_set  # noqa: E402
-from hpcdens.evaluate import (COLUMNS, register_evaluate, run_evaluate,  # noqa: E402
-                              settings_from_meta)
-from hpcdens.metrics import nrmse  # noqa: E402
+from hpcdens import energy as en
+from hpcdens.commands import evaluate as evaluate_command
+from hpcdens.config import load_config
+from hpcdens.evaluation import COLUMNS, run_evaluate, settings_from_meta
+from hpcdens.io.training_set import read_training_set
+from hpcdens.metrics import nrmse
 from tests.conftest import BASE_INPUT, to_toml  # noqa: E402
 from tests.test_generate import TINY  # noqa: E402
 
@@ -51,8 +51,8 @@ def setup(tmp_path_factory):
     import torch
     from mpi4py import MPI
 
-    from hpcdens.generate import run_generate
-    from hpcdens.train import run_train
+    from hpcdens.labelling import run_generate
+    from hpcdens.training.run import run_train
 
     d = tmp_path_factory.mktemp("evaluate")
     gen = _input(d / "gen.toml", {**TINY, **TRAIN, "output.directory": str(d / "run")})
@@ -162,7 +162,7 @@ def test_help_lists_every_option(capsys):
     import argparse
 
     parser = argparse.ArgumentParser(prog="hpcdens")
-    register_evaluate(parser.add_subparsers())
+    evaluate_command.register(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["evaluate", "--help"])
     text = capsys.readouterr().out
@@ -201,8 +201,8 @@ def _mpi_setup(d):
     import torch
     from mpi4py import MPI
 
-    from hpcdens.generate import run_generate
-    from hpcdens.train import run_train
+    from hpcdens.labelling import run_generate
+    from hpcdens.training.run import run_train
 
     gen = _input(d / "gen.toml", {**TINY, **TRAIN, "train.epochs": 3})
     run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)

@@ -15,7 +15,7 @@ import pytest
 
 from hpcdens.cli import main
 from hpcdens.config import load_config
-from hpcdens.data import parts_dir, read_training_set
+from hpcdens.io.training_set import parts_dir, read_training_set
 from hpcdens.plan import build_plan
 
 TINY = {

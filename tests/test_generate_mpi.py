@@ -11,8 +11,8 @@ def test_generate_on_n_ranks_equals_serial(write_input, mpi_tmp_path):
     from mpi4py import MPI
 
     from hpcdens.config import load_config
-    from hpcdens.data import read_training_set
-    from hpcdens.generate import run_generate
+    from hpcdens.io.training_set import read_training_set
+    from hpcdens.labelling import run_generate
 
     comm = MPI.COMM_WORLD
     inp = write_input({**TINY, "snapshots.per_composition": comm.size})

@@ -15,13 +15,13 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from hpcdens.active import read_state, run_learn, write_state  # noqa: E402
-from hpcdens.cli import main as cli_main  # noqa: E402
-from hpcdens.config import load_config  # noqa: E402
-from hpcdens.errors import InputError  # noqa: E402
-from hpcdens.evaluate import run_evaluate, summarise  # noqa: E402
-from hpcdens.learn_compare import (COLUMNS, register_learn_compare,  # noqa: E402
-                                   run_compare)
+from hpcdens.cli import main as cli_main
+from hpcdens.commands import learn_compare as learn_compare_command
+from hpcdens.config import load_config
+from hpcdens.errors import InputError
+from hpcdens.evaluation import run_evaluate, summarise
+from hpcdens.learning.compare import COLUMNS, run_compare
+from hpcdens.learning.loop import read_state, run_learn, write_state
 from tests.conftest import BASE_INPUT, to_toml  # noqa: E402
 from tests.test_active import LEARN as ACTIVE_LEARN  # noqa: E402
 
@@ -60,7 +60,7 @@ def runs(tmp_path_factory):
     test set, made once for this module."""
     import torch
 
-    from hpcdens.generate import run_generate
+    from hpcdens.labelling import run_generate
 
     d = tmp_path_factory.mktemp("learn_compare")
     threads = torch.get_num_threads()
@@ -243,7 +243,7 @@ def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):
     # a round whose model never saw an element of the test set (meta species: Ge only)
     import torch
 
-    from hpcdens.checks import sha256_file
+    from hpcdens.io.files import sha256_file
 
     ge_only = tmp_path / "ge_only"
     shutil.copytree(tess, ge_only)
@@ -274,7 +274,7 @@ def test_help_lists_every_option(capsys):
     import argparse
 
     parser = argparse.ArgumentParser(prog="hpcdens")
-    register_learn_compare(parser.add_subparsers())
+    learn_compare_command.register(parser.add_subparsers())
     with pytest.raises(SystemExit):
         parser.parse_args(["learn-compare", "--help"])
     text = capsys.readouterr().out
@@ -298,7 +298,7 @@ def test_ranks_give_the_serial_comparison(mpi_tmp_path):
     if comm.rank == 0:                 # one learn round and a test set, made by rank 0 alone
         import torch
 
-        from hpcdens.generate import run_generate
+        from hpcdens.labelling import run_generate
 
         d = mpi_tmp_path
         torch.set_num_threads(1)

@@ -19,8 +19,8 @@ from hpcdens.descriptors import descriptors
 from hpcdens.grid import Grid
 from hpcdens.neighbors import NeighborSearch
 from hpcdens.structures import build_cell, decorate, rattle, write_structures
-from hpcdens.train import run_train
-from hpcdens.train_data import load_snapshots
+from hpcdens.training.data import load_snapshots
+from hpcdens.training.run import run_train
 
 PURE = {
     "system.primitive": True,
@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     """(model path, training-set path): labelled and trained once for the module."""
     from mpi4py import MPI
 
-    from hpcdens.generate import run_generate
+    from hpcdens.labelling import run_generate
     from tests.conftest import BASE_INPUT, to_toml
 
     d = tmp_path_factory.mktemp("pure")

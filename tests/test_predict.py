@@ -14,7 +14,13 @@ from hpcdens import bnn
 from hpcdens.cli import main as cli_main
 from hpcdens.errors import InputError, ParallelIOError
 from hpcdens.grid import Grid
-from hpcdens.structures import build_cell, decorate, rattle, read_structure, write_structures
+from hpcdens.structures import (
+    build_cell,
+    decorate,
+    rattle,
+    read_structure,
+    write_structures,
+)
 
 M = 8
 META = {"n_neighbors": M, "species": [14, 32], "target": "rho", "n_samples": 4,
@@ -122,8 +128,8 @@ def test_file_equals_serial_in_memory_prediction(setup, tmp_path):
 def test_export_round_trips_through_ase_and_matches_write_cube(setup, tmp_path):
     from ase.io.cube import read_cube_data
 
-    from hpcdens.cube import write_cube
-    from hpcdens.export import export_cube
+    from hpcdens.io.cube import write_cube
+    from hpcdens.io.prediction import export_cube
 
     model, structure, atoms = setup
     predict_self(model, structure, tmp_path / "pred.h5", shape=(23, 11, 12))
@@ -144,7 +150,7 @@ def test_export_round_trips_through_ase_and_matches_write_cube(setup, tmp_path):
 
 
 def test_export_refuses_a_file_without_complete(tmp_path):
-    from hpcdens.export import export_cube
+    from hpcdens.io.prediction import export_cube
 
     with h5py.File(tmp_path / "half.h5", "w") as f:
         f["rho_normalised"] = np.zeros((4, 4, 4))
@@ -283,13 +289,12 @@ def test_halo_growth_is_counted_and_results_stay_exact(tmp_path):
 def test_subcommands_register_with_full_help():
     import argparse
 
-    from hpcdens.bench_predict import register_bench_predict
-    from hpcdens.export import register_export
-    from hpcdens.parallel.predict import register_predict
+    from hpcdens.commands import export, predict
+    from hpcdens.commands.bench import register_bench_predict
 
     parser = argparse.ArgumentParser(prog="hpcdens")
     sub = parser.add_subparsers(dest="command")
-    texts = [register_predict(sub).format_help(), register_export(sub).format_help()]
+    texts = [predict.register(sub).format_help(), export.register(sub).format_help()]
     bench = sub.add_parser("bench").add_subparsers(dest="what")
     texts.append(register_bench_predict(bench).format_help())
     for option in ("--spacing-bohr", "--shape", "--supercell", "--vacancies", "--chunk-points",
@@ -305,8 +310,14 @@ def test_subcommands_register_with_full_help():
 def test_bench_predict_reports_speed_and_plots(tmp_path, capsys):
     from mpi4py import MPI
 
-    from hpcdens.bench_predict import (append_csv, bench_predict, format_row, plot_scaling,
-                                       scaling_table, write_random_model)
+    from hpcdens.bench.predict import (
+        append_csv,
+        bench_predict,
+        format_row,
+        plot_scaling,
+        scaling_table,
+        write_random_model,
+    )
 
     model = write_random_model(tmp_path / "bench.pt", m=8, hidden_layers=(8,), n_samples=2)
     row = bench_predict(MPI.COMM_SELF, model, supercell=(1, 1, 1), spacing_bohr=0.9,

@@ -5,8 +5,13 @@ empty blocks join every collective, and bad inputs raise on all ranks without ha
 import numpy as np
 import pytest
 
-from tests.test_predict import (make_model, read_fields, sige_cell, vacancy_cluster_cell,
-                                write_cell)
+from tests.test_predict import (
+    make_model,
+    read_fields,
+    sige_cell,
+    vacancy_cluster_cell,
+    write_cell,
+)
 
 FIELDS = ("rho", "rho_normalised", "epistemic_std", "aleatoric_std")
 
@@ -94,10 +99,10 @@ def test_empty_blocks_join_every_collective(model_dir):
     """More ranks than planes along the split axis: the last ranks own no points."""
     from mpi4py import MPI
 
+    from hpcdens.parallel.collective import allreduce_exact_sum, exact_partial_sum
     from hpcdens.parallel.decomposition import BlockLayout, GridDecomposition
     from hpcdens.parallel.inputs import prepare_plan
     from hpcdens.parallel.predict import load_network, predict_block
-    from hpcdens.parallel.reduce import allreduce_exact_sum, exact_partial_sum
     from hpcdens.parallel.writer import ParallelH5Writer
 
     comm = MPI.COMM_WORLD

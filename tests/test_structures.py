@@ -3,14 +3,14 @@
 import importlib.util
 from collections import Counter
 
+import ase.io
 import numpy as np
 import pytest
-import ase.io
 from ase import Atoms
 
+from hpcdens import structures as st
 from hpcdens.composition import atom_counts
 from hpcdens.errors import StructureError
-from hpcdens import structures as st
 
 A_SI = 5.431
 

@@ -13,16 +13,24 @@ import torch
 from ase.units import Bohr
 
 from hpcdens import bnn
+from hpcdens.commands import select_m as select_m_command
+from hpcdens.commands import train as train_command
 from hpcdens.config import load_config
 from hpcdens.descriptors import descriptors
 from hpcdens.errors import InputError
 from hpcdens.metrics import nrmse
 from hpcdens.neighbors import NeighborSearch
-from hpcdens.train import register_select_m, register_train, run_train
-from hpcdens.train_data import (block_range, data_hash, load_snapshots, n_validation,
-                                normalisation_stats, split)
-from hpcdens.train_loop import prepare_data, steps_per_epoch
-from hpcdens.train_select_m import run_select_m
+from hpcdens.training.data import (
+    block_range,
+    data_hash,
+    load_snapshots,
+    n_validation,
+    normalisation_stats,
+    split,
+)
+from hpcdens.training.loop import prepare_data, steps_per_epoch
+from hpcdens.training.run import run_train
+from hpcdens.training.select_m import run_select_m
 from tests.test_generate import KEYS, TINY
 
 TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32],
@@ -36,7 +44,7 @@ def training_set(tmp_path_factory):
     """The four-snapshot training set, labelled once for this module (about 10 s)."""
     from mpi4py import MPI
 
-    from hpcdens.generate import run_generate
+    from hpcdens.labelling import run_generate
     from tests.conftest import BASE_INPUT, to_toml
 
     d = tmp_path_factory.mktemp("trainset")
@@ -211,7 +219,7 @@ def test_bad_input_is_reported_with_the_fix_before_any_work(training_set, config
     with pytest.raises(InputError, match="training set"):
         run_train(cfg, [not_a_set], tmp_path / "m.pt")
     (tmp_path / "m.pt").write_text("old model")
-    monkeypatch.setattr("hpcdens.train.prepare_data", lambda *a, **k: pytest.fail("work began"))
+    monkeypatch.setattr("hpcdens.training.run.prepare_data", lambda *a, **k: pytest.fail("work began"))
     with pytest.raises(InputError, match="--overwrite"):
         run_train(cfg, [training_set], tmp_path / "m.pt")
     with pytest.raises(InputError, match="no checkpoint.*without --resume"):
@@ -230,8 +238,8 @@ def test_checkpoint_of_an_earlier_run_needs_resume_or_overwrite(training_set, co
 def test_command_line_train_and_select_m(training_set, write_input, tmp_path, capsys):
     parser = argparse.ArgumentParser(prog="hpcdens")
     sub = parser.add_subparsers(dest="command")
-    register_train(sub)
-    register_select_m(sub)
+    train_command.register(sub)
+    select_m_command.register(sub)
     for name in ("train", "select-m"):
         with pytest.raises(SystemExit):
             parser.parse_args([name, "--help"])

@@ -23,7 +23,7 @@ def _config(write_input, batch):
 
 def _training_set(config, mpi_tmp_path, comm):
     """The four snapshots of tests/test_train.py, labelled on all ranks."""
-    from hpcdens.generate import run_generate
+    from hpcdens.labelling import run_generate
 
     path = mpi_tmp_path / "train.h5"
     run_generate(config, path, comm, progress=False)
@@ -35,8 +35,8 @@ def test_data_pipeline_and_normalisation_do_not_depend_on_the_rank_count(write_i
                                                                          mpi_tmp_path):
     from mpi4py import MPI
 
-    from hpcdens.train_data import normalisation_stats
-    from hpcdens.train_loop import prepare_data
+    from hpcdens.training.data import normalisation_stats
+    from hpcdens.training.loop import prepare_data
 
     comm = MPI.COMM_WORLD
     config = _config(write_input, GLOBAL_BATCH)
@@ -62,7 +62,7 @@ def test_training_on_n_ranks_matches_the_serial_model(write_input, mpi_tmp_path)
     from mpi4py import MPI
 
     from hpcdens import bnn
-    from hpcdens.train import run_train
+    from hpcdens.training.run import run_train
 
     comm = MPI.COMM_WORLD
     config = _config(write_input, GLOBAL_BATCH // comm.size)

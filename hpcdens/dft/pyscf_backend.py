@@ -28,8 +28,8 @@ from ase.units import Bohr, Hartree, kB
 
 from ..errors import DFTSetupError, InputError
 from ..grid import Grid
-from .base import DFTResult
 from . import pyscf_mixing, pyscf_sad
+from .base import DFTResult
 from .pyscf_grid_ks import GridKS, xc_type
 
 log = logging.getLogger(__name__)

@@ -55,9 +55,9 @@ from ase import Atoms
 from ase.units import Bohr, Hartree
 
 from ..config import DFTConfig
-from ..cube import read_cube, write_cube
 from ..errors import DFTFailed, DFTSetupError, InputError
 from ..grid import Grid
+from ..io.cube import read_cube, write_cube
 from .base import DFTResult
 
 BACKEND = "sparc"

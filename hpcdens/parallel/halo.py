@@ -43,7 +43,7 @@ import numpy as np
 
 from ..descriptors import from_neighbors
 from ..errors import InputError
-from ..neighbors import NeighborSearch, Neighbors
+from ..neighbors import Neighbors, NeighborSearch
 
 log = logging.getLogger("hpcdens.predict")
 

@@ -22,10 +22,10 @@ import numpy as np
 from ase.data import chemical_symbols
 from ase.units import Bohr
 
-from ..checks import output_file, sha256_file
 from ..descriptors import DESCRIPTOR_VERSION
 from ..errors import HpcdensError, InputError
 from ..grid import Grid
+from ..io.files import output_file, sha256_file
 
 log = logging.getLogger("hpcdens.predict")
 

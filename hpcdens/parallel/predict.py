@@ -37,20 +37,17 @@ import numpy as np
 from .. import __version__
 from ..descriptors import DEFAULT_CHUNK_POINTS, from_neighbors
 from ..errors import HpcdensError, InputError
+from ..io.prediction import FIELD_UNITS, FORMAT, FORMAT_VERSION
+from .collective import allreduce_exact_partials, exact_partial_sum
 from .decomposition import BlockLayout, GridDecomposition, chunk_boxes
 from .halo import BlockHalo, PeriodicStructure, atoms_near_block
 from .inputs import DESCRIPTOR_VERSION, PredictPlan, broadcast_plan, plan_summary
-from .reduce import allreduce_exact_partials, exact_partial_sum
 from .writer import ParallelH5Writer, require_parallel_hdf5
 
 log = logging.getLogger("hpcdens.predict")
 
-FORMAT = "hpcdens-prediction"
-FORMAT_VERSION = 1
 PHASES = ("setup", "halo", "descriptors", "network", "sad", "reduce", "write")
 """Timed phases; the file stores the maximum over ranks of each (seconds)."""
-FIELD_UNITS = {"rho": "e/Bohr^3", "rho_normalised": "e/Bohr^3", "epistemic_std": "e/Bohr^3",
-               "aleatoric_std": "e/Bohr^3", "rho_sad": "e/Bohr^3"}
 
 
 COMPUTE_PHASES = ("halo", "descriptors", "network", "sad")
@@ -383,68 +380,7 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
     return summary
 
 
-def format_summary(summary: dict) -> str:
-    """Human-readable lines of a :func:`run_predict` summary."""
-    t = summary["timings"]
-    phases = ", ".join(f"{p} {t[p]:.2f}" for p in PHASES)
-    return (f"wrote {summary['out']}: grid {'x'.join(map(str, summary['grid_shape']))} "
-            f"({summary['n_points']} points), {summary['n_atoms']} atoms, "
-            f"{summary['n_ranks']} ranks (process grid {summary['process_grid']})\n"
-            f"N_e = {summary['n_electrons']:g} ({summary['valence_source']}), integral of raw "
-            f"rho = {summary['integral_rho_raw']:.6f}\n"
-            f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
-            f"(max radius {summary['halo_radius_max_bohr']:.2f} Bohr)\n"
-            f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB")
 
 
-def cmd_predict(args) -> int:
-    """``hpcdens predict`` (argparse namespace -> exit code)."""
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    summary = run_predict(comm, args.model, args.structure, args.out,
-                          spacing_bohr=args.spacing_bohr, shape=args.shape,
-                          supercell=args.supercell, vacancies=args.vacancies, seed=args.seed,
-                          chunk_points=args.chunk_points, overwrite=args.overwrite,
-                          valence=args.valence, precision=args.precision)
-    if comm.rank == 0:
-        print(format_summary(summary), flush=True)
-    return 0
 
 
-def register_predict(sub):
-    """Add the ``predict`` subcommand to ``sub`` (argparse subparsers); returns the parser."""
-    p = sub.add_parser(
-        "predict", help="predict the density of a structure with a trained model (MPI)",
-        description="Predict the electron density of STRUCTURE with the Bayesian network MODEL on "
-        "a periodic real-space grid, domain-decomposed over the MPI ranks (mpirun/srun -n N "
-        "hpcdens predict ...). Writes one HDF5 file: rho (predicted), rho_normalised (scaled to "
-        "N_e valence electrons, Eq. 9), epistemic_std, aleatoric_std (rho_sad for delta_rho "
-        "models), the atoms, and the root attribute complete=True. See docs/commands/predict.md.")
-    p.add_argument("model", help="model file written by 'hpcdens train'")
-    p.add_argument("structure", help="structure file ASE reads (extxyz, cif, POSCAR, ...), "
-                   "Angstrom; the last frame is used")
-    p.add_argument("--out", required=True, help="output HDF5 file (e.g. pred.h5)")
-    grid = p.add_mutually_exclusive_group()
-    grid.add_argument("--spacing-bohr", type=float, metavar="H", help="grid spacing (Bohr); n_i "
-                      "rounded up to odd numbers. Default: the model's training spacing")
-    grid.add_argument("--shape", type=int, nargs=3, metavar=("N1", "N2", "N3"),
-                      help="explicit grid shape")
-    p.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"),
-                   help="repeat the structure A x B x C times first")
-    p.add_argument("--vacancies", type=int, default=0, metavar="N",
-                   help="remove N random atoms (after --supercell)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the vacancy choice (default 0)")
-    p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS, metavar="N",
-                   help=f"grid points per streamed chunk; bounds memory per rank (default "
-                   f"{DEFAULT_CHUNK_POINTS}, about 20 MB of descriptors at M = 55)")
-    p.add_argument("--valence", metavar="SYM=N,...", help="valence electrons per element for "
-                   "N_e (e.g. Si=4,Ge=4) when the model has no valence_electrons table; default "
-                   "then: PySCF's GTH pseudopotential charges")
-    p.add_argument("--precision", choices=("float32", "float64"), default="float32",
-                   help="precision of the network pass (default float32, about twice as fast; "
-                   "moments are accumulated in float64 either way, and the two agree to about "
-                   "1e-6 of the target's spread)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.set_defaults(func=cmd_predict)
-    return p

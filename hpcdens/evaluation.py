@@ -35,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from . import energy as en
-from .checks import on_root, write_csv, write_json
 from .config import DFTConfig
 from .errors import InputError
+from .io.files import write_csv, write_json
+from .io.prediction import read_prediction
+from .parallel.collective import on_root
 
 log = logging.getLogger("hpcdens.evaluate")
 
@@ -87,7 +89,7 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
             with_energy: bool) -> dict:
     """Rank 0: every check before any work. Returns the plan (picklable)."""
     from . import bnn
-    from .data import read_training_set
+    from .io.training_set import read_training_set
 
     model, testset, out = Path(model), Path(testset), Path(out)
     if not model.is_file():
@@ -133,7 +135,7 @@ def _mean_std(path: Path) -> tuple[float, float]:
 def evaluate_snapshot(snap, pred_path: Path, settings: DFTConfig, elements,
                       with_energy: bool) -> dict:
     """One row (rank 0): errors of the prediction file ``pred_path`` against ``snap``."""
-    pred = en.read_prediction(pred_path, "rho")
+    pred = read_prediction(pred_path, "rho")
     if pred.rho.shape != snap.grid.shape:
         raise InputError(f"{pred_path}: grid {pred.rho.shape} differs from the snapshot's "
                          f"{snap.grid.shape}")
@@ -263,7 +265,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     outputs to directory ``out``. ``settings``: DFT settings of the energies (default: the model
     meta's ``dft`` record). ``elements``: order for the composition axis (default: the model's
     species by atomic number). Returns {"rows", "summary", "out", ...} on every rank."""
-    from .data import read_training_set
+    from .io.training_set import read_training_set
     from .parallel.predict import run_predict
     from .structures import write_structures
 
@@ -314,58 +316,5 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     return result
 
 
-# ----------------------------------------------------------------------------- command line
-def cmd_evaluate(args) -> int:
-    """``hpcdens evaluate`` (argparse namespace -> exit code)."""
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    settings = elements = None
-    out = args.out
-    if args.config:
-        from .config import load_config
-
-        config = load_config(args.config)
-        settings, elements = config.dft, list(config.system.elements)
-        out = out or Path(config.output.directory) / "evaluate"
-    if out is None:
-        from .config import OutputConfig
-
-        out = Path(OutputConfig().directory) / "evaluate"
-    result = run_evaluate(comm, args.model, args.testset, out, settings=settings,
-                          elements=elements, overwrite=args.overwrite, with_energy=args.energy)
-    if comm.rank == 0:
-        print(format_table(result["rows"], result["summary"]))
-        print(f"results -> {result['out']}/ ({CSV_NAME}, {JSON_NAME}, {PARITY_PNG}, "
-              f"{COMPOSITION_PNG})", flush=True)
-    return 0
 
 
-def register_evaluate(sub):
-    """Add the ``evaluate`` subcommand to ``sub`` (argparse subparsers); returns the parser."""
-    import argparse
-
-    p = sub.add_parser(
-        "evaluate", help="evaluate a model on a DFT test set (densities and energies)",
-        description="For every snapshot of TESTSET (a training-set file from 'hpcdens "
-        "generate'): predict its density with MODEL on exactly the snapshot's grid (all ranks "
-        "take part in each prediction), renormalise it to N_e (Eq. 9), compute its "
-        "Harris-Foulkes energy (Eq. 10, free energy E - TS; serial on rank 0) and compare with "
-        "the DFT label: energy error per atom and per electron, density NRMSE and relative L1, "
-        "and the mean predicted epistemic and aleatoric std. Writes a table, evaluate.csv, "
-        "evaluate.json (rows and summary), parity.png and error_vs_composition.png to DIR. Run "
-        "under mpirun -n N. See docs/commands/evaluate.md.")
-    p.add_argument("model", metavar="MODEL", help="model file written by 'hpcdens train'")
-    p.add_argument("testset", metavar="TESTSET", help="test set: an HDF5 training-set file from 'hpcdens generate'")
-    p.add_argument("--config", help="input file (TOML): its [dft] section gives the DFT "
-                   "settings of the energies (default: the model's recorded dft settings), its "
-                   "system.elements the composition axis and output.directory the default DIR")
-    p.add_argument("--out", metavar="DIR", help="output directory (default "
-                   "<output.directory>/evaluate/, runs/hpcdens/evaluate without --config)")
-    p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty "
-                   "DIR (refused without it)")
-    p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=True,
-                   help="compute the Harris-Foulkes energies (default); --no-energy gives the "
-                   "density errors and uncertainties only")
-    p.set_defaults(func=cmd_evaluate)
-    return p

@@ -20,11 +20,13 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from . import __version__, data
-from .checks import on_root, write_json
+from . import __version__
 from .config import Config
 from .dft import get_backend
 from .errors import DFTFailed, HpcdensError, InputError
+from .io import training_set as data
+from .io.files import write_json
+from .parallel.collective import on_root
 from .plan import Task, build_plan
 
 log = logging.getLogger(__name__)

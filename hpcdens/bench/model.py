@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from .bench_predict import bench_atoms, near_cubic_supercell
+from .predict import bench_atoms, near_cubic_supercell
 
 
 def _threads_line() -> str:
@@ -49,8 +49,8 @@ def bench_descriptors(atoms: int = 64, m: int = 55, points: int = 20000, chunk: 
     """Time the neighbour query and the descriptor assembly on ``points`` random points."""
     from ase.units import Bohr
 
-    from .descriptors import from_neighbors
-    from .neighbors import NeighborSearch
+    from ..descriptors import from_neighbors
+    from ..neighbors import NeighborSearch
 
     supercell = near_cubic_supercell(max(1, math.ceil(atoms / 8)))
     cell = bench_atoms(supercell, seed)
@@ -121,8 +121,8 @@ def bench_bnn(m: int = 55, hidden=(128, 128, 64), samples: int = 30, points: int
     prediction (the default); ``by_dtype`` holds both."""
     import torch
 
-    from .bnn import DEFAULT_BLOCK_ROWS, build_model, predict
-    from .config import ModelConfig
+    from ..bnn import DEFAULT_BLOCK_ROWS, build_model, predict
+    from ..config import ModelConfig
 
     torch.set_num_threads(1)
     batch_size = int(batch_size or DEFAULT_BLOCK_ROWS)
@@ -200,55 +200,11 @@ def format_bnn(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _single_thread():
-    import torch
-
-    torch.set_num_threads(1)
 
 
-def cmd_bench_descriptors(args) -> int:
-    _single_thread()
-    print(format_descriptors(bench_descriptors(args.atoms, args.m, args.points)), flush=True)
-    return 0
 
 
-def cmd_bench_bnn(args) -> int:
-    _single_thread()
-    print(format_bnn(bench_bnn(args.m, tuple(args.hidden), args.samples, args.points,
-                               args.batch_size, repeats=args.repeats)), flush=True)
-    return 0
 
 
-def register_bench_descriptors(what):
-    """Add ``descriptors`` to the subparsers of ``hpcdens bench``; returns the parser."""
-    p = what.add_parser(
-        "descriptors", help="single-core descriptor throughput",
-        description="Points per second per core of the descriptors (one thread) on a rattled "
-        "SiGe diamond supercell at random points, split into neighbour query and descriptor "
-        "assembly. See docs/model.md (Benchmarks).")
-    p.add_argument("--atoms", type=int, default=64, help="about this many atoms (default 64)")
-    p.add_argument("--m", type=int, default=55, help="neighbours M (default 55)")
-    p.add_argument("--points", type=int, default=20000, help="random points (default 20000)")
-    p.set_defaults(func=cmd_bench_descriptors)
-    return p
 
 
-def register_bench_bnn(what):
-    """Add ``bnn`` to the subparsers of ``hpcdens bench``; returns the parser."""
-    p = what.add_parser(
-        "bnn", help="single-core BNN prediction throughput and FLOP rate",
-        description="Points per second per core of bnn.predict (one thread) in float32 and "
-        "float64 with N_s weight samples, FLOPs per point per sample (2*sum(n_in*n_out)), "
-        "achieved FLOP rates and their fractions of plain fp32 and fp64 torch matmuls measured "
-        "in the same run. See docs/model.md (Benchmarks).")
-    p.add_argument("--m", type=int, default=55, help="neighbours M, input width 5M (default 55)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[128, 128, 64],
-                   help="hidden layer widths (default 128 128 64)")
-    p.add_argument("--samples", type=int, default=30, help="N_s weight samples (default 30)")
-    p.add_argument("--points", type=int, default=8192, help="points (default 8192)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="rows per prediction block (default: bnn.predict's default)")
-    p.add_argument("--repeats", type=int, default=3,
-                   help="interleaved timing rounds; the best is reported (default 3)")
-    p.set_defaults(func=cmd_bench_bnn)
-    return p

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 from ase.units import Bohr
 
-from .data import Snapshot, read_training_set
-from .descriptors import DESCRIPTOR_VERSION, iter_descriptors
-from .errors import InputError
-from .neighbors import NeighborSearch
+from ..descriptors import DESCRIPTOR_VERSION, iter_descriptors
+from ..errors import InputError
+from ..io.training_set import Snapshot, read_training_set
+from ..neighbors import NeighborSearch
+from ..parallel.collective import allreduce, allreduce_array
 
 DESCRIPTOR = "body-attached-frame"
 DESCRIPTOR_LAYOUT = ("block: Z [0:M], |r| Bohr [M:2M], r.e1/|r| [2M:3M], r.e2/|r| [3M:4M], "
@@ -229,13 +230,11 @@ def normalisation_stats(points: PointSet, comm, chunk_points: int = 65536) -> di
     """Means and population standard deviations (float64) of descriptors and targets over the
     points of ALL ranks: {"x_mean", "x_std"} (5M,), {"y_mean", "y_std"} floats, "n". Two passes
     (sum, then squared deviations about the global mean), each reduced with an Allreduce."""
-    from mpi4py import MPI
-
-    n = comm.allreduce(len(points.target), op=MPI.SUM)
+    n = allreduce(comm, len(points.target))
     if n < 1:
         raise InputError("no training points to normalise over")
-    mean = _allreduce(comm, _column_sums(points, 0.0, chunk_points)) / n
-    std = np.sqrt(_allreduce(comm, _column_sums(points, mean, chunk_points, squared=True)) / n)
+    mean = allreduce_array(comm, _column_sums(points, 0.0, chunk_points)) / n
+    std = np.sqrt(allreduce_array(comm, _column_sums(points, mean, chunk_points, squared=True)) / n)
     return {"x_mean": mean[:-1], "x_std": std[:-1], "y_mean": float(mean[-1]),
             "y_std": float(std[-1]), "n": int(n)}
 
@@ -248,14 +247,6 @@ def _column_sums(points: PointSet, shift, chunk_points: int, squared: bool = Fal
         block -= shift
         total += (block * block if squared else block).sum(0)
     return total
-
-
-def _allreduce(comm, local: np.ndarray) -> np.ndarray:
-    from mpi4py import MPI
-
-    out = np.empty_like(local)
-    comm.Allreduce(np.ascontiguousarray(local), out, op=MPI.SUM)
-    return out
 
 
 def feature_spec(labelled: list[Labelled], train: list[int], m: int) -> dict:

@@ -37,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .composition import atom_counts, parse_composition, simplex_grid, tessellation
-from .checks import on_root, sha256_file, write_json
-from .errors import InputError
+from ..composition import atom_counts, parse_composition, simplex_grid, tessellation
+from ..errors import InputError
+from ..io.files import sha256_file, write_json
+from ..parallel.collective import on_root, self_comm
 
 log = logging.getLogger(__name__)
 
@@ -208,11 +209,11 @@ def score_composition(config, comp, model, samples, m: int) -> float:
     grid points of the epistemic standard deviation (e/Bohr^3)."""
     from ase.units import Bohr
 
-    from .bnn import predict
-    from .descriptors import descriptors
-    from .dft import get_backend
-    from .neighbors import NeighborSearch
-    from .plan import Task
+    from ..bnn import predict
+    from ..descriptors import descriptors
+    from ..dft import get_backend
+    from ..neighbors import NeighborSearch
+    from ..plan import Task
 
     lc, backend = config.learn, get_backend(config.dft.backend)
     per_structure = []
@@ -232,7 +233,7 @@ def score_composition(config, comp, model, samples, m: int) -> float:
 
 def score_candidates(config, model_path: Path, labels: list[str], comps: dict, comm) -> dict:
     """Scores of ``labels`` (round-robin over the ranks of ``comm``), on every rank."""
-    from .bnn import load_model
+    from ..bnn import load_model
 
     model, meta = load_model(model_path)
     samples = model.draw_weight_samples(int(meta["n_samples"]), int(meta["sample_seed"]))
@@ -255,7 +256,7 @@ def train_round(config, train_h5: Path, model: Path, comm, round_no: int, progre
     uninterrupted run on the same number of ranks). A checkpoint that does not fit (other data
     or settings, unreadable) is discarded with a warning and the round is trained from scratch.
     Without a checkpoint the round is trained from scratch (an earlier model file is replaced)."""
-    from .train import checkpoint_path, run_train
+    from ..training.run import checkpoint_path, run_train
 
     ckpt = checkpoint_path(model)
     if on_root(comm, ckpt.is_file):
@@ -290,7 +291,7 @@ def weights_sha256(model: Path) -> str:
 
 def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
     """Summed SCF wall time (s) and number of the snapshots of ``labels`` in the training set."""
-    from .data import read_training_set
+    from ..io.training_set import read_training_set
 
     wanted, total, n = set(labels), 0.0, 0
     for snap in read_training_set(train_h5):
@@ -306,12 +307,10 @@ def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bo
 
     ``stop_at`` (tests): return right after the first round step of that name is journaled
     ("labelled", "trained", "scored" or "chosen"), as a killed run would leave it."""
-    from .generate import run_generate
+    from ..labelling import run_generate
 
     if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_SELF
+        comm = self_comm()
     directory = learn_dir(config, out)
     state = on_root(comm, prepare, config, directory, overwrite)
     lc, comps = config.learn, by_label(config)
@@ -424,42 +423,5 @@ def _check_model(model: Path, sha: str):
 
 # ------------------------------------------------------------------------- command line ---
 
-def register_learn(sub) -> None:
-    """Add the ``learn`` subcommand to an argparse ``add_subparsers`` object."""
-    p = sub.add_parser(
-        "learn", help="active learning over the composition space (bayesian, tessellation, random)",
-        description="Active learning of CONFIG's density model ([learn] section): start from the "
-        "pure elements, then per round label the new compositions with DFT (all their snapshots), "
-        "train a new model and pick the next compositions: 'bayesian' takes the per_round "
-        "candidates (simplex grid of candidate_resolution) of highest score = mean over "
-        "score_structures structures of the mean over score_points random grid points of the "
-        "epistemic standard deviation; 'tessellation' adds T2 then T4; 'random' draws seeded "
-        "picks. Stops at max_rounds, max_compositions or uncertainty_threshold. Journal "
-        "DIR/state.json: the same command after a kill resumes without relabelling (a killed "
-        "training from its checkpoint). Writes DIR/train.h5, DIR/round_NN/model.pt, "
-        "DIR/rounds.csv and plots. MPI: all ranks label, train and score. See "
-        "docs/commands/learn.md.")
-    p.add_argument("config", help="input file (TOML)")
-    p.add_argument("--out", metavar="DIR", help="output directory, default "
-                   "<output.directory>/learn (its parent must exist)")
-    p.add_argument("--overwrite", action="store_true", help="delete DIR's earlier run and start "
-                   "again (default: resume it)")
-    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_learn)
 
 
-def cmd_learn(args) -> int:
-    """``hpcdens learn``: returns the exit code (0)."""
-    from mpi4py import MPI
-
-    from .active_report import write_report
-    from .config import load_config
-
-    comm = MPI.COMM_WORLD
-    config = load_config(args.config)
-    state = run_learn(config, args.out, comm, overwrite=args.overwrite,
-                      progress=not args.no_progress)
-    if comm.rank == 0:
-        print(write_report(state, learn_dir(config, args.out), plots=not args.no_plots))
-    return 0

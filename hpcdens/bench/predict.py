@@ -5,15 +5,14 @@ and reports grid points per second, wall time per atom, peak RSS per rank (``get
 over ranks) and the phase timings (maximum over ranks). ``--atoms-per-rank`` sizes the cell to the
 rank count (weak scaling), ``--supercell`` fixes it (strong scaling). ``launch/strong_scaling.sh``
 and ``launch/weak_scaling.sh`` run it over rank counts, collect a CSV and plot it with
-:func:`plot_scaling` (``python -m hpcdens.bench_predict plot ...``).
+:func:`plot_scaling` (``python -m hpcdens.commands.bench plot ...``).
 
 A model for benchmarks (untrained, random normalisation: speed does not depend on the weights)
-comes from :func:`write_random_model` (``python -m hpcdens.bench_predict random-model PATH``).
+comes from :func:`write_random_model` (``python -m hpcdens.commands.bench random-model PATH``).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 import shutil
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .descriptors import DEFAULT_CHUNK_POINTS
+from ..descriptors import DEFAULT_CHUNK_POINTS
 
 CSV_FIELDS = ("label", "ranks", "atoms", "supercell", "grid", "points", "wall_s", "compute_cpu_s",
               "points_per_s",
@@ -37,8 +36,8 @@ def write_random_model(path, m: int = 20, species=(14, 32), hidden_layers=(64, 6
     """An untrained model with complete prediction metadata (for benchmarks and tests)."""
     import torch
 
-    from .bnn import build_model, save_model
-    from .config import ModelConfig
+    from ..bnn import build_model, save_model
+    from ..config import ModelConfig
 
     model = build_model(5 * m, ModelConfig(hidden_layers=tuple(hidden_layers)),
                         generator=torch.Generator().manual_seed(seed))
@@ -68,7 +67,7 @@ def near_cubic_supercell(cells: int) -> tuple[int, int, int]:
 
 def bench_atoms(supercell, seed: int = 0):
     """Random Si/Ge diamond cell (50/50, rattled 0.05 Angstrom), ASE Atoms."""
-    from .structures import build_cell, decorate, rattle
+    from ..structures import build_cell, decorate, rattle
 
     atoms = build_cell("diamond", LATTICE_A_ANGSTROM, tuple(supercell))
     n = len(atoms)
@@ -84,11 +83,9 @@ def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None
 
     Imports (torch: ~2 s) happen before the clock starts; ``setup_s`` is the rest of the set-up
     (input checks on rank 0, model load, weight samples, broadcast)."""
-    from mpi4py import MPI
-
-    from . import bnn  # noqa: F401  (torch import outside the timed region)
-    from .parallel.predict import run_predict
-    from .structures import write_structures
+    from ..parallel.collective import allreduce
+    from ..parallel.predict import run_predict
+    from ..structures import write_structures
 
     if supercell is None:
         supercell = near_cubic_supercell(math.ceil((atoms_per_rank or 64) * comm.size / 8))
@@ -100,7 +97,7 @@ def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None
         t0 = time.perf_counter()
         s = run_predict(comm, model, Path(workdir) / "cell.extxyz", Path(workdir) / "pred.h5",
                         spacing_bohr=spacing_bohr, chunk_points=chunk_points)
-        wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+        wall = allreduce(comm, time.perf_counter() - t0, "max")
     finally:
         comm.Barrier()
         if comm.rank == 0:
@@ -135,39 +132,8 @@ def append_csv(path, row: dict) -> None:
         writer.writerow({k: row[k] for k in CSV_FIELDS})
 
 
-def cmd_bench_predict(args) -> int:
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    row = bench_predict(comm, args.model, args.atoms_per_rank, args.supercell, args.spacing_bohr,
-                        args.chunk_points, args.label)
-    if comm.rank == 0:
-        print(format_row(row), flush=True)
-        if args.csv:
-            append_csv(args.csv, row)
-    return 0
 
 
-def register_bench_predict(bench_subparsers):
-    """Add ``predict`` to the subparsers of ``hpcdens bench``; returns the parser."""
-    p = bench_subparsers.add_parser(
-        "predict", help="speed and memory of the MPI prediction",
-        description="Time 'hpcdens predict' with MODEL on a random rattled SiGe diamond cell "
-        "(mpirun -n N hpcdens bench predict MODEL). Prints points/s, ms per atom, peak RSS per "
-        "rank (max over ranks) and phase timings (max over ranks). See docs/scaling.md.")
-    p.add_argument("model", help="model file (any; python -m hpcdens.bench_predict random-model "
-                   "PATH writes an untrained one)")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--atoms-per-rank", type=int, help="weak scaling: cell of about this many "
-                      "atoms per rank (default 64)")
-    size.add_argument("--supercell", type=int, nargs=3, metavar=("A", "B", "C"),
-                      help="strong scaling: fixed repetitions of the 8-atom cubic cell")
-    p.add_argument("--spacing-bohr", type=float, default=0.6, help="grid spacing (default 0.6)")
-    p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS)
-    p.add_argument("--csv", help="append the result row to this CSV file")
-    p.add_argument("--label", default="", help="label column of the CSV row")
-    p.set_defaults(func=cmd_bench_predict)
-    return p
 
 
 def read_scaling(csv_path, kind: str = "strong") -> dict:
@@ -247,38 +213,3 @@ def plot_scaling(csv_path, png_path, kind: str = "strong", cores: int | None = N
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
     return Path(png_path)
-
-
-def main(argv=None) -> int:
-    """``python -m hpcdens.bench_predict {predict,random-model,plot,table}`` (the scaling
-    scripts use it, so they work whether or not ``hpcdens bench predict`` is wired in)."""
-    parser = argparse.ArgumentParser(prog="python -m hpcdens.bench_predict")
-    sub = parser.add_subparsers(dest="what", required=True)
-    register_bench_predict(sub)
-    rm = sub.add_parser("random-model", help="write an untrained model for benchmarks")
-    rm.add_argument("path")
-    rm.add_argument("--m", type=int, default=20, help="neighbours M (default 20)")
-    rm.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
-    rm.add_argument("--n-samples", type=int, default=10)
-    for name in ("plot", "table"):
-        q = sub.add_parser(name, help=f"{name} a scaling CSV")
-        q.add_argument("csv")
-        if name == "plot":
-            q.add_argument("png")
-        q.add_argument("--kind", choices=["strong", "weak"], default="strong")
-        if name == "plot":
-            q.add_argument("--cores", type=int, help="cores of the machine (caps the ideal line)")
-    args = parser.parse_args(argv)
-    if args.what == "predict":
-        return args.func(args)
-    if args.what == "random-model":
-        write_random_model(args.path, args.m, hidden_layers=args.hidden, n_samples=args.n_samples)
-    elif args.what == "plot":
-        plot_scaling(args.csv, args.png, args.kind, args.cores)
-    else:
-        print(scaling_table(args.csv, args.kind))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

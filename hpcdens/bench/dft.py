@@ -12,10 +12,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from .config import DFTConfig
-from .dft import get_backend
-from .errors import DFTSetupError
-from .structures import build_cell, decorate, vegard_lattice_constant
+from ..config import DFTConfig
+from ..dft import get_backend
+from ..errors import DFTSetupError
+from ..structures import build_cell, decorate, vegard_lattice_constant
 
 #: name -> (lattice, {element: count}, lattice constants in Angstrom, mesh spacing in Bohr)
 REFERENCE_CELLS = {

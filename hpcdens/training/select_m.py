@@ -11,11 +11,12 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError
-from .checks import on_root, output_file, write_csv
-from .train import check_inputs, default_paths
-from .train_data import load_snapshots, n_validation
-from .train_loop import TrainState, fit, new_model, prepare_data
+from ..errors import InputError
+from ..io.files import output_file, write_csv
+from ..parallel.collective import on_root, self_comm
+from .data import load_snapshots, n_validation
+from .loop import TrainState, fit, new_model, prepare_data
+from .run import check_inputs, default_paths
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ def run_select_m(config, ms, data=None, out=None, comm=None, overwrite: bool = F
     """Train one network per M in ``ms``; returns the rows of the table (every rank) and writes
     ``out`` (default ``<output.directory>/select_m.csv``) and its .png on rank 0."""
     if comm is None:
-        from mpi4py import MPI
-
-        comm = MPI.COMM_SELF
+        comm = self_comm()
     ms = check_ms(ms)
     paths, _ = default_paths(config, data)
     out = Path(out or Path(config.output.directory) / "select_m.csv")
@@ -112,34 +111,5 @@ def plot(path: Path, rows: list[dict], title: str) -> None:
     fig.savefig(path, dpi=120)
 
 
-def register(sub) -> None:
-    """Add the ``select-m`` subcommand to an argparse ``add_subparsers`` object."""
-    p = sub.add_parser(
-        "select-m", help="validation NRMSE against the number of neighbours M (paper Fig. 12)",
-        description="Train one network per value of M (descriptors.n_neighbors) on the same "
-        "training sets, the same split by snapshot, the same sampled grid points and the same "
-        "seeds, with the [model] and [train] settings of CONFIG, and report the best validation "
-        "NRMSE of each: a text table, a CSV (default <output.directory>/select_m.csv) and a PNG "
-        "plot next to it. Data parallel under mpirun -n N. Needs >= 2 snapshots and "
-        "train.validation_fraction > 0. See docs/commands/select-m.md.")
-    p.add_argument("config", help="input file (TOML)")
-    p.add_argument("--m", nargs="+", type=int, required=True, metavar="M",
-                   help="values of M to compare, e.g. --m 10 20 30 40 55 70")
-    p.add_argument("--data", nargs="+", metavar="FILE", help="training-set files (.h5), "
-                   "default <output.directory>/train.h5")
-    p.add_argument("--out", metavar="CSV", help="CSV table, default "
-                   "<output.directory>/select_m.csv; the plot goes to the same name with .png")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing CSV and PNG")
-    p.add_argument("--progress", action="store_true", help="a progress bar per M")
-    p.set_defaults(func=cmd_select_m)
 
 
-def cmd_select_m(args) -> int:
-    """``hpcdens select-m``: returns the exit code (0)."""
-    from mpi4py import MPI
-
-    from .config import load_config
-
-    run_select_m(load_config(args.config), args.m, args.data, args.out, MPI.COMM_WORLD,
-                 overwrite=args.overwrite, progress=args.progress)
-    return 0

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checks import write_csv
-from .composition import parse_composition
+from ..composition import parse_composition
+from ..io.files import write_csv
 
 COLUMNS = ("round", "n_training", "training", "labelled", "chosen", "chosen_score",
            "max_score", "validation_nrmse", "dft_wall_s")

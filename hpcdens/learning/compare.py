@@ -41,9 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import energy as en
-from .checks import on_root, sha256_file, write_csv, write_json
-from .errors import HpcdensError, InputError
+from .. import energy as en
+from ..errors import HpcdensError, InputError
+from ..io.files import sha256_file, write_csv, write_json
+from ..parallel.collective import on_root
 
 log = logging.getLogger("hpcdens.learn_compare")
 
@@ -74,7 +75,7 @@ COLUMNS = ("strategy", "name", "round", "n_training", "training", "n_test", "n_t
 
 # ----------------------------------------------------------------------------- compositions
 def _fractions(spec, elements) -> tuple[float, ...]:
-    from .composition import parse_composition
+    from ..composition import parse_composition
 
     return tuple(parse_composition(str(spec), elements).fractions)
 
@@ -93,7 +94,7 @@ def composition_records(path: Path, what: str) -> dict[str, tuple[str, str]]:
     a complete hpcdens training set."""
     import h5py
 
-    from .data import FORMAT as TS_FORMAT
+    from ..io.training_set import FORMAT as TS_FORMAT
 
     try:
         f = h5py.File(path, "r")
@@ -165,7 +166,7 @@ def _check_out(out: Path, overwrite: bool) -> bool:
 
 
 def _read_journal(directory: Path, shown) -> dict:
-    from .active import STATE_FORMAT, state_path
+    from .loop import STATE_FORMAT, state_path
 
     fix = "Fix: pass the --out directory of an 'hpcdens learn' run"
     if not directory.is_dir():
@@ -199,9 +200,9 @@ def _names(directories: list[Path]) -> list[str]:
 def prepare(testset, dirs, out, settings, elements, overwrite: bool,
             exclude_training: bool) -> dict:
     """Rank 0: every check before any work, then the output folders. Returns the plan."""
-    from . import bnn
-    from .data import read_training_set
-    from .evaluate import settings_from_meta
+    from .. import bnn
+    from ..evaluation import settings_from_meta
+    from ..io.training_set import read_training_set
 
     testset, out = Path(testset), Path(out)
     if not testset.is_file():
@@ -318,7 +319,7 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
 
 
 def _cache_hit(directory: Path, source: dict) -> bool:
-    from .evaluate import JSON_NAME as EVAL_JSON
+    from ..evaluation import JSON_NAME as EVAL_JSON
 
     try:
         old = json.loads((directory / SOURCE).read_text())
@@ -333,8 +334,8 @@ def _cache_hit(directory: Path, source: dict) -> bool:
 # ----------------------------------------------------------------------------- aggregation
 def aggregate(plan: dict) -> list[dict]:
     """Rank 0: one row per (DIR, round) from the evaluate.json files of the plan."""
-    from .evaluate import JSON_NAME as EVAL_JSON
-    from .evaluate import summarise
+    from ..evaluation import JSON_NAME as EVAL_JSON
+    from ..evaluation import summarise
 
     rows = []
     for job in plan["jobs"]:
@@ -458,7 +459,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     recorded ``dft`` settings); ``elements``: the element order (default: the first journal's).
     ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
     comparison. Returns {"rows", "evaluated", "reused", "out", ...} on every rank."""
-    from .evaluate import run_evaluate
+    from ..evaluation import run_evaluate
 
     plan = on_root(comm, prepare, testset, [str(d) for d in dirs], out, settings, elements,
                    overwrite, exclude_training)
@@ -499,62 +500,6 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     return on_root(comm, finish)
 
 
-# ----------------------------------------------------------------------------- command line
-def cmd_learn_compare(args) -> int:
-    """``hpcdens learn-compare`` (argparse namespace -> exit code)."""
-    from mpi4py import MPI
-
-    comm = MPI.COMM_WORLD
-    settings = elements = None
-    if args.config:
-        from .config import load_config
-
-        config = load_config(args.config)
-        settings, elements = config.dft, list(config.system.elements)
-    result = run_compare(comm, args.testset, args.dirs, args.out, settings=settings,
-                         elements=elements, overwrite=args.overwrite,
-                         exclude_training=args.exclude_training, plots=not args.no_plots)
-    if comm.rank == 0:
-        print(format_table(result["rows"], result["exclude_training"]))
-        csv_name, json_name, png_name = output_names(args.exclude_training)
-        files = [csv_name, json_name] + ([] if args.no_plots else [png_name])
-        print(f"{len(result['evaluated'])} round(s) evaluated now, {len(result['reused'])} "
-              f"reused from earlier runs; results -> {result['out']}/ ({', '.join(files)})",
-              flush=True)
-    return 0
 
 
-def register_learn_compare(sub):
-    """Add the ``learn-compare`` subcommand to ``sub`` (argparse subparsers); returns it."""
-    p = sub.add_parser(
-        "learn-compare", help="learning curves of active-learning runs on one DFT test set",
-        description="Evaluate the model of every trained round of each learn directory DIR "
-        "(the --out of 'hpcdens learn': state.json, round_NN/model.pt) on TESTSET (a "
-        "training-set file from 'hpcdens generate') with 'hpcdens evaluate' (all ranks), into "
-        "OUT/<DIR name>/round_NN/. Per DIR and round: number of training compositions, mean and "
-        "max |Harris-Foulkes energy error| (Ha/atom, free energy E - TS) and mean and max "
-        "density NRMSE over the test snapshots, and whether all are within chemical accuracy "
-        f"({en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom). Writes a table, OUT/compare.csv, "
-        "OUT/compare.json and OUT/learning_curves.png. Rounds evaluated before with the same "
-        "model, test set and DFT settings are not evaluated again (a killed or repeated run "
-        "resumes; a grown learn run evaluates only its new rounds). Run under mpirun -n N. See "
-        "docs/commands/learn-compare.md.")
-    p.add_argument("testset", metavar="TESTSET", help="test set: an HDF5 training-set file from "
-                   "'hpcdens generate', the same for every DIR")
-    p.add_argument("dirs", metavar="DIR", nargs="+", help="output directory of an 'hpcdens "
-                   "learn' run (one strategy each)")
-    p.add_argument("--out", metavar="OUT", required=True, help="output directory (its parent "
-                   "must exist; an earlier comparison's OUT is reused)")
-    p.add_argument("--config", help="input file (TOML): its [dft] section gives the DFT "
-                   "settings of the energies (default: each model's recorded dft settings) and "
-                   "system.elements the element order")
-    p.add_argument("--overwrite", action="store_true", help="evaluate every round again "
-                   "(ignore cached evaluations) and allow an OUT that is not empty and not a "
-                   "comparison (other files in it are left alone)")
-    p.add_argument("--no-plots", action="store_true", help="do not write learning_curves.png")
-    p.add_argument("--exclude-training", action="store_true", help="errors only over the test "
-                   "snapshots whose composition (requested or realised) is not a training "
-                   "composition of that round (default: all test snapshots)")
-    p.set_defaults(func=cmd_learn_compare)
-    return p
 

@@ -36,11 +36,21 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import bnn
-from .errors import HpcdensError, InputError
-from .metrics import SUM_KEYS, error_sums, errors_from_sums
-from .train_data import (Labelled, PointSet, build_points, data_hash, feature_spec,
-                         load_snapshots, normalisation_stats, split, torch_seed)
+from .. import bnn
+from ..errors import HpcdensError, InputError
+from ..metrics import SUM_KEYS, error_sums, errors_from_sums
+from ..parallel.collective import allreduce
+from .data import (
+    Labelled,
+    PointSet,
+    build_points,
+    data_hash,
+    feature_spec,
+    load_snapshots,
+    normalisation_stats,
+    split,
+    torch_seed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +192,6 @@ def evaluate(model: bnn.BayesianNet, points: PointSet, n_train: int, comm) -> di
     loss = KL/N_train + mean NLL (normalised units, as the training loss); nrmse and
     relative_l1_percent of the predicted density rho (target + rho_SAD for delta_rho); and
     baseline_nrmse, the density NRMSE of the training-mean predictor (y_mean, + rho_SAD)."""
-    from mpi4py import MPI
-
     model.eval()
     y_mean, y_std = float(model.y_mean), float(model.y_std)
     nll, pred = 0.0, np.empty(len(points.target))
@@ -195,8 +203,8 @@ def evaluate(model: bnn.BayesianNet, points: PointSet, n_train: int, comm) -> di
         pred[a:a + len(y)] = f.double().numpy() * y_std + y_mean
     shift = points.rho - points.target
     sums = _reduce_sums(comm, error_sums(pred + shift, points.rho))
-    base = comm.allreduce(float(np.sum((y_mean + shift - points.rho) ** 2)), op=MPI.SUM)
-    nll = comm.allreduce(nll, op=MPI.SUM)
+    base = allreduce(comm, float(np.sum((y_mean + shift - points.rho) ** 2)))
+    nll = allreduce(comm, nll)
     out = errors_from_sums(sums)
     out["baseline_nrmse"] = math.sqrt(base / sums["n"]) / (sums["ref_max"] - sums["ref_min"])
     out["loss"] = float(model.kl()) / n_train + nll / sums["n"]
@@ -204,11 +212,9 @@ def evaluate(model: bnn.BayesianNet, points: PointSet, n_train: int, comm) -> di
 
 
 def _reduce_sums(comm, sums: dict) -> dict:
-    from mpi4py import MPI
-
-    out = {k: comm.allreduce(sums[k], op=MPI.SUM) for k in SUM_KEYS}
-    out["ref_max"] = comm.allreduce(sums["ref_max"], op=MPI.MAX)
-    out["ref_min"] = comm.allreduce(sums["ref_min"], op=MPI.MIN)
+    out = {k: allreduce(comm, sums[k]) for k in SUM_KEYS}
+    out["ref_max"] = allreduce(comm, sums["ref_max"], "max")
+    out["ref_min"] = allreduce(comm, sums["ref_min"], "min")
     return out
 
 
@@ -261,14 +267,12 @@ def fit(model, optimizer, data: Dataset, config, comm, state: TrainState, on_epo
 
 
 def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: TrainState):
-    from mpi4py import MPI
-
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(
         torch_seed(config.train.seed, _STREAM_EPOCH, state.epoch, comm.rank))
     n_train = data.train.n_global
     terms = bnn.train_epoch(net, optimizer, epoch_batches(x, y, n_steps, gen), n_train, gen)
-    terms = {k: comm.allreduce(v, op=MPI.SUM) / comm.size for k, v in terms.items()}
+    terms = {k: allreduce(comm, v) / comm.size for k, v in terms.items()}
     t1 = time.perf_counter()
     val = evaluate(model, data.val, n_train, comm) if data.val is not None else None
     monitor = val["loss"] if val else terms["loss"]

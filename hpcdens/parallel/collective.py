@@ -1,4 +1,8 @@
-"""Reductions whose result does not depend on how the data are split over ranks.
+"""Collective helpers: the default communicator, reductions by name, "rank 0 decides, every rank
+raises", and reductions whose result does not depend on how the data are split over ranks.
+
+Modules outside ``parallel/`` and ``commands/`` take a communicator and call these; they never
+import mpi4py themselves.
 
 A floating-point sum depends on the order of its terms, so the integral of a field summed block
 by block would change in its last bits with the rank count. :func:`exact_partial_sum` instead
@@ -15,6 +19,42 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+
+from ..errors import HpcdensError, InputError
+
+_OPS = {"sum": "SUM", "max": "MAX", "min": "MIN"}
+
+
+def self_comm():
+    """``MPI.COMM_SELF``: the communicator of serial use (one rank)."""
+    from mpi4py import MPI
+
+    return MPI.COMM_SELF
+
+
+def world_comm():
+    """``MPI.COMM_WORLD``: the communicator of a command's ranks."""
+    from mpi4py import MPI
+
+    return MPI.COMM_WORLD
+
+
+def allreduce(comm, value, op: str = "sum"):
+    """``comm.allreduce(value)`` of a Python scalar with the operation ``op`` ("sum", "max",
+    "min")."""
+    from mpi4py import MPI
+
+    return comm.allreduce(value, op=getattr(MPI, _OPS[op]))
+
+
+def allreduce_array(comm, local: np.ndarray, op: str = "sum") -> np.ndarray:
+    """Element-wise Allreduce of a numpy array (a new array; ``local`` is not changed)."""
+    from mpi4py import MPI
+
+    out = np.empty_like(local)
+    comm.Allreduce(np.ascontiguousarray(local), out, op=getattr(MPI, _OPS[op]))
+    return out
+
 
 _SPLIT = 26
 _MANTISSA_BITS = 53
@@ -56,3 +96,25 @@ def allreduce_exact_partials(comm, partial) -> float:
     :func:`exact_partial_sum`, possibly accumulated over chunks); the same float on every rank."""
     return float(sum(comm.allgather(partial), Fraction(0)))
 
+
+def on_root(comm, fn, *args):
+    """``fn(*args)`` on rank 0 of ``comm``; its result, or its failure, on every rank, so all
+    ranks stop together instead of hanging in the next collective call. An InputError is raised
+    as InputError everywhere; any other failure is re-raised on rank 0 and reported as
+    HpcdensError on the others."""
+    status = None
+    if comm.rank == 0:
+        try:
+            status = ("ok", fn(*args))
+        except InputError as err:
+            status = ("input", str(err))
+        except Exception as err:  # noqa: BLE001 - the other ranks must not hang
+            status = ("failed", err)
+    status = comm.bcast(status, root=0)
+    if status[0] == "input":
+        raise InputError(status[1])
+    if status[0] == "failed":
+        if comm.rank == 0:
+            raise status[1]
+        raise HpcdensError(f"rank 0 failed: {status[1]!r}")
+    return status[1]

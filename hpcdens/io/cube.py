@@ -27,8 +27,8 @@ import numpy as np
 from ase import Atoms
 from ase.units import Bohr
 
-from .errors import InputError
-from .grid import Grid
+from ..errors import InputError
+from ..grid import Grid
 
 #: Decimals of voxel vectors and atom positions (Bohr) in written files.
 LENGTH_DECIMALS = 12

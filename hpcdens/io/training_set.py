@@ -19,10 +19,10 @@ import numpy as np
 from ase import Atoms
 from ase.units import Bohr
 
-from .checks import write_json
-from .dft.base import DFTResult
-from .errors import InputError
-from .grid import Grid
+from ..dft.base import DFTResult
+from ..errors import InputError
+from ..grid import Grid
+from .files import write_json
 
 FORMAT = "hpcdens-training-set"
 VERSION = 1
@@ -140,20 +140,48 @@ def assemble(path: Path, keys: list[str], meta: dict) -> tuple[int, list[dict]]:
     return len(stored), failures
 
 
-def read_training_set(path) -> list[Snapshot]:
-    """All snapshots of a training set, in the order of the input file's plan. Raises InputError for files that are not
-    complete hpcdens training sets."""
+def _open_complete(path) -> h5py.File:
+    """Open a complete training set read-only; InputError for anything else."""
     path = Path(path)
+    if not path.is_file():
+        raise InputError(f"training set {str(path)!r} does not exist. Fix: check the path")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
         raise InputError(f"cannot open training set {str(path)!r}: {err}") from err
-    with f:
-        if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
-            raise InputError(f"{str(path)!r} is not a complete hpcdens training set (format "
-                             f"{f.attrs.get('format')!r}); rerun 'hpcdens generate' to finish it")
+    if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
+        f.close()
+        raise InputError(f"{str(path)!r} is not a complete hpcdens training set (format "
+                         f"{f.attrs.get('format')!r}); rerun 'hpcdens generate' to finish it")
+    return f
+
+
+def snapshot_keys(path) -> list[str]:
+    """The keys of a complete training set's snapshots, in the order of the input file's plan."""
+    with _open_complete(path) as f:
+        return json.loads(f.attrs["snapshot_keys"])
+
+
+def read_training_set(path) -> list[Snapshot]:
+    """All snapshots of a training set, in the order of the input file's plan. Raises InputError
+    for files that are not complete hpcdens training sets."""
+    with _open_complete(path) as f:
         keys = json.loads(f.attrs["snapshot_keys"])
         return [_read_snapshot(key, f["snapshots"][key]) for key in keys]
+
+
+def read_snapshot(path, key: str | None = None) -> Snapshot:
+    """One snapshot of a training set, read alone. ``key`` may be None when the set holds
+    exactly one snapshot."""
+    with _open_complete(path) as f:
+        keys = json.loads(f.attrs["snapshot_keys"])
+        if key is None and len(keys) == 1:
+            key = keys[0]
+        if key not in keys:
+            shown = ", ".join(keys[:8]) + (f" ... ({len(keys)} in all)" if len(keys) > 8 else "")
+            raise InputError(f"training set {path} has no snapshot {key!r}. Fix: give --key, one "
+                             f"of: {shown}")
+        return _read_snapshot(key, f["snapshots"][key])
 
 
 def _read_snapshot(key: str, g: h5py.Group) -> Snapshot:

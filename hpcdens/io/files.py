@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from .errors import HpcdensError, InputError
+from ..errors import InputError
 
 
 def write_json(path, data) -> None:
@@ -60,24 +60,3 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def on_root(comm, fn, *args):
-    """``fn(*args)`` on rank 0 of ``comm``; its result, or its failure, on every rank, so all
-    ranks stop together instead of hanging in the next collective call. An InputError is raised
-    as InputError everywhere; any other failure is re-raised on rank 0 and reported as
-    HpcdensError on the others."""
-    status = None
-    if comm.rank == 0:
-        try:
-            status = ("ok", fn(*args))
-        except InputError as err:
-            status = ("input", str(err))
-        except Exception as err:  # noqa: BLE001 - the other ranks must not hang
-            status = ("failed", err)
-    status = comm.bcast(status, root=0)
-    if status[0] == "input":
-        raise InputError(status[1])
-    if status[0] == "failed":
-        if comm.rank == 0:
-            raise status[1]
-        raise HpcdensError(f"rank 0 failed: {status[1]!r}")
-    return status[1]
