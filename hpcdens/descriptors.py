@@ -31,6 +31,7 @@ from itertools import product
 import numpy as np
 
 from .errors import InputError
+from .grid import DEFAULT_CHUNK_POINTS
 from .neighbors import Neighbors, NeighborSearch
 
 DESCRIPTOR_VERSION = 1
@@ -54,8 +55,6 @@ KEY_QUANTUM = 1e-6
 CANON_TOL = 1e-8
 """Candidate descriptors differing by less than this in every entry count as equal."""
 
-DEFAULT_CHUNK_POINTS = 8192
-"""Points per chunk of :func:`iter_descriptors` (about 18 MB of float64 output at M = 55)."""
 
 
 def unpack(desc: np.ndarray, m: int):

@@ -24,14 +24,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 from ase.units import Bohr
 
 from . import metrics
 from .config import DFTConfig
-from .dft import get_backend
+from .dft import get_backend, has_capability, valence_electrons
 from .errors import DFTFailed, InputError
 from .grid import Grid
 from .io.prediction import read_prediction
@@ -98,38 +97,6 @@ def renormalise(rho, grid: Grid, n_electrons: float):
     return np.asarray(rho, dtype=float) * factor, factor
 
 
-# ----------------------------------------------------------------------------- N_e per backend
-def _pyscf_valence(atoms, settings: DFTConfig) -> float:
-    from .dft import pyscf_backend
-
-    symbols = atoms.get_chemical_symbols()
-    pyscf_backend.check_species(symbols, settings.basis, settings.pseudo)
-    return float(pyscf_backend.valence_electrons(symbols, settings.pseudo))
-
-
-def _sparc_valence(atoms, settings: DFTConfig) -> float:
-    """Sum of the psp8 valence charges (zion: 2nd number of line 2 of each file)."""
-    from .dft import sparc_backend as sb
-
-    psp_dir = Path(settings.sparc_psp_dir) if settings.sparc_psp_dir else sb._bundled_psp_dir()
-    zion = {}
-    for symbol in sorted(set(atoms.get_chemical_symbols())):
-        path = sb._find_psp(symbol, psp_dir)
-        with open(path) as f:
-            f.readline()
-            zion[symbol] = float(f.readline().split()[1])
-    return float(sum(zion[s] for s in atoms.get_chemical_symbols()))
-
-
-VALENCE = {"pyscf": _pyscf_valence, "sparc": _sparc_valence}
-
-
-def valence_electrons(atoms, settings: DFTConfig) -> float:
-    """N_e of ``atoms`` for the backend ``settings.backend``: its pseudopotentials' valence
-    charges summed (PySCF: GTH ``settings.pseudo``; SPARC: the psp8 files it would use)."""
-    return VALENCE[settings.backend](atoms, settings)
-
-
 # ----------------------------------------------------------------------------- energy
 def energy_of_density(atoms, grid: Grid, rho, settings: DFTConfig, renormalise: bool = True,
                       n_electrons: float | None = None,
@@ -143,7 +110,8 @@ def energy_of_density(atoms, grid: Grid, rho, settings: DFTConfig, renormalise: 
     settings : DFTConfig; ``settings.backend`` picks the code. With PySCF the mesh is
         ``grid.shape`` (``mesh_spacing_bohr`` is not used); SPARC gets ``FD_GRID = grid.shape``.
     renormalise : scale rho to N_e first (Eq. 9); otherwise use it as given.
-    n_electrons : N_e; default: the backend's valence charge (:func:`valence_electrons`).
+    n_electrons : N_e; default: the backend's valence charges summed
+        (:func:`hpcdens.dft.valence_electrons`).
     backend_options : keyword arguments for the backend's ``harris_foulkes`` (SPARC: workdir,
         command, timeout_s).
 
@@ -243,13 +211,11 @@ def check_same_structure(atoms, grid: Grid, reference) -> None:
 
 
 def check_same_settings(settings: DFTConfig, reference, n_electrons: float) -> None:
-    """InputError unless the reference was labelled with this backend, functional, smearing,
-    (PySCF) basis and pseudopotentials, and the same N_e."""
+    """InputError unless the reference was labelled with this backend, the same label settings
+    (the backend's ``label_settings``: functional, smearing, PySCF basis and pseudopotentials)
+    and the same N_e."""
     recorded = {"backend": reference.attrs.get("backend"), **reference.settings}
-    mine = {"backend": settings.backend, "xc": settings.xc,
-            "smearing_kelvin": settings.smearing_kelvin}
-    if settings.backend == "pyscf":
-        mine.update(basis=settings.basis, pseudo=settings.pseudo)
+    mine = {"backend": settings.backend, **get_backend(settings.backend).label_settings(settings)}
     differ = [f"{k} = {v!r} here, {recorded[k]!r} in the reference" for k, v in mine.items()
               if k in recorded and not _same(v, recorded[k])]
     n_ref = reference.attrs.get("n_electrons", n_electrons)
@@ -268,30 +234,33 @@ def _same(a, b) -> bool:
 
 
 # ----------------------------------------------------------------------------- SCF restart
+SCF_FROM_DENSITY = "scf_from_density"
+
+
+def _require_scf_from_density(settings: DFTConfig) -> None:
+    """InputError unless the backend can start an SCF from a given density."""
+    if not has_capability(settings.backend, SCF_FROM_DENSITY):
+        raise InputError(f"an SCF from a given density (--scf-from-prediction) needs a backend "
+                         f"that can start from one; the {settings.backend} backend cannot (it "
+                         f"has no {SCF_FROM_DENSITY}). Fix: use one that can, e.g. --backend pyscf")
+
+
 def scf_from_density(atoms, grid: Grid, rho0, settings: DFTConfig, callback=None):
-    """PySCF SCF of ``atoms`` on ``grid`` whose first input density is ``rho0`` (e/Bohr^3,
-    renormalise it first), with the settings and convergence criteria of ``pyscf_backend.run``.
-    Returns the :class:`~hpcdens.dft.base.DFTResult`."""
-    from .dft import pyscf_backend
-
+    """SCF of ``atoms`` on ``grid`` whose first input density is ``rho0`` (e/Bohr^3, renormalise
+    it first), with the settings and convergence criteria of the backend's ``scf``; InputError
+    when the backend cannot start from a density. Returns the
+    :class:`~hpcdens.dft.base.DFTResult`."""
+    _require_scf_from_density(settings)
     check_density(atoms, grid, rho0)
-    return pyscf_backend.run(atoms, settings, grid=grid, callback=callback, rho0=rho0)[0]
-
-
-def _require_pyscf(settings: DFTConfig) -> None:
-    if settings.backend != "pyscf":
-        raise InputError("--scf-from-prediction needs the PySCF backend (SPARC has no entry "
-                         "point for an initial density here). Fix: use --backend pyscf")
+    return get_backend(settings.backend).scf_from_density(atoms, grid, settings, rho0=rho0,
+                                                          callback=callback)
 
 
 def scf_iterations_saved(atoms, grid: Grid, rho0, settings: DFTConfig) -> dict:
     """SCF iterations from ``rho0`` versus the backend's default start (PySCF ``minao``), same
     cell, grid and settings. Returns iteration counts, wall times, final energies, converged."""
-    from .dft import pyscf_backend
-
-    _require_pyscf(settings)
     seeded = scf_from_density(atoms, grid, rho0, settings)
-    default = pyscf_backend.run(atoms, settings, grid=grid)[0]
+    default = get_backend(settings.backend).scf_from_density(atoms, grid, settings)
     return {"iterations_default": default.n_iterations, "iterations_from_prediction":
             seeded.n_iterations, "iterations_saved": default.n_iterations - seeded.n_iterations,
             "wall_time_default_s": default.wall_time_s,
@@ -307,7 +276,7 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
     """What ``hpcdens energy`` computes, as a JSON-serialisable dict. All inputs are checked
     (file, density, reference structure and settings) before any DFT work."""
     if scf_from_prediction:
-        _require_pyscf(settings)
+        _require_scf_from_density(settings)
     pred = read_prediction(path, field)
     atoms, grid = pred.atoms, pred.grid
     check_density(atoms, grid, pred.rho)

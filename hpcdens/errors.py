@@ -28,6 +28,12 @@ class StructureError(InputError):
     the allowed minimum distance, vacancy counts or segregation bins that do not fit the cell."""
 
 
+class ModelError(InputError):
+    """Raised when a model file cannot be used (missing, not an hpcdens model, another format
+    version, incomplete or malformed record, weights that do not fit the stored architecture), or
+    when weight samples do not fit a model."""
+
+
 class DFTSetupError(HpcdensError):
     """Raised before a DFT run when the backend cannot be set up (missing binary, unknown basis or
     pseudopotential for an element)."""

@@ -3,9 +3,11 @@
 For every snapshot of a test set (a training-set file written by ``hpcdens generate``):
 
 1. predict its density on exactly the snapshot's grid with :func:`hpcdens.parallel.predict.
-   run_predict` on all ranks of the communicator (the atoms are written to
-   ``DIR/predictions/<key>.extxyz``, the prediction to ``DIR/predictions/<key>.h5``; ``/`` in a
-   key becomes ``__``);
+   predict_atoms` on all ranks of the communicator, from the snapshot's atoms in memory and the
+   model loaded once for all snapshots; the prediction file goes to
+   ``DIR/predictions/<key>.h5`` (``/`` in a key becomes ``__``), and the fields rho,
+   epistemic_std and aleatoric_std are gathered on rank 0 (the whole grid in rank 0's memory:
+   fine for test cells of DFT size, see :func:`hpcdens.parallel.predict.gather_fields`);
 2. on rank 0: renormalise the raw prediction ``rho`` to N_e (Eq. 9) and compute its
    Harris-Foulkes energy (Eq. 10, the free energy E - TS) with
    :func:`hpcdens.energy.energy_of_density` on the snapshot's own atoms and grid (serial, so the
@@ -29,16 +31,15 @@ import logging
 import math
 import time
 from dataclasses import asdict
-from dataclasses import fields as dc_fields
 from pathlib import Path
 
 import numpy as np
 
 from . import energy as en
 from .config import DFTConfig
+from .dft import settings_from_record, valence_electrons
 from .errors import InputError
 from .io.files import write_csv, write_json
-from .io.prediction import read_prediction
 from .parallel.collective import on_root
 
 log = logging.getLogger("hpcdens.evaluate")
@@ -56,13 +57,6 @@ COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrms
 # ----------------------------------------------------------------------------- helpers
 def _safe(key: str) -> str:
     return key.replace("/", "__")
-
-
-def settings_from_meta(meta: dict) -> DFTConfig:
-    """DFTConfig from the model meta's ``dft`` record (backend, basis, pseudo, xc,
-    mesh_spacing_bohr), the other settings at their defaults; defaults without a record."""
-    known = {f.name for f in dc_fields(DFTConfig)}
-    return DFTConfig(**{k: v for k, v in (meta.get("dft") or {}).items() if k in known})
 
 
 def composition_x(atoms, elements: list[str]) -> float:
@@ -87,8 +81,9 @@ def _check_out(out: Path, overwrite: bool) -> None:
 
 def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite: bool,
             with_energy: bool) -> dict:
-    """Rank 0: every check before any work. Returns the plan (picklable)."""
-    from . import bnn
+    """Rank 0: every check before any work. Returns the plan (picklable), with the model loaded
+    for prediction (``predictor``)."""
+    from .io.model import read_predictor
     from .io.training_set import read_training_set
 
     model, testset, out = Path(model), Path(testset), Path(out)
@@ -102,46 +97,32 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
     snaps = read_training_set(testset)
     if not snaps:
         raise InputError(f"test set {str(testset)!r} holds no snapshots")
-    try:
-        meta = bnn.load_model(model)[1]
-    except Exception as err:
-        raise InputError(f"cannot read model {str(model)!r}: {err}") from err
+    predictor = read_predictor(model)
     if settings is None:
-        settings = settings_from_meta(meta)
+        settings = settings_from_record(predictor.record.dft)
     if elements is None:
         from ase.data import chemical_symbols
 
-        elements = [chemical_symbols[int(z)] for z in sorted(meta.get("species", []))]
+        elements = [chemical_symbols[z] for z in predictor.record.species]
     if with_energy:
         for s in snaps:
-            n_e = en.valence_electrons(s.atoms, settings)
-            en.check_same_settings(settings, s, n_e)
+            en.check_same_settings(settings, s, valence_electrons(s.atoms, settings))
     out.mkdir(exist_ok=True)
     (out / PREDICTIONS).mkdir(exist_ok=True)
     for name in (CSV_NAME, JSON_NAME, PARITY_PNG, COMPOSITION_PNG):
         (out / name).unlink(missing_ok=True)
     return {"model": str(model), "testset": str(testset), "out": str(out), "settings": settings,
             "elements": list(elements), "keys": [s.key for s in snaps],
-            "shapes": [tuple(s.grid.shape) for s in snaps]}
+            "shapes": [tuple(s.grid.shape) for s in snaps], "predictor": predictor}
 
 
-def _mean_std(path: Path) -> tuple[float, float]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return (float(np.mean(f["epistemic_std"][()])), float(np.mean(f["aleatoric_std"][()])))
-
-
-def evaluate_snapshot(snap, pred_path: Path, settings: DFTConfig, elements,
+def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
                       with_energy: bool) -> dict:
-    """One row (rank 0): errors of the prediction file ``pred_path`` against ``snap``."""
-    pred = read_prediction(pred_path, "rho")
-    if pred.rho.shape != snap.grid.shape:
-        raise InputError(f"{pred_path}: grid {pred.rho.shape} differs from the snapshot's "
-                         f"{snap.grid.shape}")
-    epi, ale = _mean_std(pred_path)
-    n_e = float(snap.attrs.get("n_electrons") or en.valence_electrons(snap.atoms, settings))
-    rho, factor = en.renormalise(pred.rho, snap.grid, n_e)
+    """One row (rank 0): errors of the predicted ``fields`` (rho, epistemic_std, aleatoric_std
+    on the snapshot's grid, e/Bohr^3) against ``snap``."""
+    epi, ale = float(np.mean(fields["epistemic_std"])), float(np.mean(fields["aleatoric_std"]))
+    n_e = float(snap.attrs.get("n_electrons") or valence_electrons(snap.atoms, settings))
+    rho, factor = en.renormalise(fields["rho"], snap.grid, n_e)
     dens = en.density_errors(rho, snap.rho)
     comp = snap.attrs.get("composition", snap.atoms.get_chemical_formula())
     row = {"key": snap.key, "composition": str(comp),
@@ -156,7 +137,8 @@ def evaluate_snapshot(snap, pred_path: Path, settings: DFTConfig, elements,
     row["energy_s"] = 0.0
     if with_energy:
         t0 = time.perf_counter()
-        e = en.energy_of_density(snap.atoms, snap.grid, pred.rho, settings, n_electrons=n_e)
+        e = en.energy_of_density(snap.atoms, snap.grid, fields["rho"], settings,
+                                 n_electrons=n_e)
         natm, e_ref = len(snap.atoms), float(snap.attrs["free_energy_ha"])
         diff = e["free_energy_ha"] - e_ref
         row.update(e_ml_per_atom_ha=e["free_energy_per_atom_ha"], e_dft_per_atom_ha=e_ref / natm,
@@ -259,32 +241,30 @@ def write_plots(out: Path, rows: list[dict], elements) -> None:
 
 # ----------------------------------------------------------------------------- driver
 def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None,
-                 elements=None, overwrite: bool = False, with_energy: bool = True,
-                 seed: int = 0) -> dict:
+                 elements=None, overwrite: bool = False, with_energy: bool = True) -> dict:
     """Evaluate ``model`` on every snapshot of ``testset`` on all ranks of ``comm``; writes the
     outputs to directory ``out``. ``settings``: DFT settings of the energies (default: the model
-    meta's ``dft`` record). ``elements``: order for the composition axis (default: the model's
-    species by atomic number). Returns {"rows", "summary", "out", ...} on every rank."""
+    record's ``dft`` settings). ``elements``: order for the composition axis (default: the
+    model's species by atomic number). Returns {"rows", "summary", "out", ...} on every rank."""
     from .io.training_set import read_training_set
-    from .parallel.predict import run_predict
-    from .structures import write_structures
+    from .parallel.predict import gather_fields, predict_atoms
 
     t0 = time.perf_counter()
     plan = on_root(comm, prepare, model, testset, out, settings, elements, overwrite, with_energy)
     out = Path(plan["out"])
-    # Only rank 0 holds the snapshots (checked in prepare); the others take part in run_predict.
+    # Only rank 0 holds the snapshots (checked in prepare); the others take part in predicting.
     snaps = {s.key: s for s in read_training_set(testset)} if comm.rank == 0 else None
     rows = []
     for i, key in enumerate(plan["keys"]):
-        base = out / PREDICTIONS
-        xyz, h5 = base / f"{_safe(key)}.extxyz", base / f"{_safe(key)}.h5"
-        on_root(comm, lambda: write_structures(xyz, [snaps[key].atoms]))
         tp = time.perf_counter()
-        run_predict(comm, plan["model"], xyz, h5, shape=plan["shapes"][i], seed=seed,
-                    overwrite=True)
+        prediction = predict_atoms(
+            comm, snaps[key].atoms if comm.rank == 0 else None, plan["predictor"],
+            shape=plan["shapes"][i], out=out / PREDICTIONS / f"{_safe(key)}.h5", overwrite=True,
+            structure_info={"testset": plan["testset"], "key": key})
+        fields = gather_fields(comm, prediction, ("rho", "epistemic_std", "aleatoric_std"))
         dt = time.perf_counter() - tp
-        row = on_root(comm, evaluate_snapshot, snaps[key] if comm.rank == 0 else None, h5,
-                    plan["settings"], plan["elements"], with_energy)
+        row = on_root(comm, evaluate_snapshot, snaps[key] if comm.rank == 0 else None, fields,
+                      plan["settings"], plan["elements"], with_energy)
         row["predict_s"] = dt
         rows.append(row)
         if comm.rank == 0:

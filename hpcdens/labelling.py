@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config
-from .dft import get_backend
+from .dft import atomic_density, get_backend
 from .errors import DFTFailed, HpcdensError, InputError
 from .io import training_set as data
 from .io.files import write_json
@@ -99,7 +99,7 @@ def label(task: Task, out: Path, run_id: str) -> bool:
                            {"run_id": run_id, "n_iterations": result.n_iterations,
                             "wall_time_s": result.wall_time_s})
         return False
-    rho_sad = backend.atomic_density(atoms, result.grid, task.config.dft)
+    rho_sad = atomic_density(atoms, result.grid, task.config.dft)
     data.write_part(out, task.key, atoms, result, rho_sad, {"run_id": run_id})
     return True
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from ase import Atoms
 
+from . import md
 from . import structures as st
 from .composition import (
     Composition,
@@ -129,8 +130,8 @@ def _displace(config: Config, atoms: Atoms, rng: np.random.Generator) -> Atoms:
     if snap.method == "rattle" and snap.rattle_stdev_angstrom > 0:
         return st.rattle(atoms, snap.rattle_stdev_angstrom, rng)
     if snap.method == "md":
-        calc = st.make_calculator(snap.md_calculator, sorted(set(atoms.get_chemical_symbols())))
-        return st.md_snapshots(atoms, calc, 1, snap.temperature_kelvin, rng=rng,
+        calc = md.make_calculator(snap.md_calculator, sorted(set(atoms.get_chemical_symbols())))
+        return md.md_snapshots(atoms, calc, 1, snap.temperature_kelvin, rng=rng,
                                timestep_fs=snap.md_timestep_fs, steps_between=snap.md_steps_between)[0]
     return atoms
 

@@ -1,6 +1,6 @@
 # Shared body of launch/strong_scaling.sh and launch/weak_scaling.sh (sourced, not run).
 # The caller sets CASES (its list of cells) and defines case_args CASE (the options of
-# `hpcdens.bench_predict predict` for one cell) and case_label CASE, then calls
+# `hpcdens.bench.predict predict` for one cell) and case_label CASE, then calls
 #   run_scaling KIND OUT            (KIND: strong or weak)
 # which runs every (repeat, case, rank count), then writes OUT/KIND.csv, OUT/KIND.png and a table.
 # Environment: RANKS ["1 2 4"], SPACING [0.6], REPEATS [2], MODEL [an untrained M=20, 64x64,

@@ -29,49 +29,17 @@ from hpcdens.learning.loop import (
     run_learn,
     score_candidates,
 )
+from tests.input_helpers import INTERIOR, LEARN, PURE, write_input_file
 
 
 def main(argv):
     """``hpcdens learn ARGV`` through the real command line (exit code)."""
     return cli_main(["learn", *argv])
 
-LEARN = {
-    "system.primitive": True,
-    "system.supercell": [2, 1, 1],                 # 4 sites: the 3 interior candidates differ
-    "compositions.list": ["Si1"],
-    "snapshots.per_composition": 2,
-    "snapshots.rattle_stdev_angstrom": 0.03,
-    "dft.mesh_spacing_bohr": 0.6,
-    "dft.scf_tol": 1e-8,
-    "descriptors.n_neighbors": 12,
-    "model.hidden_layers": [32, 32],
-    "model.n_samples": 10,
-    "train.points_per_snapshot": 0,
-    "train.validation_fraction": 0.25,
-    "train.epochs": 15,
-    "train.batch_size": 128,
-    "train.learning_rate": 3e-3,
-    "train.patience": 10,
-    "learn.strategy": "bayesian",
-    "learn.candidate_resolution": 4,
-    "learn.per_round": 1,
-    "learn.max_rounds": 2,
-    "learn.score_points": 500,
-}
-PURE = ["Si1_Ge0", "Si0_Ge1"]
-INTERIOR = ["Si0.75_Ge0.25", "Si0.5_Ge0.5", "Si0.25_Ge0.75"]
-
 
 def write(directory, changes=None, name="learn.toml"):
-    from tests.conftest import BASE_INPUT, to_toml
-
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
-    for dotted, value in {**LEARN, **(changes or {})}.items():
-        section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    path = directory / name
-    path.write_text(to_toml(data))
-    return path
+    """``directory/name``: the problem LEARN of tests/input_helpers.py with ``changes``."""
+    return write_input_file(directory / name, {**LEARN, **(changes or {})})
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -8,7 +8,7 @@ DFT label is computed twice.
 * ``mpirun -n 2 hpcdens learn`` as subprocesses: SIGKILL during the labelling of round 1, again
   during its training, then a run to the end, compared with an uninterrupted ``mpirun -n 2`` run.
 
-The problem is the tiny SiGe binary of tests/test_active.py (4-atom cells, mesh 0.6
+The problem is the tiny SiGe binary LEARN of tests/input_helpers.py (4-atom cells, mesh 0.6
 Bohr); the MPI test labels 4 snapshots per composition and trains 12 epochs, so that labelling
 and training each last long enough to be caught by polling every 0.05 s. Measured numbers are in
 docs/commands/learn.md."""
@@ -27,10 +27,11 @@ import pytest
 import torch
 
 from hpcdens.config import load_config
+from hpcdens.io.model import weights_sha256
 from hpcdens.io.training_set import parts_dir
 from hpcdens.learning import loop as active
-from hpcdens.learning.loop import read_state, run_learn, weights_sha256
-from tests.test_active import LEARN, write
+from hpcdens.learning.loop import read_state, run_learn
+from tests.input_helpers import LEARN, write_input_file
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -59,7 +60,7 @@ def labelled(tmp_path_factory):
     interruption: (input, labelled directory, journal of the uninterrupted round 1)."""
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("learn_resume")
-    inp = write(d)
+    inp = write_input_file(d / "learn.toml", LEARN)
     run_learn(load_config(inp), d / "labelled", stop_at="labelled")
     shutil.copytree(d / "labelled", d / "straight")
     straight = run_learn(load_config(inp), d / "straight", stop_at="trained")
@@ -243,7 +244,7 @@ def _to_label(text: str) -> list[int]:
 @pytest.mark.skipif("OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_RANK" in os.environ,
                     reason="starts mpirun itself: run it in the serial pytest pass")
 def test_sigkill_during_labelling_and_training_under_mpirun(tmp_path):
-    inp = write(tmp_path, MPI_SETTINGS)
+    inp = write_input_file(tmp_path / "learn.toml", {**LEARN, **MPI_SETTINGS})
     per_comp = MPI_SETTINGS["snapshots.per_composition"]
     n_round1 = 2 * per_comp                    # round 1 labels the two pure elements
     epochs = MPI_SETTINGS["train.epochs"]

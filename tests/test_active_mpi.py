@@ -4,7 +4,8 @@ and every rank ends with the same journal as rank 0 wrote."""
 
 import pytest
 
-from tests.test_active import INTERIOR, PURE, write
+from tests.input_helpers import INTERIOR, LEARN, PURE, write_input_file
+from tests.mpi_helpers import on_rank0
 
 
 @pytest.mark.mpi(min_size=2)
@@ -15,21 +16,22 @@ def test_learn_on_ranks_scores_like_serial_and_agrees_on_choices(mpi_tmp_path):
     from hpcdens.learning import loop as active
 
     comm = MPI.COMM_WORLD
-    inp = write(mpi_tmp_path) if comm.rank == 0 else None   # one writer: no torn reads
-    inp = comm.bcast(inp, root=0)
+    # one writer: no torn reads
+    inp = on_rank0(comm, lambda: write_input_file(mpi_tmp_path / "learn.toml", LEARN))
     config = load_config(inp)
     state = active.run_learn(config, mpi_tmp_path / "run", comm)
     assert all(s == state for s in comm.allgather(state)), "ranks disagree on the journal"
     r1 = state["rounds"][0]
     assert r1["training"] == PURE and sorted(r1["scores"]) == sorted(INTERIOR)
     assert r1["chosen"] == [max(r1["scores"], key=r1["scores"].get)]
-    checks = None
-    if comm.rank == 0:                  # computed on rank 0, asserted on every rank (no deadlock)
+
+    def serial_checks():                # computed on rank 0, asserted on every rank (no deadlock)
         serial = active.score_candidates(config, mpi_tmp_path / "run" / r1["model"], INTERIOR,
                                          active.by_label(config), MPI.COMM_SELF)
-        checks = {"journal": active.read_state(mpi_tmp_path / "run") == state,
-                  "serial": serial, "gathered": r1["scores"]}
-    checks = comm.bcast(checks, root=0)
+        return {"journal": active.read_state(mpi_tmp_path / "run") == state,
+                "serial": serial, "gathered": r1["scores"]}
+
+    checks = on_rank0(comm, serial_checks)
     assert checks["journal"], "the journal on disk differs from the returned state"
     for label, score in checks["serial"].items():
         assert checks["gathered"][label] == pytest.approx(score, rel=1e-12), \

@@ -1,5 +1,6 @@
-"""Tests of hpcdens.bnn: KL, ELBO scaling, learning a noisy 1-D function with heteroscedastic
-noise, fixed weight samples (bitwise chunk invariance), normalisation and model files."""
+"""Tests of hpcdens.bnn and hpcdens.bnn_predict: KL, ELBO scaling, learning a noisy 1-D function
+with heteroscedastic noise, fixed weight samples (bitwise chunk invariance), normalisation. Model
+files: tests/test_model_record.py."""
 
 import math
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from hpcdens import bnn
+from hpcdens import bnn, bnn_predict
 from hpcdens.config import ModelConfig
-from hpcdens.errors import InputError
+from hpcdens.errors import InputError, ModelError
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -134,7 +135,7 @@ def test_learns_noisy_function_mean(trained_1d):
     model, samples, history = trained_1d
     assert history[-1]["loss"] < history[0]["loss"] - 1.0
     xt = np.linspace(-0.9, 0.9, 181)[:, None]
-    pred = bnn.predict(model, xt, samples)
+    pred = bnn_predict.predict(model, xt, samples)
     err = (pred["mean"] - (0.05 + 0.02 * np.sin(3 * xt[:, 0]))) / 0.02
     # in units of the sine amplitude; noise std 0.04-0.22. Measured: seed 0 max 0.052, rms 0.029;
     # seeds 1-8 max 0.034-0.097, rms 0.018-0.043
@@ -145,7 +146,7 @@ def test_learns_noisy_function_mean(trained_1d):
 def test_aleatoric_std_tracks_noise_level(trained_1d):
     model, samples, _ = trained_1d
     xt = np.linspace(-0.9, 0.9, 181)[:, None]
-    ale = np.sqrt(bnn.predict(model, xt, samples)["aleatoric_var"]) / 0.02
+    ale = np.sqrt(bnn_predict.predict(model, xt, samples)["aleatoric_var"]) / 0.02
     true = noise_std(xt[:, 0])
     lo, hi = xt[:, 0] < -0.5, xt[:, 0] > 0.5
     # measured, seed 0: mean 0.070 (true 0.060) for x < -0.5, 0.210 (true 0.200) for x > 0.5,
@@ -159,8 +160,8 @@ def test_aleatoric_std_tracks_noise_level(trained_1d):
 
 def test_epistemic_variance_grows_outside_training_range(trained_1d):
     model, samples, _ = trained_1d
-    inside = bnn.predict(model, np.linspace(-0.9, 0.9, 181)[:, None], samples)["epistemic_var"]
-    outside = bnn.predict(model, np.array([[-3.0], [3.0]]), samples)["epistemic_var"]
+    inside = bnn_predict.predict(model, np.linspace(-0.9, 0.9, 181)[:, None], samples)["epistemic_var"]
+    outside = bnn_predict.predict(model, np.array([[-3.0], [3.0]]), samples)["epistemic_var"]
     # outside / max(inside), measured: seed 0 15.5 and 23.1; seeds 1-8 >= 5.9
     assert outside.min() > 3 * inside.max()
 
@@ -171,7 +172,7 @@ def test_predict_matches_eq7_computed_by_hand():
     model = small_model(n_in=4, hidden=(5, 3), activation="tanh")
     samples = model.draw_weight_samples(6, seed=2)
     x = raw_descriptors(9, 4, 5)
-    pred = bnn.predict(model, x, samples)
+    pred = bnn_predict.predict(model, x, samples)
     xs = (x - model.x_mean.double().numpy()) / model.x_std.double().numpy()
     f, var = [], []
     for j in range(6):
@@ -192,9 +193,9 @@ def test_predict_matches_eq7_computed_by_hand():
 def test_same_seed_same_prediction_different_seed_different():
     model = small_model()
     x = raw_descriptors(40, 37, 9)
-    a = bnn.predict(model, x, model.draw_weight_samples(5, seed=11))
-    b = bnn.predict(model, x, model.draw_weight_samples(5, seed=11))
-    c = bnn.predict(model, x, model.draw_weight_samples(5, seed=12))
+    a = bnn_predict.predict(model, x, model.draw_weight_samples(5, seed=11))
+    b = bnn_predict.predict(model, x, model.draw_weight_samples(5, seed=11))
+    c = bnn_predict.predict(model, x, model.draw_weight_samples(5, seed=12))
     for key in a:
         assert np.array_equal(a[key], b[key])
         assert not np.allclose(a[key], c[key], rtol=1e-6, atol=0)
@@ -212,14 +213,14 @@ def test_prediction_independent_of_chunking_bit_for_bit(dtype):
     samples = model.draw_weight_samples(8, seed=4)
     x = raw_descriptors(1000, 37, 2)
     torch.set_num_threads(2)
-    whole = bnn.predict(model, x, samples, batch_size=256, dtype=dtype)
+    whole = bnn_predict.predict(model, x, samples, batch_size=256, dtype=dtype)
     torch.set_num_threads(3)
-    three = bnn.predict(model, x, samples, batch_size=512, dtype=dtype)
+    three = bnn_predict.predict(model, x, samples, batch_size=512, dtype=dtype)
     torch.set_num_threads(1)
     cuts = [0, 1, 2, 2, 131, 517, 999, 1000]
-    chunked = [bnn.predict(model, x[a:b], samples, batch_size=256, dtype=dtype)
+    chunked = [bnn_predict.predict(model, x[a:b], samples, batch_size=256, dtype=dtype)
                for a, b in zip(cuts, cuts[1:])]
-    other_batch = bnn.predict(model, x, samples, batch_size=100, dtype=dtype)
+    other_batch = bnn_predict.predict(model, x, samples, batch_size=100, dtype=dtype)
     for key in whole:
         joined = np.concatenate([c[key] for c in chunked])
         assert np.array_equal(joined, whole[key]), key
@@ -235,10 +236,10 @@ def test_production_widths_independent_of_chunking_bit_for_bit(dtype):
     samples = model.draw_weight_samples(30, seed=1)
     x = raw_descriptors(300, 275, 4)
     torch.set_num_threads(2)
-    whole = bnn.predict(model, x, samples, dtype=dtype)
+    whole = bnn_predict.predict(model, x, samples, dtype=dtype)
     torch.set_num_threads(1)
     cuts = [0, 1, 17, 300]
-    chunked = [bnn.predict(model, x[a:b], samples, dtype=dtype) for a, b in zip(cuts, cuts[1:])]
+    chunked = [bnn_predict.predict(model, x[a:b], samples, dtype=dtype) for a, b in zip(cuts, cuts[1:])]
     for key in whole:
         assert np.array_equal(np.concatenate([c[key] for c in chunked]), whole[key]), key
 
@@ -251,11 +252,11 @@ def test_activation_pieces_do_not_depend_on_thread_count(dtype):
     of at most one grain (one thread each) that start and end on vector boundaries."""
     x = torch.randn(262256, generator=torch.Generator().manual_seed(0), dtype=dtype) * 3
     ref = x.clone()
-    bnn._pointwise_(bnn.ACTIVATIONS_INPLACE["silu"], ref)
+    bnn_predict._pointwise_(bnn_predict.ACTIVATIONS_INPLACE["silu"], ref)
     for threads in (2, 3, 5):
         torch.set_num_threads(threads)
         got = x.clone()
-        bnn._pointwise_(bnn.ACTIVATIONS_INPLACE["silu"], got)
+        bnn_predict._pointwise_(bnn_predict.ACTIVATIONS_INPLACE["silu"], got)
         torch.set_num_threads(1)
         assert torch.equal(got, ref), threads
 
@@ -291,8 +292,8 @@ def test_float32_prediction_agrees_with_float64(trained_275):
     model, samples = trained_275
     x = raw_descriptors(1000, 275, 5)
     x[500:] *= 1.5  # half of the rows outside the training distribution
-    a = bnn.predict(model, x, samples)
-    b = bnn.predict(model, x, samples, dtype=torch.float32)
+    a = bnn_predict.predict(model, x, samples)
+    b = bnn_predict.predict(model, x, samples, dtype=torch.float32)
     assert all(v.dtype == np.float64 and v.shape == (1000,) for v in b.values())
     y_std = model.y_std.item()
     d_mean = np.abs(b["mean"] - a["mean"]).max() / y_std
@@ -310,34 +311,34 @@ def test_float32_mean_weights_and_bad_dtype():
     float64 are accepted."""
     model = small_model().double().eval()
     x = raw_descriptors(20, 37, 3)
-    pred = bnn.predict(model, x, model.mean_weights(), dtype=torch.float32)
+    pred = bnn_predict.predict(model, x, model.mean_weights(), dtype=torch.float32)
     f, _ = model(torch.as_tensor(x))
     np.testing.assert_allclose(pred["mean"], (f * model.y_std + model.y_mean).detach().numpy(),
                                rtol=1e-5)
     assert np.all(pred["epistemic_var"] == 0)
     with pytest.raises(InputError, match="dtype"):
-        bnn.predict(model, x, model.mean_weights(), dtype=torch.float16)
+        bnn_predict.predict(model, x, model.mean_weights(), dtype=torch.float16)
 
 
 def test_empty_input_and_mismatched_samples():
     model = small_model()
-    out = bnn.predict(model, np.zeros((0, 37)), model.draw_weight_samples(3, 0))
+    out = bnn_predict.predict(model, np.zeros((0, 37)), model.draw_weight_samples(3, 0))
     assert all(v.shape == (0,) for v in out.values())
     other = small_model(hidden=(50, 21))
-    with pytest.raises(bnn.ModelError, match="do not fit"):
-        bnn.predict(model, np.zeros((2, 37)), other.draw_weight_samples(2, 0))
+    with pytest.raises(ModelError, match="do not fit"):
+        bnn_predict.predict(model, np.zeros((2, 37)), other.draw_weight_samples(2, 0))
     with pytest.raises(InputError, match=r"shape \(n, 37\)"):
-        bnn.predict(model, np.zeros((2, 36)), model.draw_weight_samples(2, 0))
+        bnn_predict.predict(model, np.zeros((2, 36)), model.draw_weight_samples(2, 0))
     bad = np.zeros((3, 37))
     bad[1, 4] = np.nan
     with pytest.raises(InputError, match="1 descriptor rows"):
-        bnn.predict(model, bad, model.draw_weight_samples(2, 0))
+        bnn_predict.predict(model, bad, model.draw_weight_samples(2, 0))
 
 
 def test_mean_weights_give_zero_epistemic_and_match_eval_forward():
     model = small_model().double().eval()
     x = raw_descriptors(20, 37, 3)
-    pred = bnn.predict(model, x, model.mean_weights())
+    pred = bnn_predict.predict(model, x, model.mean_weights())
     f, s = model(torch.as_tensor(x))
     np.testing.assert_allclose(pred["mean"], (f * model.y_std + model.y_mean).detach().numpy(),
                                rtol=1e-12)
@@ -352,46 +353,8 @@ def test_constant_features_normalise_to_zero_without_nan():
     model.fit_normalisation(x, np.full(10, 0.05))
     assert model.x_std[:2].tolist() == [1.0, 1.0] and model.y_std.item() == 1.0
     assert model.x_std[2].item() == pytest.approx(np.arange(10.0).std())
-    out = bnn.predict(model, x, model.draw_weight_samples(3, 0))
+    out = bnn_predict.predict(model, x, model.draw_weight_samples(3, 0))
     assert all(np.isfinite(v).all() for v in out.values())
-
-
-def test_save_load_roundtrip_predicts_identically(tmp_path):
-    model = small_model(hidden=(11, 7, 5), activation="tanh", prior_sigma=0.5)
-    meta = {"target": "delta_rho", "feature": {"M": 7, "names": ["Z", "r"]},
-            "elements": np.array(["Si", "Ge"]), "n_train": np.int64(500)}
-    path = bnn.save_model(tmp_path / "m.pt", model, meta)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]
-    loaded, meta2 = bnn.load_model(path)
-    assert loaded.architecture() == model.architecture()
-    assert meta2 == {"target": "delta_rho", "feature": {"M": 7, "names": ["Z", "r"]},
-                     "elements": ["Si", "Ge"], "n_train": 500}
-    assert not loaded.training
-    x = raw_descriptors(30, 37, 8)
-    a = bnn.predict(model, x, model.draw_weight_samples(4, seed=1))
-    b = bnn.predict(loaded, x, loaded.draw_weight_samples(4, seed=1))
-    for key in a:
-        assert np.array_equal(a[key], b[key])
-
-
-def test_load_rejects_files_that_are_not_models(tmp_path):
-    assert issubclass(bnn.ModelError, InputError)
-    with pytest.raises(bnn.ModelError, match="does not exist"):
-        bnn.load_model(tmp_path / "missing.pt")
-    (tmp_path / "text.pt").write_text("not a model\n")
-    with pytest.raises(bnn.ModelError, match="not an hpcdens model"):
-        bnn.load_model(tmp_path / "text.pt")
-    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
-    with pytest.raises(bnn.ModelError, match="not an hpcdens model"):
-        bnn.load_model(tmp_path / "other.pt")
-    good = bnn.save_model(tmp_path / "good.pt", small_model(n_in=3, hidden=(4,)))
-    payload = torch.load(good, weights_only=True)
-    payload["architecture"]["hidden_layers"] = [5]
-    torch.save(payload, tmp_path / "broken.pt")
-    with pytest.raises(bnn.ModelError, match="do not fit the stored architecture"):
-        bnn.load_model(tmp_path / "broken.pt")
-    with pytest.raises(TypeError, match="plain values"):
-        bnn.save_model(tmp_path / "bad.pt", small_model(n_in=3, hidden=(4,)), {"x": object()})
 
 
 def test_build_model_from_config_and_bad_arguments():

@@ -17,7 +17,7 @@ from ase import Atoms  # noqa: E402
 from ase.units import Bohr  # noqa: E402
 
 from hpcdens.config import DFTConfig
-from hpcdens.dft import get_backend, pyscf_mixing, pyscf_sad
+from hpcdens.dft import atomic_density, atomic_density_points, get_backend, pyscf_mixing, pyscf_sad
 from hpcdens.dft import pyscf_backend as backend
 from hpcdens.dft.pyscf_grid_ks import (
     GridKS,
@@ -56,8 +56,8 @@ def crfeconi_run():
 def test_backend_is_registered():
     mod = get_backend("pyscf")
     assert mod is backend
-    for name in ("scf", "make_grid", "atomic_density", "atomic_density_points", "harris_foulkes",
-                 "harris_foulkes_terms"):
+    for name in ("valence_charges", "radial_densities", "label_settings", "scf", "make_grid",
+                 "harris_foulkes", "scf_from_density", "harris_foulkes_terms"):
         assert callable(getattr(mod, name))
 
 
@@ -144,13 +144,13 @@ def _assert_charge(result, sad):
 def test_charge_si8(si8_run):
     result = si8_run[0]
     assert result.converged and result.n_electrons == 32
-    _assert_charge(result, backend.atomic_density(si8(), result.grid, DFTConfig()))
+    _assert_charge(result, atomic_density(si8(), result.grid, DFTConfig()))
 
 
 def test_charge_sigesn(sigesn_run):
     result = sigesn_run[0]
     assert result.converged and result.n_electrons == 32
-    _assert_charge(result, backend.atomic_density(sigesn8(), result.grid, DFTConfig()))
+    _assert_charge(result, atomic_density(sigesn8(), result.grid, DFTConfig()))
 
 
 @pytest.mark.slow
@@ -158,7 +158,7 @@ def test_charge_crfeconi(crfeconi_run):
     result = crfeconi_run[0]
     assert result.converged, result.message
     assert result.n_electrons == 14 + 16 + 17 + 18
-    _assert_charge(result, backend.atomic_density(crfeconi4(), result.grid, DFTConfig()))
+    _assert_charge(result, atomic_density(crfeconi4(), result.grid, DFTConfig()))
     # A metal: the Fermi-Dirac entropy is not zero, so the free energy lies below E.
     assert result.free_energy_ha < result.energy_ha - 1e-4
 
@@ -196,14 +196,14 @@ def test_sad_is_centred_on_the_atoms():
         dirs /= np.linalg.norm(dirs, axis=1)[:, None]
         r = np.linspace(0.0, 3.0, 601)
         rays = centre / Bohr + r[None, :, None] * dirs[:, None, :]
-        values = backend.atomic_density_points(atom, rays.reshape(-1, 3), settings).reshape(40, -1)
+        values = atomic_density_points(atom, rays.reshape(-1, 3), settings).reshape(40, -1)
         assert np.ptp(values, axis=0).max() < 1e-10 * values.max()
         assert abs(r[np.argmax(values[0])] - peak) < 0.02
         assert values[0, 0] < 0.5 * values.max()
     # On the grid: the maximum of a lone Si atom's SAD is one shell radius from the atom.
     atom = Atoms("Si", positions=[centre], cell=np.eye(3) * box, pbc=True)
     grid = backend.make_grid(atom, settings)
-    sad = backend.atomic_density(atom, grid, settings)
+    sad = atomic_density(atom, grid, settings)
     top = grid.cartesian_points()[np.argmax(sad)]
     assert abs(np.linalg.norm(top - centre / Bohr) - 1.38) < grid.spacing_bohr.max()
 
@@ -218,13 +218,13 @@ def test_sad_radial_densities_hold_the_valence_charge():
 def test_sad_points_match_grid_block_and_symmetry(si8_run):
     result = si8_run[0]
     atoms, settings = si8(), DFTConfig()
-    full = backend.atomic_density(atoms, result.grid, settings)
+    full = atomic_density(atoms, result.grid, settings)
     start, stop = (3, 0, 5), (9, 21, 12)
-    block = backend.atomic_density_points(atoms, result.grid.cartesian_points(start, stop), settings)
+    block = atomic_density_points(atoms, result.grid.cartesian_points(start, stop), settings)
     np.testing.assert_allclose(block.reshape(6, 21, 7), full[3:9, :, 5:12], rtol=1e-13)
     points = result.grid.cartesian_points()[::5]
-    base = backend.atomic_density_points(atoms, points, settings)
-    shifted = backend.atomic_density_points(atoms, points + np.array([0.5, 0.0, 0.5]) * A_SI / Bohr,
+    base = atomic_density_points(atoms, points, settings)
+    shifted = atomic_density_points(atoms, points + np.array([0.5, 0.0, 0.5]) * A_SI / Bohr,
                                             settings)
     assert np.abs(shifted - base).max() < 1e-12 * base.max()
 
@@ -245,7 +245,7 @@ def test_setup_error_names_element_basis_and_fix():
     text = str(err.value)
     assert "Sn" in text and "'gth-szv'" in text and "gth-szv-molopt-sr" in text
     with pytest.raises(DFTSetupError, match="Si"):
-        backend.atomic_density_points(si8(), np.zeros((1, 3)), DFTConfig(pseudo="gth-nonexistent"))
+        atomic_density_points(si8(), np.zeros((1, 3)), DFTConfig(pseudo="gth-nonexistent"))
     with pytest.raises(DFTSetupError, match="periodic cell"):
         backend.scf(Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.3]]), DFTConfig())
 
@@ -347,7 +347,7 @@ def test_harris_foulkes_at_scf_density_is_scf_energy(name, si8_run, sigesn_run):
     assert same.settings["mode"] == "harris_foulkes" and same.n_iterations == 1
     # A different density gives a different (second-order) energy: the check can fail
     # (measured 4.9e-6 Ha/atom for Si8, where SAD and SCF densities are close).
-    mixed = 0.9 * result.rho + 0.1 * backend.atomic_density(atoms, result.grid, settings)
+    mixed = 0.9 * result.rho + 0.1 * atomic_density(atoms, result.grid, settings)
     assert abs(backend.harris_foulkes_terms(atoms, mixed, settings)["energy_ha"]
                - result.energy_ha) / natm > 1e-6
 

@@ -22,7 +22,7 @@ from hpcdens import metrics
 from hpcdens.commands import energy as energy_command
 from hpcdens.cli import main as cli_main
 from hpcdens.config import DFTConfig
-from hpcdens.dft import pyscf_backend
+from hpcdens.dft import atomic_density, pyscf_backend
 from hpcdens.errors import InputError
 from hpcdens.grid import Grid
 from hpcdens.io.training_set import assemble, write_part
@@ -95,7 +95,7 @@ def test_harris_foulkes_of_sparc_scf_density_is_sparc_energy(tmp_path):
     assert hf["n_electrons"] == 32 and hf["backend"] == "sparc"
     # Second order with SPARC too (its Si8 has -TS = -8e-4 Ha: the energy without entropy
     # gives ratios 2.8 and 2.5 here, the free energy 3.8).
-    sad = sparc_backend.atomic_density(atoms, scf.grid, settings, workdir=tmp_path / "sad")
+    sad = atomic_density(atoms, scf.grid, settings)  # the psp8 superposition
     errors = [en.energy_of_density(atoms, scf.grid, scf.rho + eps * (sad - scf.rho), settings,
                                    backend_options={"workdir": tmp_path / f"hf{eps}"})
               ["free_energy_ha"] - scf.free_energy_ha for eps in (0.1, 0.05, 0.025)]
@@ -107,7 +107,7 @@ def test_harris_foulkes_of_sparc_scf_density_is_sparc_energy(tmp_path):
 @pytest.mark.parametrize("name", ["si8", pytest.param("sigesn", marks=pytest.mark.slow)])
 def test_energy_error_is_second_order_in_the_density_error(name):
     atoms, settings, scf = scf_of(name)
-    sad = pyscf_backend.atomic_density(atoms, scf.grid, settings)
+    sad = atomic_density(atoms, scf.grid, settings)
     errors = []
     for eps in (0.1, 0.05, 0.025):
         rho = scf.rho + eps * (sad - scf.rho)
@@ -231,7 +231,7 @@ def files(tmp_path_factory):
     to do) and a one-snapshot training set with the Si8 SCF label."""
     tmp = tmp_path_factory.mktemp("energy")
     atoms, settings, scf = scf_of("si8")
-    sad = pyscf_backend.atomic_density(atoms, scf.grid, settings)
+    sad = atomic_density(atoms, scf.grid, settings)
     rho = 1.02 * (0.9 * scf.rho + 0.1 * sad)
     pred = write_prediction_like(tmp / "pred.h5", atoms, scf.grid, rho, 32.0)
     train = tmp / "train.h5"
@@ -299,7 +299,8 @@ def test_inconsistent_inputs_exit_2_before_work(case, files, monkeypatch, capsys
         "structure": ([str(moved), "--reference", train], "differs from the predicted"),
         "key": ([pred, "--reference", train, "--key", "Si1/9"], "no snapshot 'Si1/9'"),
         "json exists": ([pred, "--json", str(tmp_path / "exists.json")], "already exists"),
-        "sparc restart": ([pred, "--backend", "sparc", "--scf-from-prediction"], "needs the PySCF"),
+        "sparc restart": ([pred, "--backend", "sparc", "--scf-from-prediction"],
+                          "cannot (it has no scf_from_density)"),
     }[case]
     assert cli_main(["energy", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -18,11 +18,13 @@ pytest.importorskip("pyscf")
 from hpcdens import energy as en
 from hpcdens.commands import evaluate as evaluate_command
 from hpcdens.config import load_config
-from hpcdens.evaluation import COLUMNS, run_evaluate, settings_from_meta
+from hpcdens.dft import settings_from_record
+from hpcdens.evaluation import COLUMNS, run_evaluate
+from hpcdens.io.model import load_model
 from hpcdens.io.training_set import read_training_set
 from hpcdens.metrics import nrmse
-from tests.conftest import BASE_INPUT, to_toml  # noqa: E402
-from tests.test_generate import TINY  # noqa: E402
+from tests.input_helpers import TINY, write_input_file  # noqa: E402
+from tests.mpi_helpers import on_rank0  # noqa: E402
 
 TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32],
          "train.points_per_snapshot": 0, "train.validation_fraction": 0.25, "train.epochs": 8,
@@ -36,15 +38,6 @@ def main(argv):
     return cli_main(argv)
 
 
-def _input(path, changes):
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
-    for dotted, value in changes.items():
-        section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    path.write_text(to_toml(data))
-    return path
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """(model, test set, input file): labelled and trained once for this module (~30 s)."""
@@ -55,9 +48,11 @@ def setup(tmp_path_factory):
     from hpcdens.training.run import run_train
 
     d = tmp_path_factory.mktemp("evaluate")
-    gen = _input(d / "gen.toml", {**TINY, **TRAIN, "output.directory": str(d / "run")})
+    gen = write_input_file(d / "gen.toml",
+                           {**TINY, **TRAIN, "output.directory": str(d / "run")})
     run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
-    test = _input(d / "test.toml", {**TINY, "snapshots.per_composition": 1, "snapshots.seed": 11})
+    test = write_input_file(d / "test.toml",
+                            {**TINY, "snapshots.per_composition": 1, "snapshots.seed": 11})
     run_generate(load_config(test), d / "test.h5", MPI.COMM_SELF, progress=False)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -78,8 +73,6 @@ def result(setup, tmp_path_factory):
 
 
 def test_rows_energies_and_density_errors(setup, result):
-    from hpcdens import bnn
-
     model, testset, _ = setup
     snaps = read_training_set(testset)
     rows = result["rows"]
@@ -88,7 +81,7 @@ def test_rows_energies_and_density_errors(setup, result):
         f"{r['key']}: NRMSE {r['nrmse']:.3e}, L1 {r['relative_l1_percent']:.2f} %, E err "
         f"{r['error_ha_per_atom']:+.3e} Ha/atom ({r['error_ha_per_electron']:+.3e} Ha/e), "
         f"epi {r['epistemic_std_mean']:.2e}, ale {r['aleatoric_std_mean']:.2e}" for r in rows))
-    settings = settings_from_meta(bnn.load_model(model)[1])
+    settings = settings_from_record(load_model(model)[1].dft)
     for snap, row in zip(snaps, rows):
         # Independent recomputation from the prediction file the command wrote.
         pred_path = result["out"] + "/predictions/" + snap.key.replace("/", "__") + ".h5"
@@ -111,6 +104,28 @@ def test_rows_energies_and_density_errors(setup, result):
         constant = nrmse(np.full(snap.rho.shape, snap.rho.mean()), snap.rho)
         assert np.isfinite(row["nrmse"]) and row["nrmse"] < constant
         assert row["x"] == snap.atoms.get_chemical_symbols().count("Ge") / natm
+
+
+def test_the_model_is_read_once_and_the_atoms_stay_in_memory(setup, tmp_path, monkeypatch):
+    """One model read for all snapshots (rank 0, then broadcast); no structure files written;
+    the prediction files are written and hold the fields the rows were computed from."""
+    from mpi4py import MPI
+
+    import hpcdens.io.model as model_file
+
+    model, testset, _ = setup
+    reads = []
+    real = model_file.load_model
+    monkeypatch.setattr(model_file, "load_model", lambda path: reads.append(path) or real(path))
+    out = tmp_path / "ev"
+    r = run_evaluate(MPI.COMM_SELF, model, testset, out, with_energy=False)
+    assert len(reads) == 1 and len(r["rows"]) == 2
+    files = sorted(p.name for p in (out / "predictions").iterdir())
+    assert files == sorted(k.replace("/", "__") + ".h5" for k in (x["key"] for x in r["rows"]))
+    for row in r["rows"]:
+        with h5py.File(out / "predictions" / (row["key"].replace("/", "__") + ".h5"), "r") as f:
+            assert f.attrs["complete"] and json.loads(f.attrs["structure_json"])["key"] == row["key"]
+            assert row["epistemic_std_mean"] == float(np.mean(f["epistemic_std"][()]))
 
 
 def test_output_files_and_summary(result):
@@ -177,14 +192,10 @@ def test_two_ranks_give_the_serial_rows(tmp_path_factory):
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    setup_paths = None
-    if comm.rank == 0:
-        d = tmp_path_factory.mktemp("mpi")
-        setup_paths = _mpi_setup(d)
-    setup_paths = comm.bcast(setup_paths, root=0)
-    model, testset, d = setup_paths
+    model, testset, d = on_rank0(comm, lambda: _mpi_setup(tmp_path_factory.mktemp("mpi")))
     par = run_evaluate(comm, model, testset, d + "/par")
-    if comm.rank == 0:
+
+    def serial_rows_equal():
         ser = run_evaluate(MPI.COMM_SELF, model, testset, d + "/ser")
         for a, b in zip(par["rows"], ser["rows"]):
             for k in COLUMNS:
@@ -194,7 +205,8 @@ def test_two_ranks_give_the_serial_rows(tmp_path_factory):
                     assert a[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), k
                 else:
                     assert a[k] == b[k], k
-    comm.Barrier()
+
+    on_rank0(comm, serial_rows_equal)
 
 
 def _mpi_setup(d):
@@ -204,10 +216,11 @@ def _mpi_setup(d):
     from hpcdens.labelling import run_generate
     from hpcdens.training.run import run_train
 
-    gen = _input(d / "gen.toml", {**TINY, **TRAIN, "train.epochs": 3})
+    gen = write_input_file(d / "gen.toml", {**TINY, **TRAIN, "train.epochs": 3})
     run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
-    test = _input(d / "test.toml", {**TINY, "compositions.list": ["Si0.5Ge0.5"],
-                                    "snapshots.per_composition": 1, "snapshots.seed": 11})
+    test = write_input_file(d / "test.toml", {**TINY, "compositions.list": ["Si0.5Ge0.5"],
+                                              "snapshots.per_composition": 1,
+                                              "snapshots.seed": 11})
     run_generate(load_config(test), d / "test.h5", MPI.COMM_SELF, progress=False)
     torch.set_num_threads(1)
     run_train(load_config(gen), [d / "train.h5"], d / "model.pt", progress=False)

@@ -1,6 +1,7 @@
 """`hpcdens generate`: the training-set file, restart after SIGKILL, failures, existing outputs.
 
-Real PySCF labels of 2-atom primitive diamond cells on a coarse mesh (about a second each)."""
+Real PySCF labels of 2-atom primitive diamond cells on a coarse mesh (about a second each): the
+problem TINY of tests/input_helpers.py."""
 
 import hashlib
 import os
@@ -17,16 +18,7 @@ from hpcdens.cli import main
 from hpcdens.config import load_config
 from hpcdens.io.training_set import parts_dir, read_training_set
 from hpcdens.plan import build_plan
-
-TINY = {
-    "system.primitive": True,
-    "compositions.list": ["Si1", "Si0.5Ge0.5"],
-    "snapshots.per_composition": 2,
-    "snapshots.rattle_stdev_angstrom": 0.03,
-    "dft.mesh_spacing_bohr": 0.6,
-    "dft.scf_tol": 1e-8,
-}
-KEYS = ["Si1_Ge0/s000", "Si1_Ge0/s001", "Si0.5_Ge0.5/s000", "Si0.5_Ge0.5/s001"]
+from tests.input_helpers import KEYS, TINY, write_input_file
 
 
 def generate(*argv):
@@ -36,15 +28,8 @@ def generate(*argv):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted serial run: (input path, training-set path)."""
-    from tests.conftest import BASE_INPUT, to_toml
-
     d = tmp_path_factory.mktemp("ref")
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
-    for dotted, value in TINY.items():
-        section, key = dotted.split(".")
-        data[section][key] = value
-    inp = d / "tiny.toml"
-    inp.write_text(to_toml(data))
+    inp = write_input_file(d / "tiny.toml", TINY)
     out = d / "train.h5"
     assert generate(inp, "--out", out) == 0
     return inp, out

@@ -22,8 +22,9 @@ from hpcdens.errors import InputError
 from hpcdens.evaluation import run_evaluate, summarise
 from hpcdens.learning.compare import COLUMNS, run_compare
 from hpcdens.learning.loop import read_state, run_learn, write_state
-from tests.conftest import BASE_INPUT, to_toml  # noqa: E402
-from tests.test_active import LEARN as ACTIVE_LEARN  # noqa: E402
+from tests.input_helpers import LEARN as ACTIVE_LEARN  # noqa: E402
+from tests.input_helpers import write_input_file  # noqa: E402
+from tests.mpi_helpers import on_rank0  # noqa: E402
 
 # The problem of tests/test_active.py, on its 2-atom cells (no supercell): what those cells
 # realise is part of what this file checks.
@@ -40,12 +41,8 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _input(path, changes):
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
-    for dotted, value in {**LEARN, **changes}.items():
-        section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    path.write_text(to_toml(data))
-    return path
+    """``path``: LEARN of this module with ``changes``."""
+    return write_input_file(path, {**LEARN, **changes})
 
 
 def _comm():
@@ -294,8 +291,8 @@ def test_ranks_give_the_serial_comparison(mpi_tmp_path):
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    paths = None
-    if comm.rank == 0:                 # one learn round and a test set, made by rank 0 alone
+
+    def learn_round_and_test_set():   # one learn round and a test set, made by rank 0 alone
         import torch
 
         from hpcdens.labelling import run_generate
@@ -307,16 +304,18 @@ def test_ranks_give_the_serial_comparison(mpi_tmp_path):
         test = _input(d / "test.toml", {"compositions.list": TEST_COMPOSITIONS[:2],
                                         "snapshots.per_composition": 1, "snapshots.seed": 11})
         run_generate(load_config(test), d / "test.h5", MPI.COMM_SELF, progress=False)
-        paths = (str(d / "test.h5"), str(d / "tess"), str(d))
-    testset, tess, d = comm.bcast(paths, root=0)
+        return str(d / "test.h5"), str(d / "tess"), str(d)
+
+    testset, tess, d = on_rank0(comm, learn_round_and_test_set)
     par = run_compare(comm, testset, [tess], Path(d) / "par", plots=False)
     assert all(r == par for r in comm.allgather(par)), "ranks disagree on the result"
     assert par["evaluated"] == ["tess/round_01"]
-    checks = None
-    if comm.rank == 0:
+
+    def serial_rows():
         ser = run_compare(MPI.COMM_SELF, testset, [tess], Path(d) / "ser", plots=False)
         keys = ("mean_abs_error_ha_per_atom", "max_abs_error_ha_per_atom", "mean_nrmse",
                 "max_nrmse", "n_test", "n_training")
-        checks = [(k, a[k], b[k]) for a, b in zip(par["rows"], ser["rows"]) for k in keys]
-    for key, a, b in comm.bcast(checks, root=0):
+        return [(k, a[k], b[k]) for a, b in zip(par["rows"], ser["rows"]) for k in keys]
+
+    for key, a, b in on_rank0(comm, serial_rows):
         assert a == pytest.approx(b, rel=1e-9, abs=1e-12), key

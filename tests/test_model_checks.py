@@ -13,14 +13,16 @@ import numpy as np
 import pytest
 from ase.units import Bohr
 
-from hpcdens import bnn
+from hpcdens import bnn_predict
 from hpcdens.config import load_config
 from hpcdens.descriptors import descriptors
 from hpcdens.grid import Grid
+from hpcdens.io.model import load_model
 from hpcdens.neighbors import NeighborSearch
 from hpcdens.structures import build_cell, decorate, rattle, write_structures
 from hpcdens.training.data import load_snapshots
 from hpcdens.training.run import run_train
+from tests.input_helpers import write_input_file
 
 PURE = {
     "system.primitive": True,
@@ -46,27 +48,21 @@ def trained(tmp_path_factory):
     from mpi4py import MPI
 
     from hpcdens.labelling import run_generate
-    from tests.conftest import BASE_INPUT, to_toml
 
     d = tmp_path_factory.mktemp("pure")
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
-    for dotted, value in {**PURE, **TRAIN}.items():
-        section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    (d / "pure.toml").write_text(to_toml(data))
-    cfg = load_config(d / "pure.toml")
+    cfg = load_config(write_input_file(d / "pure.toml", {**PURE, **TRAIN}))
     run_generate(cfg, d / "train.h5", MPI.COMM_SELF, progress=False)
     s = run_train(cfg, [d / "train.h5"], d / "delta.pt", progress=False)
     assert s["finished"]
     return d / "delta.pt", d / "train.h5"
 
 
-def _mean_epistemic_std(model, meta, atoms, spacing_bohr=0.6):
-    m = meta["features"]["M"]
+def _mean_epistemic_std(model, record, atoms, spacing_bohr=0.6):
+    m = record.n_neighbors
     grid = Grid.from_spacing(atoms.cell.array / Bohr, spacing_bohr)
     search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
-    out = bnn.predict(model, descriptors(grid.cartesian_points(), search, m),
-                      model.draw_weight_samples(30, 0))
+    out = bnn_predict.predict(model, descriptors(grid.cartesian_points(), search, m),
+                              model.draw_weight_samples(30, 0))
     return float(np.sqrt(out["epistemic_var"]).mean())
 
 
@@ -90,13 +86,13 @@ def test_epistemic_std_is_larger_on_a_composition_far_from_the_training_ones(tra
     0.85 a (ratio 0.46-0.85), although its outer neighbour distances lie below the training range:
     the mean-field posterior does not flag that extrapolation (docs/model.md)."""
     model_path, data = trained
-    model, meta = bnn.load_model(model_path)
-    val = {v["key"] for v in meta["training"]["validation_snapshots"]}
+    model, record = load_model(model_path)
+    val = {v["key"] for v in record.training["validation_snapshots"]}
     (held,) = [s.snapshot for s in load_snapshots([data]) if s.key in val]
-    pure = {"held-out": _mean_epistemic_std(model, meta, held.atoms),
-            "Si": _mean_epistemic_std(model, meta, _primitive(A_SI, {"Si": 2}, 0.03, 11)),
-            "Ge": _mean_epistemic_std(model, meta, _primitive(A_GE, {"Ge": 2}, 0.03, 11))}
-    mixed = [_mean_epistemic_std(model, meta, _primitive((A_SI + A_GE) / 2, {"Si": 1, "Ge": 1},
+    pure = {"held-out": _mean_epistemic_std(model, record, held.atoms),
+            "Si": _mean_epistemic_std(model, record, _primitive(A_SI, {"Si": 2}, 0.03, 11)),
+            "Ge": _mean_epistemic_std(model, record, _primitive(A_GE, {"Ge": 2}, 0.03, 11))}
+    mixed = [_mean_epistemic_std(model, record, _primitive((A_SI + A_GE) / 2, {"Si": 1, "Ge": 1},
                                                          0.03, seed)) for seed in (7, 8, 9)]
     ratio = min(mixed) / max(pure.values())
     print(f"mean epistemic std (e/Bohr^3): {pure}, Si0.5Ge0.5 {mixed}; ratio {ratio:.3f}")

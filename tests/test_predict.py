@@ -1,7 +1,7 @@
 """`hpcdens predict` / `export` / `bench predict` on one rank (COMM_SELF): the file equals a serial
 in-memory prediction, the cube round-trips through ASE, bad inputs end with exit code 2.
 
-Helpers here are shared with tests/test_predict_mpi.py."""
+The model and cell helpers are in tests/predict_helpers.py."""
 
 import hashlib
 
@@ -10,72 +10,37 @@ import numpy as np
 import pytest
 from ase.units import Bohr
 
-from hpcdens import bnn
+from hpcdens import bnn_predict
 from hpcdens.cli import main as cli_main
 from hpcdens.errors import InputError, ParallelIOError
 from hpcdens.grid import Grid
-from hpcdens.structures import (
-    build_cell,
-    decorate,
-    rattle,
-    read_structure,
-    write_structures,
+from hpcdens.structures import read_structure
+from tests.predict_helpers import (
+    M,
+    make_model,
+    read_fields,
+    sige_cell,
+    vacancy_cluster_cell,
+    write_cell,
 )
-
-M = 8
-META = {"n_neighbors": M, "species": [14, 32], "target": "rho", "n_samples": 4,
-        "sample_seed": 11, "descriptor_version": 1, "valence_electrons": {"14": 4, "32": 4}}
-
-
-def make_model(path, m=M, meta=None, hidden=(16, 16), seed=0):
-    """An untrained model (rank invariance needs no training) with prediction metadata."""
-    import torch
-
-    from hpcdens.config import ModelConfig
-
-    model = bnn.build_model(5 * m, ModelConfig(hidden_layers=hidden),
-                            generator=torch.Generator().manual_seed(seed))
-    rng = np.random.default_rng(seed)
-    x = np.concatenate([rng.choice([14, 32], (64, m)), rng.uniform(2, 10, (64, m)),
-                        rng.uniform(-1, 1, (64, 3 * m))], axis=1)
-    model.fit_normalisation(x, rng.uniform(0.01, 0.08, 64))
-    return bnn.save_model(path, model, {**META, "n_neighbors": m, **(meta or {})})
-
-
-def sige_cell(supercell=(1, 1, 1), primitive=False, seed=0, stdev=0.1, a=5.55):
-    """Rattled Si/Ge diamond cell (ASE Atoms, Angstrom)."""
-    atoms = build_cell("diamond", a, supercell, primitive=primitive)
-    rng = np.random.default_rng(seed)
-    n = len(atoms)
-    return rattle(decorate(atoms, {"Si": n - n // 2, "Ge": n // 2}, rng), stdev, rng)
-
-
-def write_cell(path, atoms):
-    """Write ``atoms`` as extxyz; compare against ``read_structure(path)`` (file precision)."""
-    write_structures(path, [atoms])
-    return path
 
 
 def serial_reference(model_path, atoms, shape, m=M, dtype="float32"):
-    """Descriptors of the whole grid with the periodic search, then bnn.predict (no MPI) in the
-    precision ``dtype`` (run_predict's default: float32)."""
+    """Descriptors of the whole grid with the periodic search, then bnn_predict.predict (no MPI)
+    in the precision ``dtype`` (run_predict's default: float32)."""
     from hpcdens.descriptors import descriptors
+    from hpcdens.io.model import load_model
     from hpcdens.neighbors import NeighborSearch
 
-    model, meta = bnn.load_model(model_path)
+    model, record = load_model(model_path)
     grid = Grid(atoms.cell.array / Bohr, shape)
     search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
-    out = bnn.predict(model, descriptors(grid.cartesian_points(), search),
-                      model.draw_weight_samples(meta["n_samples"], meta["sample_seed"]),
-                      dtype=dtype)
+    out = bnn_predict.predict(model, descriptors(grid.cartesian_points(), search),
+                              model.draw_weight_samples(record.n_samples, record.sample_seed),
+                              dtype=dtype)
     return grid, {"rho": out["mean"].reshape(shape),
                   "epistemic_std": np.sqrt(out["epistemic_var"]).reshape(shape),
                   "aleatoric_std": np.sqrt(out["aleatoric_var"]).reshape(shape)}
-
-
-def read_fields(path):
-    with h5py.File(path, "r") as f:
-        return {k: f[k][()] for k in f if k != "atoms"}, dict(f.attrs)
 
 
 @pytest.fixture
@@ -198,12 +163,15 @@ def test_bad_inputs_end_with_exit_code_2(case, setup, tmp_path, capsys):
 
 
 def test_missing_metadata_is_named(tmp_path, setup):
+    import torch
+
     from hpcdens.parallel.inputs import prepare_plan
 
     _, structure, _ = setup
     path = make_model(tmp_path / "old.pt")
-    model, meta = bnn.load_model(path)
-    bnn.save_model(path, model, {k: v for k, v in meta.items() if k != "sample_seed"})
+    payload = torch.load(path, weights_only=True)              # a file without sample_seed
+    payload["meta"].pop("sample_seed")
+    torch.save(payload, path)
     with pytest.raises(InputError, match="sample_seed"):
         prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9)
 
@@ -214,7 +182,7 @@ def test_valence_from_option_or_pyscf_gth(tmp_path, setup):
     _, structure, atoms = setup
     path = make_model(tmp_path / "noval.pt", meta={"valence_electrons": None})
     plan = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9)
-    assert plan.valence_source == "pyscf-gth:gth-pbe" and plan.n_electrons == 4 * len(atoms)
+    assert plan.valence_source == "dft-backend:pyscf" and plan.n_electrons == 4 * len(atoms)
     plan = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9,
                         valence="Si=4,Ge=14")
     assert plan.valence_source == "option" and plan.valence == {14: 4.0, 32: 14.0}
@@ -222,7 +190,7 @@ def test_valence_from_option_or_pyscf_gth(tmp_path, setup):
 
 def test_delta_rho_model_adds_the_sad_back(tmp_path):
     from hpcdens.config import DFTConfig
-    from hpcdens.dft.pyscf_backend import atomic_density_points
+    from hpcdens.dft import atomic_density_points
 
     dft = {"backend": "pyscf", "basis": "gth-szv-molopt-sr", "pseudo": "gth-pbe", "xc": "PBE"}
     model = make_model(tmp_path / "delta.pt", meta={"target": "delta_rho", "dft": dft})
@@ -262,16 +230,6 @@ def test_a_failed_write_leaves_nothing_that_looks_finished(setup, tmp_path, monk
     with pytest.raises(ParallelIOError, match="simulated"):
         predict_self(model, structure, tmp_path / "pred.h5", spacing_bohr=0.9)
     assert list(tmp_path.glob("*pred.h5*")) == []
-
-
-def vacancy_cluster_cell(radius_angstrom=4.0):
-    """2x2x2 rattled SiGe diamond cell without the 15 atoms within 4 Angstrom of the origin:
-    every block touching the corner sees a void and its first halo guess fails the check."""
-    from ase.geometry import get_distances
-
-    atoms = sige_cell((2, 2, 2), seed=3)
-    _, dist = get_distances(atoms.positions, [[0.0, 0.0, 0.0]], cell=atoms.cell, pbc=True)
-    return atoms[dist[:, 0] > radius_angstrom]
 
 
 def test_halo_growth_is_counted_and_results_stay_exact(tmp_path):

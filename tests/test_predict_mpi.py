@@ -5,7 +5,8 @@ empty blocks join every collective, and bad inputs raise on all ranks without ha
 import numpy as np
 import pytest
 
-from tests.test_predict import (
+from tests.mpi_helpers import on_every_rank, on_rank0
+from tests.predict_helpers import (
     make_model,
     read_fields,
     sige_cell,
@@ -14,11 +15,6 @@ from tests.test_predict import (
 )
 
 FIELDS = ("rho", "rho_normalised", "epistemic_std", "aleatoric_std")
-
-
-def _on_root(comm, make):
-    """Run ``make()`` on rank 0 (file setup), then share its result."""
-    return comm.bcast(make() if comm.rank == 0 else None, root=0)
 
 
 def _invariance(comm, tmp, structure, report, **kw):
@@ -30,33 +26,29 @@ def _invariance(comm, tmp, structure, report, **kw):
 
     model = tmp / "model.pt"
     par = run_predict(comm, model, structure, tmp / f"par-{report}.h5", **kw)
-    result = None
-    if comm.rank == 0:
-        try:
-            kw.pop("dims", None)
-            ser = run_predict(MPI.COMM_SELF, model, structure, tmp / f"ser-{report}.h5", **kw)
-            a, _ = read_fields(tmp / f"par-{report}.h5")
-            b, _ = read_fields(tmp / f"ser-{report}.h5")
-        except Exception as err:  # shared below, so the other ranks fail instead of hanging
-            result = {"error": repr(err)}
-        else:
-            scale = np.abs(b["rho"]).max()
-            result = {"diff": {k: float(np.abs(a[k] - b[k]).max() / scale) for k in FIELDS},
-                      "bitwise": all(np.array_equal(a[k], b[k]) for k in FIELDS),
-                      "growths": (par["halo_growths"], ser["halo_growths"])}
-            print(f"\n[rank invariance {report}, {comm.size} vs 1 ranks, grid "
-                  f"{par['process_grid']}] max|diff|/max|rho| {result['diff']} "
-                  f"bitwise={result['bitwise']} halo growths {result['growths']}")
-    result = comm.bcast(result, root=0)
-    assert "error" not in result, result
-    return result
+
+    def serial():
+        kw.pop("dims", None)
+        ser = run_predict(MPI.COMM_SELF, model, structure, tmp / f"ser-{report}.h5", **kw)
+        a, _ = read_fields(tmp / f"par-{report}.h5")
+        b, _ = read_fields(tmp / f"ser-{report}.h5")
+        scale = np.abs(b["rho"]).max()
+        result = {"diff": {k: float(np.abs(a[k] - b[k]).max() / scale) for k in FIELDS},
+                  "bitwise": all(np.array_equal(a[k], b[k]) for k in FIELDS),
+                  "growths": (par["halo_growths"], ser["halo_growths"])}
+        print(f"\n[rank invariance {report}, {comm.size} vs 1 ranks, grid "
+              f"{par['process_grid']}] max|diff|/max|rho| {result['diff']} "
+              f"bitwise={result['bitwise']} halo growths {result['growths']}")
+        return result
+
+    return on_rank0(comm, serial)
 
 
 @pytest.fixture
 def model_dir(mpi_tmp_path):
     from mpi4py import MPI
 
-    _on_root(MPI.COMM_WORLD, lambda: make_model(mpi_tmp_path / "model.pt"))
+    on_rank0(MPI.COMM_WORLD, lambda: make_model(mpi_tmp_path / "model.pt"))
     return mpi_tmp_path
 
 
@@ -65,7 +57,7 @@ def test_rank_invariance_rattled_sige_2x2x1_supercell(model_dir):
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    path = _on_root(comm, lambda: write_cell(model_dir / "sige8.extxyz", sige_cell(seed=5)))
+    path = on_rank0(comm, lambda: write_cell(model_dir / "sige8.extxyz", sige_cell(seed=5)))
     for dims in (None, (1, 1, comm.size)):
         r = _invariance(comm, model_dir, path, f"sige-{dims}", supercell=(2, 2, 1),
                         spacing_bohr=0.9, chunk_points=700, dims=dims)
@@ -77,7 +69,7 @@ def test_rank_invariance_with_a_vacancy_cluster_that_grows_the_halo(model_dir):
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    path = _on_root(comm, lambda: write_cell(model_dir / "void.extxyz", vacancy_cluster_cell()))
+    path = on_rank0(comm, lambda: write_cell(model_dir / "void.extxyz", vacancy_cluster_cell()))
     r = _invariance(comm, model_dir, path, "void", shape=(23, 23, 23), chunk_points=4000)
     assert max(r["diff"].values()) <= 1e-6
     assert r["growths"][0] >= 1 and r["growths"][1] >= 1
@@ -88,7 +80,7 @@ def test_rank_invariance_non_orthogonal_primitive_cell(model_dir):
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    path = _on_root(comm, lambda: write_cell(model_dir / "prim.extxyz",
+    path = on_rank0(comm, lambda: write_cell(model_dir / "prim.extxyz",
                                              sige_cell((3, 3, 3), primitive=True, seed=7)))
     r = _invariance(comm, model_dir, path, "primitive", spacing_bohr=0.9, chunk_points=3000)
     assert max(r["diff"].values()) <= 1e-6
@@ -99,31 +91,40 @@ def test_empty_blocks_join_every_collective(model_dir):
     """More ranks than planes along the split axis: the last ranks own no points."""
     from mpi4py import MPI
 
+    from hpcdens.parallel.block import predict_block
     from hpcdens.parallel.collective import allreduce_exact_sum, exact_partial_sum
     from hpcdens.parallel.decomposition import BlockLayout, GridDecomposition
     from hpcdens.parallel.inputs import prepare_plan
-    from hpcdens.parallel.predict import load_network, predict_block
+    from hpcdens.parallel.predict import load_predictor
     from hpcdens.parallel.writer import ParallelH5Writer
 
     comm = MPI.COMM_WORLD
-    path = _on_root(comm, lambda: write_cell(model_dir / "cell.extxyz", sige_cell()))
+    path = on_rank0(comm, lambda: write_cell(model_dir / "cell.extxyz", sige_cell()))
     plan = prepare_plan(model_dir / "model.pt", path, model_dir / "unused.h5", shape=(11, 11, 11))
     plan = type(plan)(**{**plan.__dict__, "grid_shape": (comm.size - 1, 6, 5)})
-    net, samples = load_network(comm, plan)
+    model = load_predictor(comm, plan.model_path)
+    net, samples = model.net, model.samples
     with GridDecomposition(comm, plan.grid_shape, (comm.size, 1, 1)) as decomp:
-        assert (decomp.local_size == 0) == (comm.rank == comm.size - 1)
+
+        def only_the_last_rank_is_empty():
+            assert (decomp.local_size == 0) == (comm.rank == comm.size - 1)
+
+        on_every_rank(comm, only_the_last_rank_is_empty)
         block = predict_block(plan, decomp, net, samples)
         total = allreduce_exact_sum(comm, block.fields["rho"])
         with ParallelH5Writer(model_dir / "empty.h5", comm) as writer:
             writer.create("rho", plan.grid_shape)
             writer.write_box("rho", decomp.local_start, block.fields["rho"])
             writer.finish()
-    if comm.rank == 0:
+
+    def file_equals_one_block():
         whole = predict_block(plan, BlockLayout(plan.grid_shape, (1, 1, 1), (0, 0, 0)), net,
                               samples).fields["rho"]
         got, attrs = read_fields(model_dir / "empty.h5")
         np.testing.assert_array_equal(got["rho"], whole)
         assert attrs["complete"] and total == float(exact_partial_sum(whole))
+
+    on_rank0(comm, file_equals_one_block)
 
 
 def _bad(tmp, comm):
@@ -134,7 +135,7 @@ def _bad(tmp, comm):
         (tmp / "exists.h5").write_bytes(b"")
         return {"cell": write_cell(tmp / "ok.extxyz", sige_cell()),
                 "sn": write_cell(tmp / "sn.extxyz", sn)}
-    return _on_root(comm, make)
+    return on_rank0(comm, make)
 
 
 @pytest.mark.mpi(min_size=2)
@@ -153,9 +154,13 @@ def test_bad_inputs_raise_on_all_ranks_without_hanging(model_dir, case):
                "malformed model": {"model": model_dir / "garbage.pt"},
                "coarse grid": {"spacing_bohr": 1.4},
                "exists": {"out": model_dir / "exists.h5"}}[case])
-    with pytest.raises(InputError) as err:
-        run_predict(comm, kw.pop("model"), kw.pop("structure"), kw.pop("out"), **kw)
-    messages = comm.allgather(str(err.value))
+
+    def refused():
+        with pytest.raises(InputError) as err:
+            run_predict(comm, kw.pop("model"), kw.pop("structure"), kw.pop("out"), **kw)
+        return str(err.value)
+
+    messages = comm.allgather(on_every_rank(comm, refused))
     assert len(set(messages)) == 1  # the same message on every rank
     assert not (model_dir / "pred.h5").exists()
 
@@ -171,14 +176,17 @@ def test_rank_invariance_of_a_delta_rho_model_with_its_sad(mpi_tmp_path):
         make_model(mpi_tmp_path / "model.pt", meta={"target": "delta_rho", "dft": dft})
         return write_cell(mpi_tmp_path / "prim.extxyz", sige_cell((2, 2, 2), primitive=True))
 
-    path = _on_root(comm, files)
+    path = on_rank0(comm, files)
     r = _invariance(comm, mpi_tmp_path, path, "delta_rho", spacing_bohr=0.9)
     assert max(r["diff"].values()) <= 1e-6
-    if comm.rank == 0:
+
+    def sad_equals_serial():
         a, _ = read_fields(mpi_tmp_path / "par-delta_rho.h5")
         b, _ = read_fields(mpi_tmp_path / "ser-delta_rho.h5")
         print(f"[rho_sad {comm.size} vs 1 ranks] max|diff| {np.abs(a['rho_sad'] - b['rho_sad']).max()}")
         assert np.abs(a["rho_sad"] - b["rho_sad"]).max() <= 1e-6 * np.abs(b["rho"]).max()
+
+    on_rank0(comm, sad_equals_serial)
 
 
 @pytest.mark.mpi(min_size=2)
@@ -189,7 +197,7 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
     from hpcdens.parallel import predict
 
     comm = MPI.COMM_WORLD
-    path = _on_root(comm, lambda: write_cell(model_dir / "one.extxyz", sige_cell()))
+    path = on_rank0(comm, lambda: write_cell(model_dir / "one.extxyz", sige_cell()))
     real = predict.predict_chunks
 
     def fails_on_last_rank(plan, layout, *args):
@@ -198,8 +206,12 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
         return real(plan, layout, *args)
 
     monkeypatch.setattr(predict, "predict_chunks", fails_on_last_rank)
-    with pytest.raises(HpcdensError, match=f"rank {comm.size - 1}: RuntimeError: simulated"):
-        predict.run_predict(comm, model_dir / "model.pt", path, model_dir / "pred.h5",
-                            spacing_bohr=0.9)
+
+    def raised_here():
+        with pytest.raises(HpcdensError, match=f"rank {comm.size - 1}: RuntimeError: simulated"):
+            predict.run_predict(comm, model_dir / "model.pt", path, model_dir / "pred.h5",
+                                spacing_bohr=0.9)
+
+    on_every_rank(comm, raised_here)
     comm.Barrier()
     assert list(model_dir.glob("*pred.h5*")) == []

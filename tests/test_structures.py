@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from hpcdens import md
 from hpcdens import structures as st
 from hpcdens.composition import atom_counts
 from hpcdens.errors import StructureError
@@ -112,11 +113,11 @@ def test_rattle_seeded_with_stated_stdev():
 
 def test_emt_md_snapshots_seeded_and_moving():
     atoms = cucu_ni()
-    calc = st.make_calculator("emt", set(atoms.get_chemical_symbols()))
+    calc = md.make_calculator("emt", set(atoms.get_chemical_symbols()))
     kw = dict(timestep_fs=2.0, steps_between=5, equilibration_steps=5)
-    snaps = st.md_snapshots(atoms, calc, 3, 1500.0, rng=rng(11), **kw)
-    again = st.md_snapshots(atoms, st.make_calculator("emt"), 3, 1500.0, rng=rng(11), **kw)
-    other = st.md_snapshots(atoms, st.make_calculator("emt"), 3, 1500.0, rng=rng(12), **kw)
+    snaps = md.md_snapshots(atoms, calc, 3, 1500.0, rng=rng(11), **kw)
+    again = md.md_snapshots(atoms, md.make_calculator("emt"), 3, 1500.0, rng=rng(11), **kw)
+    other = md.md_snapshots(atoms, md.make_calculator("emt"), 3, 1500.0, rng=rng(12), **kw)
     assert len(snaps) == 3
     assert [s.info["md_step"] for s in snaps] == [10, 15, 20]
     for s, t, u in zip(snaps, again, other):
@@ -132,28 +133,28 @@ def test_emt_md_snapshots_seeded_and_moving():
 
 def test_emt_refuses_unknown_elements():
     with pytest.raises(StructureError, match=r"EMT cannot do Ge, Si.*m3gnet.*rattle"):
-        st.make_calculator("emt", ["Si", "Ge"])
+        md.make_calculator("emt", ["Si", "Ge"])
     si = st.decorate(st.build_cell("diamond", A_SI), {"Si": 8}, rng())
     from ase.calculators.emt import EMT
     with pytest.raises(StructureError, match="cannot handle this structure.*m3gnet"):
-        st.md_snapshots(si, EMT(), 1, 300.0, rng=rng())
+        md.md_snapshots(si, EMT(), 1, 300.0, rng=rng())
 
 
 def test_calculator_and_md_argument_errors():
     with pytest.raises(StructureError, match="unknown calculator 'lj'.*emt, m3gnet"):
-        st.make_calculator("lj")
+        md.make_calculator("lj")
     with pytest.raises(StructureError, match="n_snapshots must be an integer >= 1, got 0"):
-        st.md_snapshots(cucu_ni(), st.make_calculator("emt"), 0, 300.0, rng=rng())
+        md.md_snapshots(cucu_ni(), md.make_calculator("emt"), 0, 300.0, rng=rng())
     with pytest.raises(StructureError, match="temperature_K must be >= 0 K, got -5.0"):
-        st.md_snapshots(cucu_ni(), st.make_calculator("emt"), 1, -5.0, rng=rng())
+        md.md_snapshots(cucu_ni(), md.make_calculator("emt"), 1, -5.0, rng=rng())
     with pytest.raises(StructureError, match="timestep_fs must be > 0 fs"):
-        st.md_snapshots(cucu_ni(), st.make_calculator("emt"), 1, 300.0, rng=rng(), timestep_fs=0)
+        md.md_snapshots(cucu_ni(), md.make_calculator("emt"), 1, 300.0, rng=rng(), timestep_fs=0)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("matgl") is not None, reason="matgl is installed")
 def test_m3gnet_without_matgl():
     with pytest.raises(StructureError, match=r"pip install matgl.*rattle"):
-        st.make_calculator("m3gnet", ["Cr", "Fe"])
+        md.make_calculator("m3gnet", ["Cr", "Fe"])
 
 
 # ----------------------------------------------------------------------------- defects

@@ -12,12 +12,13 @@ import pytest
 import torch
 from ase.units import Bohr
 
-from hpcdens import bnn
+from hpcdens import bnn_predict
 from hpcdens.commands import select_m as select_m_command
 from hpcdens.commands import train as train_command
 from hpcdens.config import load_config
 from hpcdens.descriptors import descriptors
 from hpcdens.errors import InputError
+from hpcdens.io.model import load_model
 from hpcdens.metrics import nrmse
 from hpcdens.neighbors import NeighborSearch
 from hpcdens.training.data import (
@@ -31,12 +32,7 @@ from hpcdens.training.data import (
 from hpcdens.training.loop import prepare_data, steps_per_epoch
 from hpcdens.training.run import run_train
 from hpcdens.training.select_m import run_select_m
-from tests.test_generate import KEYS, TINY
-
-TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32],
-         "train.points_per_snapshot": 0, "train.validation_fraction": 0.25, "train.epochs": 15,
-         "train.batch_size": 128, "train.learning_rate": 3e-3, "train.patience": 10,
-         "train.seed": 0}
+from tests.input_helpers import KEYS, TINY, TRAIN, write_input_file
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +41,10 @@ def training_set(tmp_path_factory):
     from mpi4py import MPI
 
     from hpcdens.labelling import run_generate
-    from tests.conftest import BASE_INPUT, to_toml
 
     d = tmp_path_factory.mktemp("trainset")
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE_INPUT.items()}
-    for dotted, value in TINY.items():
-        section, key = dotted.split(".")
-        data[section][key] = value
-    (d / "gen.toml").write_text(to_toml(data))
-    run_generate(load_config(d / "gen.toml"), d / "train.h5", MPI.COMM_SELF, progress=False)
+    gen = write_input_file(d / "gen.toml", TINY)
+    run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
     return d / "train.h5"
 
 
@@ -67,18 +58,18 @@ def config(write_input):
     return make
 
 
-def _grid_prediction(model, meta, snap, n_samples=10):
+def _grid_prediction(model, record, snap, n_samples=10):
     """Mean density predicted on the whole grid of ``snap`` (e/Bohr^3)."""
-    m = meta["features"]["M"]
+    m = record.n_neighbors
     search = NeighborSearch(snap.atoms.positions / Bohr, snap.atoms.numbers,
                             snap.grid.cell_bohr, m=m)
     x = descriptors(snap.grid.cartesian_points(), search, m)
-    mean = bnn.predict(model, x, model.draw_weight_samples(n_samples, 0))["mean"]
-    return mean.reshape(snap.grid.shape) + (snap.rho_sad if meta["target"] == "delta_rho" else 0)
+    mean = bnn_predict.predict(model, x, model.draw_weight_samples(n_samples, 0))["mean"]
+    return mean.reshape(snap.grid.shape) + (snap.rho_sad if record.target == "delta_rho" else 0)
 
 
-def _held_out(training_set, meta):
-    val = {v["key"] for v in meta["training"]["validation_snapshots"]}
+def _held_out(training_set, record):
+    val = {v["key"] for v in record.training["validation_snapshots"]}
     return [s.snapshot for s in load_snapshots([training_set]) if s.key in val]
 
 
@@ -90,38 +81,35 @@ def test_model_learns_density_and_records_its_feature_spec(training_set, config,
     assert s["finished"] and s["epochs_run"] == 15 and s["n_validation_snapshots"] == 1
     assert s["best"]["nrmse"] < 0.25 * s["best"]["baseline_nrmse"]
     assert (tmp_path / "model.pt.ckpt").is_file()
-    model, meta = bnn.load_model(out)
-    f = meta["features"]
-    assert (f["M"], f["n_in"], f["species"], meta["target"]) == (12, 60, [14, 32], "rho")
+    model, record = load_model(out)
+    f = record.features
+    assert (f["M"], f["n_in"], f["species"], record.target) == (12, 60, [14, 32], "rho")
     assert f["descriptor"] == "body-attached-frame" and f["descriptor_version"] == 1
     assert 0.55 < f["grid_spacing_bohr"][0] <= f["grid_spacing_bohr"][1] < 0.58
-    assert meta["training"]["data_sha256"] == data_hash(load_snapshots([training_set]))
-    assert (meta["n_neighbors"], meta["species"], meta["descriptor_version"]) == (12, [14, 32], 1)
-    assert (meta["n_samples"], meta["sample_seed"]) == (30, 0)
-    assert meta["valence_electrons"] == {"14": 4.0, "32": 4.0}
-    assert meta["dft"] == {"backend": "pyscf", "basis": "gth-szv-molopt-sr", "pseudo": "gth-pbe",
+    assert record.training["data_sha256"] == data_hash(load_snapshots([training_set]))
+    assert (record.n_neighbors, record.species, record.descriptor_version) == (12, (14, 32), 1)
+    assert (record.n_samples, record.sample_seed) == (30, 0)
+    assert record.valence_electrons == {14: 4.0, 32: 4.0}
+    assert record.dft == {"backend": "pyscf", "basis": "gth-szv-molopt-sr", "pseudo": "gth-pbe",
                            "xc": "PBE", "mesh_spacing_bohr": 0.6}
-    assert meta["training"]["validation"]["nrmse"] == pytest.approx(s["best"]["nrmse"])
-    assert meta["config"]["train"]["epochs"] == 15 and "[train]" in meta["config"]["toml"]
-    json.dumps(meta)  # plain values only
-    (snap,) = _held_out(training_set, meta)
-    pred = _grid_prediction(model, meta, snap)
+    assert record.training["validation"]["nrmse"] == pytest.approx(s["best"]["nrmse"])
+    assert record.config["train"]["epochs"] == 15 and "[train]" in record.config["toml"]
+    json.dumps(record.to_meta())  # plain values only
+    (snap,) = _held_out(training_set, record)
+    pred = _grid_prediction(model, record, snap)
     constant = np.full(snap.rho.shape, float(model.y_mean))
     # Measured on the held-out snapshot's whole grid: 0.022 (10 weight samples) vs 0.251
     # (seeds 0-4: 0.018-0.038 vs 0.248-0.256).
     assert nrmse(pred, snap.rho) < 0.25 * nrmse(constant, snap.rho)
-    inputs = pytest.importorskip("hpcdens.parallel.inputs")  # the predictor's metadata contract
-    if hasattr(inputs, "check_meta"):
-        assert inputs.check_meta(meta, model.n_in, out)["m"] == 12
 
 
 def test_delta_rho_target_improves_on_the_sad_density(training_set, config, tmp_path):
     out = tmp_path / "delta.pt"
     run_train(config({"model.target": "delta_rho"}), [training_set], out, progress=False)
-    model, meta = bnn.load_model(out)
-    assert meta["target"] == "delta_rho"
-    (snap,) = _held_out(training_set, meta)
-    pred = _grid_prediction(model, meta, snap)
+    model, record = load_model(out)
+    assert record.target == "delta_rho"
+    (snap,) = _held_out(training_set, record)
+    pred = _grid_prediction(model, record, snap)
     # Measured: 0.011, against 0.076 for rho_SAD alone and 0.251 for a constant (seeds 0-4:
     # 0.009-0.016 vs 0.076-0.078).
     assert nrmse(pred, snap.rho) < 0.5 * nrmse(snap.rho_sad, snap.rho)
@@ -138,7 +126,7 @@ def test_resume_reaches_the_model_of_an_uninterrupted_run(training_set, config, 
     assert first["epochs_run"] == 2 and (tmp_path / "b.pt.ckpt").is_file()
     resumed = run_train(cfg, [training_set], tmp_path / "b.pt", progress=False, resume=True)
     assert resumed["finished"] and resumed["epochs_run"] == 4
-    a, b = bnn.load_model(tmp_path / "a.pt")[0], bnn.load_model(tmp_path / "b.pt")[0]
+    a, b = load_model(tmp_path / "a.pt")[0], load_model(tmp_path / "b.pt")[0]
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     strip = [{k: v for k, v in h.items() if not k.endswith("_s")} for h in straight["history"]]
@@ -206,7 +194,7 @@ def test_without_validation_early_stopping_watches_the_training_loss(training_se
         s = run_train(cfg, [training_set], tmp_path / "m.pt", progress=False)
     assert "early stopping uses the training loss" in caplog.text
     assert s["early_stopping_on"] == "training loss" and s["n_validation_points"] == 0
-    assert bnn.load_model(tmp_path / "m.pt")[1]["training"]["validation_snapshots"] == []
+    assert load_model(tmp_path / "m.pt")[1].training["validation_snapshots"] == []
 
 
 def test_bad_input_is_reported_with_the_fix_before_any_work(training_set, config, tmp_path,

@@ -8,8 +8,8 @@ NRMSE is compared with a tolerance (measured numbers in docs/commands/train.md).
 import numpy as np
 import pytest
 
-from tests.test_generate import TINY
-from tests.test_train import TRAIN
+from tests.input_helpers import TINY, TRAIN
+from tests.mpi_helpers import on_every_rank, on_rank0
 
 GLOBAL_BATCH = 384  # divisible by 1, 2 and 3: the same global batch on every rank count
 
@@ -44,7 +44,8 @@ def test_data_pipeline_and_normalisation_do_not_depend_on_the_rank_count(write_i
     par = prepare_data(config, [path], comm)
     stats = normalisation_stats(par.train, comm)
     blocks = comm.gather((par.train.snapshot, par.train.target, par.train.x, par.val.target), 0)
-    if comm.rank == 0:
+
+    def serial_blocks_and_statistics_equal():
         ser = prepare_data(config, [path], MPI.COMM_SELF)
         ref = normalisation_stats(ser.train, MPI.COMM_SELF)
         assert all(len(b[1]) > 0 for b in blocks), "every rank holds training points"
@@ -56,20 +57,27 @@ def test_data_pipeline_and_normalisation_do_not_depend_on_the_rank_count(write_i
             np.testing.assert_allclose(stats[key], ref[key], rtol=1e-12, atol=1e-12, err_msg=key)
         assert stats["n"] == ref["n"] == ser.train.n_global == par.train.n_global
 
+    on_rank0(comm, serial_blocks_and_statistics_equal)
+
 
 @pytest.mark.mpi(min_size=2)
 def test_training_on_n_ranks_matches_the_serial_model(write_input, mpi_tmp_path):
     from mpi4py import MPI
 
-    from hpcdens import bnn
+    from hpcdens.io.model import load_model
     from hpcdens.training.run import run_train
 
     comm = MPI.COMM_WORLD
     config = _config(write_input, GLOBAL_BATCH // comm.size)
     path = _training_set(config, mpi_tmp_path, comm)
     par = run_train(config, [path], mpi_tmp_path / "par.pt", comm, progress=False)
-    assert par["ranks"] == comm.size and par["finished"]
-    if comm.rank == 0:
+
+    def finished_on_all_ranks():
+        assert par["ranks"] == comm.size and par["finished"]
+
+    on_every_rank(comm, finished_on_all_ranks)
+
+    def serial_model_matches():
         ser = run_train(_config(write_input, GLOBAL_BATCH), [path], mpi_tmp_path / "ser.pt",
                         MPI.COMM_SELF, progress=False)
         print(f"\nvalidation NRMSE: serial {ser['best']['nrmse']:.4f}, {comm.size} ranks "
@@ -79,10 +87,11 @@ def test_training_on_n_ranks_matches_the_serial_model(write_input, mpi_tmp_path)
         # Measured (15 epochs, global batch 384): see docs/commands/train.md.
         assert abs(par["best"]["nrmse"] - ser["best"]["nrmse"]) < 0.5 * ser["best"]["nrmse"]
         assert par["best"]["nrmse"] < 0.25 * par["best"]["baseline_nrmse"]
-        (m_par, meta_par), (m_ser, meta_ser) = (bnn.load_model(mpi_tmp_path / f"{n}.pt")
+        (m_par, meta_par), (m_ser, meta_ser) = (load_model(mpi_tmp_path / f"{n}.pt")
                                                  for n in ("par", "ser"))
-        assert meta_par["training"]["data_sha256"] == meta_ser["training"]["data_sha256"]
-        assert meta_par["training"]["ranks"] == comm.size
+        assert meta_par.training["data_sha256"] == meta_ser.training["data_sha256"]
+        assert meta_par.training["ranks"] == comm.size
         for key in ("x_mean", "x_std", "y_mean", "y_std"):
             np.testing.assert_array_equal(getattr(m_par, key), getattr(m_ser, key))
-    comm.Barrier()
+
+    on_rank0(comm, serial_model_matches)

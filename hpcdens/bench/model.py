@@ -10,9 +10,9 @@ compute kernels of a prediction (printed, never a test).
     search is built once before the clock starts (as in a prediction, where it is built per block).
 
 ``bench bnn``
-    Grid points per second per core of :func:`hpcdens.bnn.predict` in float32 and in float64 with
-    ``--samples`` weight samples of an untrained network (speed does not depend on the weights) of
-    input width 5M and the given hidden layers. FLOPs per point per sample:
+    Grid points per second per core of :func:`hpcdens.bnn_predict.predict` in float32 and in
+    float64 with ``--samples`` weight samples of an untrained network (speed does not depend on
+    the weights) of input width 5M and the given hidden layers. FLOPs per point per sample:
     ``2 * sum_l n_in(l) * n_out(l)`` over the layers (unpadded widths, output layer n_out = 2;
     activations, bias adds, padding and the moments are not counted). The achieved rates are
     compared with plain ``torch.mm`` of the same layer shapes (at 1024 rows and at the block rows
@@ -108,7 +108,7 @@ def _matmul_seconds(shapes, rows: int, dtype):
 
 def bench_bnn(m: int = 55, hidden=(128, 128, 64), samples: int = 30, points: int = 8192,
               batch_size: int | None = None, seed: int = 0, repeats: int = 3) -> dict:
-    """Time :func:`bnn.predict` in float64 and float32; FLOP rates and their fractions of fp32 and
+    """Time :func:`predict` in float64 and float32; FLOP rates and their fractions of fp32 and
     fp64 torch.mm, all measured in one run, interleaved.
 
     ``repeats`` rounds, each timing ``predict`` on all ``points`` in both dtypes and 20 passes of
@@ -121,7 +121,8 @@ def bench_bnn(m: int = 55, hidden=(128, 128, 64), samples: int = 30, points: int
     prediction (the default); ``by_dtype`` holds both."""
     import torch
 
-    from ..bnn import DEFAULT_BLOCK_ROWS, build_model, predict
+    from ..bnn import build_model
+    from ..bnn_predict import DEFAULT_BLOCK_ROWS, predict
     from ..config import ModelConfig
 
     torch.set_num_threads(1)

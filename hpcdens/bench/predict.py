@@ -1,11 +1,13 @@
 """``hpcdens bench predict``: speed and memory of the MPI prediction (printed, never a test).
 
-Runs :func:`hpcdens.parallel.predict.run_predict` on a random SiGe diamond cell (rattled, seeded)
-and reports grid points per second, wall time per atom, peak RSS per rank (``getrusage`` maximum
-over ranks) and the phase timings (maximum over ranks). ``--atoms-per-rank`` sizes the cell to the
-rank count (weak scaling), ``--supercell`` fixes it (strong scaling). ``launch/strong_scaling.sh``
-and ``launch/weak_scaling.sh`` run it over rank counts, collect a CSV and plot it with
-:func:`plot_scaling` (``python -m hpcdens.commands.bench plot ...``).
+Times :func:`hpcdens.parallel.predict.predict_atoms` on a random SiGe diamond cell (rattled,
+seeded, built in memory), the prediction file written as by ``hpcdens predict`` (into a temporary
+directory, removed afterwards), and reports grid points per second, wall time per atom, peak RSS
+per rank (``getrusage`` maximum over ranks) and the phase timings (maximum over ranks).
+``--atoms-per-rank`` sizes the cell to the rank count (weak scaling), ``--supercell`` fixes it
+(strong scaling). ``launch/strong_scaling.sh`` and ``launch/weak_scaling.sh`` run it over rank
+counts, collect a CSV and plot it with :func:`plot_scaling` (``python -m hpcdens.commands.bench
+plot ...``).
 
 A model for benchmarks (untrained, random normalisation: speed does not depend on the weights)
 comes from :func:`write_random_model` (``python -m hpcdens.commands.bench random-model PATH``).
@@ -22,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..descriptors import DEFAULT_CHUNK_POINTS
+from ..descriptors import DESCRIPTOR_VERSION
+from ..grid import DEFAULT_CHUNK_POINTS
 
 CSV_FIELDS = ("label", "ranks", "atoms", "supercell", "grid", "points", "wall_s", "compute_cpu_s",
               "points_per_s",
@@ -36,8 +39,9 @@ def write_random_model(path, m: int = 20, species=(14, 32), hidden_layers=(64, 6
     """An untrained model with complete prediction metadata (for benchmarks and tests)."""
     import torch
 
-    from ..bnn import build_model, save_model
+    from ..bnn import build_model
     from ..config import ModelConfig
+    from ..io.model import ModelRecord, save_model
 
     model = build_model(5 * m, ModelConfig(hidden_layers=tuple(hidden_layers)),
                         generator=torch.Generator().manual_seed(seed))
@@ -45,10 +49,11 @@ def write_random_model(path, m: int = 20, species=(14, 32), hidden_layers=(64, 6
     x = np.concatenate([rng.choice(species, (256, m)), rng.uniform(0, 12, (256, m)),
                         rng.uniform(-1, 1, (256, 3 * m))], axis=1)
     model.fit_normalisation(x, rng.uniform(0.0, 0.1, 256))
-    meta = {"n_neighbors": m, "species": sorted(int(z) for z in species), "target": target,
-            "n_samples": n_samples, "sample_seed": seed, "descriptor_version": 1,
-            "valence_electrons": {str(z): 4 for z in species}}
-    return save_model(path, model, meta)
+    record = ModelRecord(n_neighbors=m, species=tuple(sorted(int(z) for z in species)),
+                         target=target, n_samples=n_samples, sample_seed=seed,
+                         descriptor_version=DESCRIPTOR_VERSION,
+                         valence_electrons={int(z): 4.0 for z in species})
+    return save_model(path, model, record)
 
 
 def near_cubic_supercell(cells: int) -> tuple[int, int, int]:
@@ -82,27 +87,30 @@ def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None
     """One timed prediction on ``comm``; returns the result row (same on every rank).
 
     Imports (torch: ~2 s) happen before the clock starts; ``setup_s`` is the rest of the set-up
-    (input checks on rank 0, model load, weight samples, broadcast)."""
+    (model read and checked on rank 0, weight samples, broadcast, input checks)."""
+    from .. import bnn  # noqa: F401 - torch is imported before the clock starts
     from ..parallel.collective import allreduce
-    from ..parallel.predict import run_predict
-    from ..structures import write_structures
+    from ..parallel.predict import load_predictor, predict_atoms
 
     if supercell is None:
         supercell = near_cubic_supercell(math.ceil((atoms_per_rank or 64) * comm.size / 8))
+    atoms = bench_atoms(supercell) if comm.rank == 0 else None
     workdir = comm.bcast(tempfile.mkdtemp(prefix="hpcdens-bench-") if comm.rank == 0 else None)
     try:
-        if comm.rank == 0:
-            write_structures(Path(workdir) / "cell.extxyz", [bench_atoms(supercell)])
         comm.Barrier()
         t0 = time.perf_counter()
-        s = run_predict(comm, model, Path(workdir) / "cell.extxyz", Path(workdir) / "pred.h5",
-                        spacing_bohr=spacing_bohr, chunk_points=chunk_points)
+        predictor = load_predictor(comm, model)
+        loaded = time.perf_counter() - t0
+        s = predict_atoms(comm, atoms, predictor, spacing_bohr=spacing_bohr,
+                          chunk_points=chunk_points, out=Path(workdir) / "pred.h5",
+                          keep=False).summary
         wall = allreduce(comm, time.perf_counter() - t0, "max")
+        loaded = allreduce(comm, loaded, "max")
     finally:
         comm.Barrier()
         if comm.rank == 0:
             shutil.rmtree(workdir, ignore_errors=True)
-    t = s["timings"]
+    t = {**s["timings"], "setup": s["timings"]["setup"] + loaded}
     return {"label": label, "ranks": comm.size, "atoms": s["n_atoms"],
             "supercell": "x".join(map(str, supercell)), "grid": "x".join(map(str, s["grid_shape"])),
             "points": s["n_points"], "wall_s": wall, "compute_cpu_s": s["compute_cpu_s_sum"],

@@ -16,8 +16,8 @@ from ..bench.predict import (
     scaling_table,
     write_random_model,
 )
-from ..descriptors import DEFAULT_CHUNK_POINTS
 from ..errors import InputError
+from ..grid import DEFAULT_CHUNK_POINTS
 
 
 def run_dft(args) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import energy as en
-from ..learning.compare import format_table, output_names, run_compare
+from ..learning.compare import output_names, run_compare
+from ..learning.compare_report import format_table
 
 
 # ----------------------------------------------------------------------------- command line

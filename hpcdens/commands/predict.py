@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from ..descriptors import DEFAULT_CHUNK_POINTS
-from ..parallel.predict import PHASES, run_predict
+from ..grid import DEFAULT_CHUNK_POINTS
+from ..parallel.block import DEFAULT_PRECISION, PHASES, PRECISIONS
+from ..parallel.predict import run_predict
 
 
 def format_summary(summary: dict) -> str:
@@ -63,9 +64,10 @@ def register(sub):
                    f"{DEFAULT_CHUNK_POINTS}, about 20 MB of descriptors at M = 55)")
     p.add_argument("--valence", metavar="SYM=N,...", help="valence electrons per element for "
                    "N_e (e.g. Si=4,Ge=4) when the model has no valence_electrons table; default "
-                   "then: PySCF's GTH pseudopotential charges")
-    p.add_argument("--precision", choices=("float32", "float64"), default="float32",
-                   help="precision of the network pass (default float32, about twice as fast; "
+                   "then: the valence charges of the DFT backend and settings the model records")
+    p.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION,
+                   help=f"precision of the network pass (default {DEFAULT_PRECISION}, float32 is "
+                   "about twice as fast as float64; "
                    "moments are accumulated in float64 either way, and the two agree to about "
                    "1e-6 of the target's spread)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

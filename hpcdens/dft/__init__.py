@@ -1,32 +1,56 @@
-"""DFT backends behind one small interface.
+"""DFT backends behind one interface.
 
-Each backend is a module with
+Each backend is a module (registered in :data:`BACKENDS`, imported only when used) with these
+functions; ``settings`` is a :class:`hpcdens.config.DFTConfig`, ``atoms`` ASE Atoms (Angstrom),
+``symbols`` an iterable of element symbols:
 
-``scf(atoms, settings) -> DFTResult``
-    Self-consistent ground state of ``atoms`` (ASE Atoms, Angstrom) with ``settings``
-    (:class:`hpcdens.config.DFTConfig`); the density on the project's grid convention.
-``atomic_density(atoms, grid, settings) -> ndarray``
-    Superposition of neutral atomic densities (SAD) on ``grid``, e/Bohr^3, shape ``grid.shape``.
+``valence_charges(symbols, settings) -> dict[str, float]``
+    Valence electrons of each element of ``symbols`` in the pseudopotentials the backend uses with
+    ``settings`` (their ionic charges): N_e of a structure is their sum over its atoms.
+``radial_densities(symbols, settings) -> dict[str, hpcdens.sad.RadialDensity]``
+    The spherical neutral-atom valence density of each element as a radial table (Bohr,
+    e/Bohr^3), integrating to its ``valence_charges`` entry; :mod:`hpcdens.sad` superposes them.
+``label_settings(settings) -> dict``
+    The settings that define a label, under the names the settings record (``DFTResult.settings``)
+    uses: labels are comparable only when these agree.
 ``make_grid(atoms, settings) -> Grid``
     The grid ``scf`` will use for ``atoms``.
+``scf(atoms, settings) -> DFTResult``
+    Self-consistent ground state with ``settings``; the density on the project's grid convention;
+    ``DFTResult.settings`` is the JSON-serialisable record of what was used.
 ``harris_foulkes(atoms, grid, rho, settings) -> DFTResult``
     The Harris-Foulkes energy of a given density ``rho`` on ``grid`` (one non-self-consistent
     Kohn-Sham step with the same code and settings as ``scf``); ``rho`` is used as given, so
     renormalise it to N_e first (Eq. 9).
 
-Backends are looked up by name in :data:`BACKENDS` and imported only when used.
+Optional capability (test with :func:`has_capability`):
+
+``scf_from_density(atoms, grid, settings, rho0=None, callback=None) -> DFTResult``
+    ``scf`` on ``grid`` whose first input density is ``rho0`` (None: the backend's own start).
+    PySCF has it; SPARC not yet.
+
+Backend-independent helpers built on the interface: :func:`valence_electrons` (N_e),
+:func:`atomic_density_points` / :func:`atomic_density` (the SAD) and :func:`settings_from_record`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
+import numpy as np
+from ase.units import Bohr
+
+from ..config import DFTConfig
 from ..errors import DFTSetupError
-from .base import DFTResult
+from ..grid import Grid
+from ..sad import superpose
+from .base import DFTResult, cell_bohr, check_grid_cell
 
 BACKENDS = {"pyscf": "hpcdens.dft.pyscf_backend", "sparc": "hpcdens.dft.sparc_backend"}
 
-__all__ = ["BACKENDS", "DFTResult", "get_backend"]
+__all__ = ["BACKENDS", "DFTResult", "atomic_density", "atomic_density_points", "get_backend",
+           "has_capability", "settings_from_record", "valence_electrons"]
 
 
 def get_backend(name: str):
@@ -34,3 +58,42 @@ def get_backend(name: str):
     if name not in BACKENDS:
         raise DFTSetupError(f"unknown DFT backend {name!r}; available: {', '.join(BACKENDS)}")
     return importlib.import_module(BACKENDS[name])
+
+
+def has_capability(name: str, capability: str) -> bool:
+    """Whether the backend ``name`` offers the optional function ``capability``."""
+    return callable(getattr(get_backend(name), capability, None))
+
+
+def valence_electrons(atoms, settings: DFTConfig) -> float:
+    """N_e of ``atoms``: the valence charges of ``settings.backend``'s pseudopotentials summed
+    over the atoms (PySCF: GTH ``settings.pseudo``; SPARC: the psp8 files it would use)."""
+    symbols = atoms.get_chemical_symbols()
+    charges = get_backend(settings.backend).valence_charges(symbols, settings)
+    return float(sum(charges[s] for s in symbols))
+
+
+def atomic_density_points(atoms, points_bohr, settings: DFTConfig) -> np.ndarray:
+    """(npts,) SAD (e/Bohr^3) at arbitrary Cartesian ``points_bohr`` (npts, 3), Bohr: the
+    superposition over the atoms of ``atoms`` and their periodic images of the backend's
+    ``radial_densities`` (each atom's density integrates to its valence charge)."""
+    symbols = atoms.get_chemical_symbols()
+    radial = get_backend(settings.backend).radial_densities(symbols, settings)
+    return superpose(cell_bohr(atoms, "the SAD"), np.asarray(atoms.positions) / Bohr, symbols, points_bohr,
+                     radial)
+
+
+def atomic_density(atoms, grid: Grid, settings: DFTConfig) -> np.ndarray:
+    """(n1, n2, n3) SAD on ``grid`` (e/Bohr^3), which must span the cell of ``atoms``; see
+    :func:`atomic_density_points`. Not renormalised: its grid integral approaches N_e as the grid
+    resolves the atomic densities."""
+    check_grid_cell(atoms, grid, "the SAD")
+    return atomic_density_points(atoms, grid.cartesian_points(), settings).reshape(grid.shape)
+
+
+def settings_from_record(record: dict | None) -> DFTConfig:
+    """The :class:`DFTConfig` of a settings record (the ``dft`` record a model carries, or a
+    label's settings record plus its backend): the keys that are DFTConfig fields, the other
+    settings at their defaults; unknown keys are left out. None or {} gives the defaults."""
+    known = {f.name for f in dataclasses.fields(DFTConfig)}
+    return DFTConfig(**{k: v for k, v in (record or {}).items() if k in known})

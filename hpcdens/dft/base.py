@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from ase.units import Bohr
 
+from ..errors import DFTSetupError, InputError
 from ..grid import Grid
 
 
@@ -50,3 +52,20 @@ class DFTResult:
     backend: str
     settings: dict = field(default_factory=dict)
     message: str = ""
+
+
+def cell_bohr(atoms, who: str) -> np.ndarray:
+    """(3, 3) lattice vectors of ``atoms`` in Bohr (rows); :class:`DFTSetupError` naming ``who``
+    when the cell is not three-dimensional."""
+    cell = np.asarray(atoms.cell.array, dtype=float) / Bohr
+    if abs(np.linalg.det(cell)) < 1e-8:
+        raise DFTSetupError(f"{who} needs a periodic cell with three lattice vectors; got cell "
+                            f"{atoms.cell.array.tolist()} Angstrom")
+    return cell
+
+
+def check_grid_cell(atoms, grid: Grid, who: str) -> None:
+    """InputError unless ``grid`` spans the cell of ``atoms`` (to 1e-6 Bohr + 1e-5 relative)."""
+    if not np.allclose(grid.cell_bohr, cell_bohr(atoms, who), atol=1e-6):
+        raise InputError("the grid's cell differs from the atoms' cell: build the grid with "
+                         "make_grid(atoms, settings) or Grid(atoms.cell / Bohr, shape)")

@@ -7,9 +7,11 @@ Harris-Foulkes energies of predicted grid densities share one discretisation. It
 Pulay-Kerker density mixing (:mod:`hpcdens.dft.pyscf_mixing`); the SAD comes from spherical atoms
 with the same basis, pseudopotential and functional (:mod:`hpcdens.dft.pyscf_sad`).
 
-Public functions: :func:`make_grid`, :func:`scf` (and :func:`run`, which also returns the
-internals), :func:`atomic_density`, :func:`atomic_density_points`, :func:`harris_foulkes` (same
-signature as the SPARC backend's) and :func:`harris_foulkes_terms` (the energy's parts).
+Public functions: the backend interface of :mod:`hpcdens.dft` (:func:`valence_charges`,
+:func:`radial_densities`, :func:`label_settings`, :func:`make_grid`, :func:`scf`,
+:func:`harris_foulkes`) and the optional capability :func:`scf_from_density`; besides
+:func:`run` (:func:`scf` that also returns the internals) and :func:`harris_foulkes_terms` (the
+energy's parts).
 
 Units: ASE ``Atoms`` in Angstrom at the interface, converted once to Bohr; energies in Ha,
 densities in e/Bohr^3. Grid point (i, j, k) at fractional (i/n1, j/n2, k/n3), C order: the order
@@ -29,7 +31,7 @@ from ase.units import Bohr, Hartree, kB
 from ..errors import DFTSetupError, InputError
 from ..grid import Grid
 from . import pyscf_mixing, pyscf_sad
-from .base import DFTResult
+from .base import DFTResult, cell_bohr, check_grid_cell
 from .pyscf_grid_ks import GridKS, xc_type
 
 log = logging.getLogger(__name__)
@@ -77,17 +79,36 @@ def check_species(symbols, basis: str, pseudo: str):
 
 def valence_electrons(symbols, pseudo: str) -> int:
     """Number of valence electrons N_e: the GTH valence charges summed over ``symbols``."""
-    from pyscf.pbc import gto
+    return int(sum(pyscf_sad.gth_charge(el, pseudo) for el in symbols))
 
-    return int(sum(sum(gto.pseudo.load(pseudo, el)[0]) for el in symbols))
+
+def valence_charges(symbols, settings) -> dict[str, float]:
+    """{element: valence electrons} of the GTH pseudopotentials ``settings.pseudo`` for the
+    elements of ``symbols``; :class:`DFTSetupError` when the basis or pseudo lacks one."""
+    elements = sorted(set(symbols))
+    check_species(elements, settings.basis, settings.pseudo)
+    return {el: float(pyscf_sad.gth_charge(el, settings.pseudo)) for el in elements}
+
+
+def radial_densities(symbols, settings) -> dict:
+    """{element: :class:`hpcdens.sad.RadialDensity`}: the spherical neutral-atom valence density of
+    each element of ``symbols`` with the basis, GTH pseudopotential and functional of ``settings``
+    (:func:`hpcdens.dft.pyscf_sad.radial_density`); each integrates to its GTH charge (~1e-10)."""
+    elements = sorted(set(symbols))
+    check_species(elements, settings.basis, settings.pseudo)
+    return {el: pyscf_sad.radial_density(el, settings.basis, settings.pseudo, settings.xc)
+            for el in elements}
+
+
+def label_settings(settings) -> dict:
+    """The settings that define a label of this backend, under their settings-record names: two
+    labels are comparable only when these agree."""
+    return {"xc": settings.xc, "smearing_kelvin": settings.smearing_kelvin,
+            "basis": settings.basis, "pseudo": settings.pseudo}
 
 
 def _cell_bohr(atoms) -> np.ndarray:
-    cell = np.asarray(atoms.cell.array, dtype=float) / Bohr
-    if abs(np.linalg.det(cell)) < 1e-8:
-        raise DFTSetupError("the PySCF backend needs a periodic cell with three lattice vectors; "
-                            f"got cell {atoms.cell.array.tolist()} Angstrom")
-    return cell
+    return cell_bohr(atoms, "the PySCF backend")
 
 
 def make_grid(atoms, settings) -> Grid:
@@ -203,31 +224,15 @@ def scf(atoms, settings) -> DFTResult:
     return run(atoms, settings)[0]
 
 
+def scf_from_density(atoms, grid: Grid, settings, rho0=None, callback=None) -> DFTResult:
+    """:func:`scf` of ``atoms`` on ``grid`` whose first input density is ``rho0`` (e/Bohr^3 on
+    ``grid``, renormalised to N_e by the caller), or PySCF's atomic ``minao`` guess when ``rho0`` is
+    None; same settings and convergence criteria. ``callback`` as in :func:`run`."""
+    return run(atoms, settings, grid=grid, callback=callback, rho0=rho0)[0]
+
+
 def _check_grid(atoms, grid: Grid):
-    if not np.allclose(grid.cell_bohr, _cell_bohr(atoms), atol=1e-6):
-        raise InputError("the grid's cell differs from the atoms' cell: build the grid with "
-                         "make_grid(atoms, settings) or Grid(atoms.cell / Bohr, shape)")
-
-
-def atomic_density_points(atoms, points_bohr, settings) -> np.ndarray:
-    """(npts,) SAD (e/Bohr^3) at arbitrary Cartesian ``points_bohr`` (npts, 3), Bohr.
-
-    The superposition over atoms and periodic images of spherical neutral-atom valence densities
-    computed with the same basis, GTH pseudopotential and functional as :func:`scf` (see
-    :mod:`hpcdens.dft.pyscf_sad`); each atom's density integrates to its valence charge.
-    """
-    symbols = atoms.get_chemical_symbols()
-    check_species(symbols, settings.basis, settings.pseudo)
-    radial = {el: pyscf_sad.radial_density(el, settings.basis, settings.pseudo, settings.xc)
-              for el in sorted(set(symbols))}
-    return pyscf_sad.superpose(_cell_bohr(atoms), np.asarray(atoms.positions) / Bohr, symbols,
-                               points_bohr, radial)
-
-
-def atomic_density(atoms, grid: Grid, settings) -> np.ndarray:
-    """(n1, n2, n3) SAD on ``grid`` (e/Bohr^3); see :func:`atomic_density_points`."""
-    _check_grid(atoms, grid)
-    return atomic_density_points(atoms, grid.cartesian_points(), settings).reshape(grid.shape)
+    check_grid_cell(atoms, grid, "the PySCF backend")
 
 
 def harris_foulkes_terms(atoms, rho, settings) -> dict:

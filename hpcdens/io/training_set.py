@@ -140,20 +140,32 @@ def assemble(path: Path, keys: list[str], meta: dict) -> tuple[int, list[dict]]:
     return len(stored), failures
 
 
-def _open_complete(path) -> h5py.File:
-    """Open a complete training set read-only; InputError for anything else."""
+def _open_complete(path, what: str = "training set") -> h5py.File:
+    """Open a complete training set read-only; InputError naming ``what`` for anything else."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"training set {str(path)!r} does not exist. Fix: check the path")
+        raise InputError(f"{what} {str(path)!r} does not exist. Fix: check the path")
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise InputError(f"cannot open training set {str(path)!r}: {err}") from err
+        raise InputError(f"cannot open {what} {str(path)!r}: {err}. Fix: pass a training-set "
+                         "file written by 'hpcdens generate'") from err
     if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
+        fmt = f.attrs.get("format")
         f.close()
-        raise InputError(f"{str(path)!r} is not a complete hpcdens training set (format "
-                         f"{f.attrs.get('format')!r}); rerun 'hpcdens generate' to finish it")
+        raise InputError(f"{what} {str(path)!r} is not a complete hpcdens training set (format "
+                         f"{fmt!r}). Fix: pass a file written by 'hpcdens generate' (rerun it to "
+                         "finish one)")
     return f
+
+
+def snapshot_attrs(path, what: str = "training set") -> dict[str, dict]:
+    """``{key: attributes}`` of every snapshot of a complete training set, in plan order, without
+    reading any density (composition, requested_composition, n_electrons, energies, ...)."""
+    with _open_complete(path, what) as f:
+        return {key: {k: (v.item() if isinstance(v, np.generic) else v)
+                      for k, v in f["snapshots"][key].attrs.items()}
+                for key in json.loads(f.attrs["snapshot_keys"])}
 
 
 def snapshot_keys(path) -> list[str]:

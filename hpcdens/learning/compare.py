@@ -39,12 +39,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from .. import energy as en
 from ..errors import HpcdensError, InputError
 from ..io.files import sha256_file, write_csv, write_json
 from ..parallel.collective import on_root
+from .compare_report import plot_learning_curves
 
 log = logging.getLogger("hpcdens.learn_compare")
 
@@ -92,27 +91,13 @@ def composition_records(path: Path, what: str) -> dict[str, tuple[str, str]]:
     """``{key: (requested, realised)}`` composition strings of every snapshot of a training-set
     file, from its attributes only (no densities read). Raises InputError for a file that is not
     a complete hpcdens training set."""
-    import h5py
+    from ..io.training_set import snapshot_attrs
 
-    from ..io.training_set import FORMAT as TS_FORMAT
-
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"cannot open {what} {str(path)!r}: {err}. Fix: pass a training-set "
-                         "file written by 'hpcdens generate'") from err
-    with f:
-        if f.attrs.get("format") != TS_FORMAT or not f.attrs.get("complete", False):
-            raise InputError(f"{what} {str(path)!r} is not a complete hpcdens training set. Fix: "
-                             "pass a file written by 'hpcdens generate' (rerun it to finish one)")
-        out = {}
-        for key in json.loads(f.attrs["snapshot_keys"]):
-            attrs = f["snapshots"][key].attrs
-            prefix = key.split("/")[0]
-            requested = str(attrs.get("requested_composition", prefix))
-            realised = str(attrs.get("composition", requested))
-            out[key] = (requested, realised)
-        return out
+    out = {}
+    for key, attrs in snapshot_attrs(path, what).items():
+        requested = str(attrs.get("requested_composition", key.split("/")[0]))
+        out[key] = (requested, str(attrs.get("composition", requested)))
+    return out
 
 
 def training_compositions(directory: Path, labels, elements) -> list[tuple[float, ...]]:
@@ -197,14 +182,9 @@ def _names(directories: list[Path]) -> list[str]:
     return names
 
 
-def prepare(testset, dirs, out, settings, elements, overwrite: bool,
-            exclude_training: bool) -> dict:
-    """Rank 0: every check before any work, then the output folders. Returns the plan."""
-    from .. import bnn
-    from ..evaluation import settings_from_meta
-    from ..io.training_set import read_training_set
-
-    testset, out = Path(testset), Path(out)
+def _check_paths(testset: Path, dirs, out: Path, overwrite: bool):
+    """The test set's composition records, the learn directories (resolved), and whether OUT is
+    an earlier comparison's output."""
     if not testset.is_file():
         raise InputError(f"test set {str(testset)!r} does not exist. Fix: label one with "
                          "'hpcdens generate' or check the path")
@@ -223,8 +203,12 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
     if out.resolve() in directories:
         raise InputError(f"--out {str(out)!r} is one of the learn directories. Fix: choose "
                          "another --out")
+    return test_comps, directories, ours
 
-    states = [_read_journal(d, shown) for d, shown in zip(directories, dirs)]
+
+def _check_elements(states, dirs, elements, test_comps, testset) -> tuple[list, dict]:
+    """The element order (default: the first journal's) checked against every journal, and the
+    test snapshots' (requested, realised) fractions."""
     if elements is None:
         elements = list(states[0].get("elements") or [])
     for d, state in zip(dirs, states):
@@ -239,12 +223,43 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
         except InputError as err:
             raise InputError(f"test snapshot {key!r} of {str(testset)!r}: {err}. Fix: a test set "
                              f"of the learn runs' elements {list(elements)}") from err
+    return list(elements), test_fracs
 
-    test_sha = sha256_file(testset)
-    snaps = read_training_set(testset)
+
+def _check_round_model(model: Path, r: dict, shown, test_species: set):
+    """The SHA-256 and record of round ``r``'s model, checked against its journal and the test
+    set's elements."""
+    from ase.data import chemical_symbols
+
+    from ..io.model import load_model
+
+    again = ("run that learn directory again ('hpcdens learn CONFIG --out DIR --overwrite')")
+    if not model.is_file():
+        raise InputError(f"model {str(model)!r} of round {r['round']} of {str(shown)!r} is "
+                         f"missing. Fix: restore it, or {again}")
+    sha = sha256_file(model)
+    if sha != r.get("model_sha256"):
+        raise InputError(f"model {str(model)!r} of round {r['round']} of {str(shown)!r} differs "
+                         f"from the one its journal records (SHA-256). Fix: restore it, or {again}")
+    record = load_model(model)[1]
+    unseen = test_species - set(record.species)
+    if unseen:
+        names = ", ".join(chemical_symbols[z] for z in sorted(unseen))
+        raise InputError(f"the model of round {r['round']} of {str(shown)!r} never saw {names} in "
+                         "training, and the test set holds it: that model cannot predict those "
+                         "snapshots. Fix: run that learn directory again with more "
+                         "snapshots.per_composition (the validation split can take every "
+                         "snapshot of a pure element), or leave the DIR out")
+    return sha, record
+
+
+def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tuple[list, list]:
+    """One job per trained round of every learn directory (its model checked, the DFT settings
+    of its energies checked against every test snapshot), and one run entry per directory."""
+    from ..dft import settings_from_record, valence_electrons
+
     test_species = {int(z) for s in snaps for z in s.atoms.numbers}
-    checked = []
-    jobs, runs = [], []
+    checked, jobs, runs = [], [], []
     for d, shown, name, state in zip(directories, dirs, _names(directories), states):
         trained = [r for r in state["rounds"] if r.get("trained") and r.get("model")]
         if not trained:
@@ -254,47 +269,22 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
                      "stopped": state.get("stopped"), "rounds": [r["round"] for r in trained]})
         for r in trained:
             model = d / r["model"]
-            if not model.is_file():
-                raise InputError(f"model {str(model)!r} of round {r['round']} of {str(shown)!r} "
-                                 "is missing. Fix: restore it, or run that learn directory again "
-                                 "('hpcdens learn CONFIG --out DIR --overwrite')")
-            sha = sha256_file(model)
-            if sha != r.get("model_sha256"):
-                raise InputError(f"model {str(model)!r} of round {r['round']} of {str(shown)!r} "
-                                 "differs from the one its journal records (SHA-256). Fix: "
-                                 "restore it, or run that learn directory again ('hpcdens learn "
-                                 "CONFIG --out DIR --overwrite')")
-            meta = bnn.load_model(model)[1]
-            unseen = test_species - {int(z) for z in meta.get("species", [])}
-            if unseen:
-                from ase.data import chemical_symbols
-
-                names = ", ".join(chemical_symbols[z] for z in sorted(unseen))
-                raise InputError(f"the model of round {r['round']} of {str(shown)!r} never saw "
-                                 f"{names} in training, and the test set holds it: that model "
-                                 "cannot predict those snapshots. Fix: run that learn directory "
-                                 "again with more snapshots.per_composition (the validation "
-                                 "split can take every snapshot of a pure element), or leave "
-                                 "the DIR out")
-            use = settings if settings is not None else settings_from_meta(meta)
+            sha, record = _check_round_model(model, r, shown, test_species)
+            use = settings if settings is not None else settings_from_record(record.dft)
             if use not in checked:                 # the DFT settings against every test snapshot
                 for s in snaps:
-                    en.check_same_settings(use, s, en.valence_electrons(s.atoms, use))
+                    en.check_same_settings(use, s, valence_electrons(s.atoms, use))
                 checked.append(use)
             jobs.append({"name": name, "directory": str(d), "strategy": state.get("strategy"),
                          "round": r["round"], "training": list(r["training"]),
                          "training_fractions": training_compositions(d, r["training"], elements),
                          "model": str(model), "model_sha256": sha, "settings": use,
                          "out": str(out / name / f"round_{r['round']:02d}")})
+    return jobs, runs
 
-    for job in jobs:
-        source = {"format": FORMAT, "model": job["model"], "model_sha256": job["model_sha256"],
-                  "testset": str(testset), "testset_sha256": test_sha,
-                  "dft": _settings_record(job["settings"]), "elements": list(elements)}
-        job["source"] = source
-        job["cached"] = (not overwrite) and _cache_hit(Path(job["out"]), source)
 
-    # All checks passed: make the folders (rank 0).
+def _make_folders(out: Path, ours: bool, testset: Path, test_sha: str, jobs) -> None:
+    """OUT, its manifest and the folders of the rounds to evaluate (rank 0, after every check)."""
     out.mkdir(exist_ok=True)
     manifest = {"format": FORMAT, "version": VERSION, "testset": str(testset),
                 "testset_sha256": test_sha}
@@ -312,6 +302,27 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
         if not job["cached"]:
             Path(job["out"]).parent.mkdir(exist_ok=True)
             (Path(job["out"]) / SOURCE).unlink(missing_ok=True)
+
+
+def prepare(testset, dirs, out, settings, elements, overwrite: bool,
+            exclude_training: bool) -> dict:
+    """Rank 0: every check before any work, then the output folders. Returns the plan."""
+    from ..io.training_set import read_training_set
+
+    testset, out = Path(testset), Path(out)
+    test_comps, directories, ours = _check_paths(testset, dirs, out, overwrite)
+    states = [_read_journal(d, shown) for d, shown in zip(directories, dirs)]
+    elements, test_fracs = _check_elements(states, dirs, elements, test_comps, testset)
+    test_sha = sha256_file(testset)
+    jobs, runs = _jobs(directories, dirs, states, out, settings, elements,
+                       read_training_set(testset))
+    for job in jobs:
+        source = {"format": FORMAT, "model": job["model"], "model_sha256": job["model_sha256"],
+                  "testset": str(testset), "testset_sha256": test_sha,
+                  "dft": _settings_record(job["settings"]), "elements": list(elements)}
+        job["source"] = source
+        job["cached"] = (not overwrite) and _cache_hit(Path(job["out"]), source)
+    _make_folders(out, ours, testset, test_sha, jobs)
     return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
             "elements": list(elements), "jobs": jobs, "runs": runs,
             "test_fractions": test_fracs, "test_compositions": test_comps,
@@ -366,87 +377,6 @@ def aggregate(plan: dict) -> list[dict]:
             "model_sha256": job["model_sha256"], "evaluation": job["out"],
             "directory": job["directory"], "test_keys": [r["key"] for r in used]})
     return rows
-
-
-# ----------------------------------------------------------------------------- outputs
-def _fmt(v, spec):
-    """``v`` formatted with ``spec`` (such as ">13.3e"); None as "-" of the same width."""
-    if v is not None:
-        return format(v, spec)
-    width = "".join(c for c in spec.split(".")[0] if c.isdigit())
-    return format("-", f">{width}")
-
-
-def format_table(rows: list[dict], exclude_training: bool) -> str:
-    which = ("held-out test snapshots (training compositions excluded)" if exclude_training
-             else "all test snapshots")
-    head = (f"{'strategy':<13} {'name':<16} {'round':>5} {'n_train':>7} {'n_test':>6} "
-            f"{'mean|E| Ha/at':>13} {'max|E| Ha/at':>13} {'mean NRMSE':>10} {'max NRMSE':>10} "
-            f"{'chem.acc.':>9}")
-    lines = [f"errors over {which}; chemical accuracy: max |E error| <= "
-             f"{en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom (1 kcal/mol)", head, "-" * len(head)]
-    for r in rows:
-        acc = "-" if r["chemically_accurate"] is None else (
-            f"{'yes' if r['chemically_accurate'] else 'no'} {r['n_chemically_accurate']}/"
-            f"{r['n_test']}")
-        lines.append(f"{str(r['strategy']):<13} {r['name'][:16]:<16} {r['round']:>5} "
-                     f"{r['n_training']:>7} {r['n_test']:>6} "
-                     f"{_fmt(r['mean_abs_error_ha_per_atom'], '>13.3e')} "
-                     f"{_fmt(r['max_abs_error_ha_per_atom'], '>13.3e')} "
-                     f"{_fmt(r['mean_nrmse'], '>10.3e')} {_fmt(r['max_nrmse'], '>10.3e')} "
-                     f"{acc:>9}")
-    return "\n".join(lines)
-
-
-def plot_learning_curves(path: Path, rows: list[dict], runs: list[dict],
-                         exclude_training: bool) -> None:
-    """Energy error (left) and density NRMSE (right) vs number of training compositions: one
-    colour per learn directory, mean solid, max dashed, log y; chemical accuracy line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (ae, an) = plt.subplots(1, 2, figsize=(10, 4.2))
-    handles = []
-    for i, run in enumerate(runs):
-        # One colour and marker per run, markers smaller for later runs: identical curves (the
-        # first round of every strategy trains the same model) stay visible one inside the other.
-        colour, marker = f"C{i % 10}", "o^sDvP"[i % 6]
-        size = max(3.0, 9.0 - 1.5 * i)
-        mine = sorted((r for r in rows if r["name"] == run["name"]),
-                      key=lambda r: (r["n_training"], r["round"]))
-        for ax, mean_key, max_key in ((ae, "mean_abs_error_ha_per_atom",
-                                       "max_abs_error_ha_per_atom"),
-                                      (an, "mean_nrmse", "max_nrmse")):
-            pts = [(r["n_training"], r[mean_key], r[max_key]) for r in mine
-                   if r[mean_key] is not None]
-            if pts:
-                x, mean, mx = (np.array(v, dtype=float) for v in zip(*pts))
-                ax.plot(x, mean, "-", marker=marker, ms=size, color=colour)
-                ax.plot(x, mx, "--", marker=marker, ms=size, color=colour, mfc="none")
-        handles.append(Line2D([], [], color=colour, marker=marker,
-                              label=f"{run['strategy']} ({run['name']})"))
-    ae.axhline(en.CHEMICAL_ACCURACY_HA_PER_ATOM, color="k", ls=":", lw=1)
-    handles += [Line2D([], [], color="gray", ls="-", label="mean (filled)"),
-                Line2D([], [], color="gray", ls="--", label="max (open)"),
-                Line2D([], [], color="k", ls=":",
-                       label=f"chemical accuracy {en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom")]
-    ae.set_ylabel("|E_HF - E_DFT| (Ha/atom)")
-    an.set_ylabel("density NRMSE")
-    which = "held-out test snapshots" if exclude_training else "all test snapshots"
-    for ax, title in ((ae, "energy error"), (an, "density error")):
-        ax.set_yscale("log")
-        ax.set_xlabel("training compositions")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(f"{title} ({which})", fontsize=9)
-        ax.grid(alpha=0.3, which="both")
-    ae.legend(handles=handles, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- driver

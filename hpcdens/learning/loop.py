@@ -32,7 +32,7 @@ import hashlib
 import json
 import logging
 import zlib
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -204,18 +204,19 @@ def next_tessellation(config, training: list[str]) -> list[str]:
 
 # ------------------------------------------------------------------------------ scoring ---
 
-def score_composition(config, comp, model, samples, m: int) -> float:
+def score_composition(config, comp, predictor) -> float:
     """Mean over ``score_structures`` structures of the mean over ``score_points`` seeded random
-    grid points of the epistemic standard deviation (e/Bohr^3)."""
+    grid points of the epistemic standard deviation (e/Bohr^3) of the loaded model
+    ``predictor`` (:class:`hpcdens.io.model.Predictor`)."""
     from ase.units import Bohr
 
-    from ..bnn import predict
+    from ..bnn_predict import predict
     from ..descriptors import descriptors
     from ..dft import get_backend
     from ..neighbors import NeighborSearch
     from ..plan import Task
 
-    lc, backend = config.learn, get_backend(config.dft.backend)
+    lc, backend, m = config.learn, get_backend(config.dft.backend), predictor.record.n_neighbors
     per_structure = []
     for s in range(lc.score_structures):
         atoms = Task(comp, s, config).build_atoms()
@@ -226,19 +227,18 @@ def score_composition(config, comp, model, samples, m: int) -> float:
         frac = np.stack(np.unravel_index(idx, grid.shape), axis=1) / np.array(grid.shape)
         points = frac @ grid.cell_bohr
         search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
-        pred = predict(model, descriptors(points, search, m), samples)
+        pred = predict(predictor.net, descriptors(points, search, m), predictor.samples)
         per_structure.append(float(np.mean(np.sqrt(pred["epistemic_var"]))))
     return float(np.mean(per_structure))
 
 
 def score_candidates(config, model_path: Path, labels: list[str], comps: dict, comm) -> dict:
-    """Scores of ``labels`` (round-robin over the ranks of ``comm``), on every rank."""
-    from ..bnn import load_model
+    """Scores of ``labels`` (round-robin over the ranks of ``comm``), on every rank; the model is
+    read on rank 0 and broadcast with its weight samples."""
+    from ..parallel.predict import load_predictor
 
-    model, meta = load_model(model_path)
-    samples = model.draw_weight_samples(int(meta["n_samples"]), int(meta["sample_seed"]))
-    m = int(meta["n_neighbors"])
-    mine = {lb: score_composition(config, comps[lb], model, samples, m)
+    predictor = load_predictor(comm, model_path)
+    mine = {lb: score_composition(config, comps[lb], predictor)
             for lb in labels[comm.rank::comm.size]}
     merged = {}
     for part in comm.allgather(mine):
@@ -272,21 +272,6 @@ def train_round(config, train_h5: Path, model: Path, comm, round_no: int, progre
     return run_train(config, [train_h5], model, comm, overwrite=True, progress=progress)
 
 
-def weights_sha256(model: Path) -> str:
-    """SHA-256 of a model file's architecture and tensors (names, dtypes, shapes, bytes), not of
-    its metadata: equal for equal weights, whatever the wall times and paths recorded with them
-    (those make ``model_sha256``, the hash of the file, differ between runs)."""
-    import torch
-
-    payload = torch.load(model, map_location="cpu", weights_only=True)
-    h = hashlib.sha256(json.dumps(payload["architecture"], sort_keys=True).encode())
-    for name, tensor in sorted(payload["state_dict"].items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------------- loop ---
 
 def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
@@ -301,107 +286,147 @@ def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
     return total, n
 
 
+RETURN, STOPPED = "return", "stopped"
+"""What a round step tells the loop besides going on: return now (``stop_at`` reached, as a
+killed run would leave the journal), or the run has stopped."""
+
+
+@dataclass
+class _Run:
+    """One active-learning run on every rank: the settings, the journal and where it lives."""
+
+    config: object
+    comm: object
+    directory: Path
+    state: dict
+    comps: dict
+    progress: bool
+    stop_at: str | None
+
+    @property
+    def train_h5(self) -> Path:
+        return self.directory / "train.h5"
+
+    def save(self, step: str | None = None) -> bool:
+        """Journal the state (rank 0); whether ``step`` is where the run must return."""
+        if self.comm.rank == 0:
+            write_state(self.directory, self.state)
+        return step is not None and step == self.stop_at
+
+    def stop(self, r: dict, reason: str) -> str:
+        """End the run after round ``r`` for ``reason``."""
+        r["chosen"], r["done"] = [], True
+        self.state["stopped"] = reason
+        self.save("chosen")
+        return STOPPED
+
+
+def _open_round(run: _Run) -> dict:
+    """The round to work on: the last one, or a new one when the last has chosen."""
+    rounds = run.state["rounds"]
+    if not rounds or (rounds[-1].get("chosen") is not None and rounds[-1]["done"]):
+        prev = rounds[-1] if rounds else None
+        training = prev["training"] + prev["chosen"] if prev else initial(run.config)
+        rounds.append({"round": len(rounds) + 1, "training": training,
+                       "new": prev["chosen"] if prev else training, "done": False})
+        run.save()
+    return rounds[-1]
+
+
+def _label(run: _Run, r: dict) -> str | None:
+    """DFT labels of the round's training compositions (new snapshots only)."""
+    from ..labelling import run_generate
+
+    comm = run.comm
+    run_generate(labelling_config(run.config, r["training"], run.comps), run.train_h5, comm,
+                 extend=True, progress=run.progress)
+    wall, n = comm.bcast(_dft_wall(run.train_h5, r["new"]) if comm.rank == 0 else None, root=0)
+    r.update(labelled=True, dft_wall_s=wall, new_snapshots=n)
+    return RETURN if run.save("labelled") else None
+
+
+def _train(run: _Run, r: dict) -> str | None:
+    """The round's model, journaled with its hashes (rank 0's record, the same on every rank)."""
+    from ..io.model import weights_sha256
+
+    comm, directory = run.comm, run.directory
+    model = directory / f"round_{r['round']:02d}" / "model.pt"
+    if comm.rank == 0:
+        model.parent.mkdir(exist_ok=True)
+    comm.Barrier()
+    s = train_round(labelling_config(run.config, r["training"], run.comps), run.train_h5, model,
+                    comm, r["round"], run.progress)
+    done = None
+    if comm.rank == 0:
+        done = dict(trained=True, model=str(model.relative_to(directory)),
+                    model_sha256=sha256_file(model), weights_sha256=weights_sha256(model),
+                    validation_nrmse=s.get("best", {}).get("nrmse"),
+                    train_wall_s=s["wall_time_s"], epochs_run=s["epochs_run"])
+    r.update(comm.bcast(done, root=0))
+    return RETURN if run.save("trained") else None
+
+
+def _choose(run: _Run, r: dict) -> str | None:
+    """The compositions of the next round, by the strategy; or the end of the run."""
+    config, lc, state = run.config, run.config.learn, run.state
+    stop = _stop_reason(config, r)
+    if stop:
+        return run.stop(r, stop)
+    remaining = [lb for lb in state["candidates"] if lb not in set(r["training"])]
+    k = min(lc.per_round, len(remaining),
+            lc.max_compositions - len(r["training"]) if lc.max_compositions else lc.per_round)
+    if not remaining and lc.strategy != "tessellation":
+        return run.stop(r, "no candidates left")
+    if lc.strategy == "bayesian":
+        if r.get("scores") is None:
+            model = run.directory / r["model"]
+            on_root(run.comm, _check_model, model, r["model_sha256"])
+            r["scores"] = score_candidates(config, model, remaining, run.comps, run.comm)
+            r["score_aggregate"] = "mean epistemic std (e/Bohr^3)"
+            if run.save("scored"):
+                return RETURN
+        top = max(r["scores"].values())
+        if lc.uncertainty_threshold and top < lc.uncertainty_threshold:
+            return run.stop(r, f"uncertainty_threshold: largest score {top:.4g} < "
+                               f"{lc.uncertainty_threshold:g}")
+        chosen = choose_top(r["scores"], k)
+    elif lc.strategy == "random":
+        chosen = choose_random(remaining, k, lc.seed, r["round"])
+    else:
+        chosen = next_tessellation(config, r["training"])
+        if lc.max_compositions:
+            chosen = chosen[:max(0, lc.max_compositions - len(r["training"]))]
+    if not chosen:
+        return run.stop(r, "no compositions left to add")
+    r["chosen"], r["done"] = chosen, True
+    return RETURN if run.save("chosen") else None
+
+
 def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bool = False,
               stop_at: str | None = None) -> dict:
     """Run (or resume) active learning on every rank of ``comm``; returns the journal.
 
     ``stop_at`` (tests): return right after the first round step of that name is journaled
     ("labelled", "trained", "scored" or "chosen"), as a killed run would leave it."""
-    from ..labelling import run_generate
-
     if comm is None:
         comm = self_comm()
     directory = learn_dir(config, out)
     state = on_root(comm, prepare, config, directory, overwrite)
-    lc, comps = config.learn, by_label(config)
-    train_h5 = directory / "train.h5"
-
-    def save(step=None):
-        if comm.rank == 0:
-            write_state(directory, state)
-        return step is not None and step == stop_at
-
+    run = _Run(config, comm, directory, state, by_label(config), progress, stop_at)
     if state["stopped"] and state["stopped"].startswith("max_") \
             and _stop_reason(config, state["rounds"][-1]) is None:
         last = state["rounds"][-1]                   # a budget was raised: choose again
         last["chosen"], last["done"], state["stopped"] = None, False, None
-    while not state["stopped"]:
-        rounds = state["rounds"]
-        if not rounds or (rounds[-1].get("chosen") is not None and rounds[-1]["done"]):
-            prev = rounds[-1] if rounds else None
-            training = prev["training"] + prev["chosen"] if prev else initial(config)
-            rounds.append({"round": len(rounds) + 1, "training": training,
-                           "new": prev["chosen"] if prev else training, "done": False})
-            save()
-        r = rounds[-1]
+    while not state["stopped"]:                       # a step that stops the run sets it
+        r, outcome = _open_round(run), None
         if not r.get("labelled"):
-            run_generate(labelling_config(config, r["training"], comps), train_h5, comm,
-                         extend=True, progress=progress)
-            wall, n = comm.bcast(_dft_wall(train_h5, r["new"]) if comm.rank == 0 else None, root=0)
-            r.update(labelled=True, dft_wall_s=wall, new_snapshots=n)
-            if save("labelled"):
-                return state
-        if not r.get("trained"):
-            model = directory / f"round_{r['round']:02d}" / "model.pt"
-            if comm.rank == 0:
-                model.parent.mkdir(exist_ok=True)
-            comm.Barrier()
-            s = train_round(labelling_config(config, r["training"], comps), train_h5, model,
-                            comm, r["round"], progress)
-            done = None
-            if comm.rank == 0:                       # rank 0's record, the same on every rank
-                done = dict(trained=True, model=str(model.relative_to(directory)),
-                            model_sha256=sha256_file(model), weights_sha256=weights_sha256(model),
-                            validation_nrmse=s.get("best", {}).get("nrmse"),
-                            train_wall_s=s["wall_time_s"], epochs_run=s["epochs_run"])
-            r.update(comm.bcast(done, root=0))
-            if save("trained"):
-                return state
-        if "chosen" not in r or r["chosen"] is None:
-            stop = _stop_reason(config, r)
-            if stop:
-                r["chosen"], r["done"] = [], True
-                state["stopped"] = stop
-                save("chosen")
-                break
-            remaining = [lb for lb in state["candidates"] if lb not in set(r["training"])]
-            k = min(lc.per_round, len(remaining),
-                    lc.max_compositions - len(r["training"]) if lc.max_compositions else lc.per_round)
-            if not remaining and lc.strategy != "tessellation":
-                r["chosen"], r["done"] = [], True
-                state["stopped"] = "no candidates left"
-                save("chosen")
-                break
-            if lc.strategy == "bayesian":
-                if r.get("scores") is None:
-                    model = directory / r["model"]
-                    on_root(comm, _check_model, model, r["model_sha256"])
-                    r["scores"] = score_candidates(config, model, remaining, comps, comm)
-                    r["score_aggregate"] = "mean epistemic std (e/Bohr^3)"
-                    if save("scored"):
-                        return state
-                top = max(r["scores"].values())
-                if lc.uncertainty_threshold and top < lc.uncertainty_threshold:
-                    r["chosen"], r["done"] = [], True
-                    state["stopped"] = (f"uncertainty_threshold: largest score {top:.4g} < "
-                                        f"{lc.uncertainty_threshold:g}")
-                    save("chosen")
-                    break
-                chosen = choose_top(r["scores"], k)
-            elif lc.strategy == "random":
-                chosen = choose_random(remaining, k, lc.seed, r["round"])
-            else:
-                chosen = next_tessellation(config, r["training"])
-                if lc.max_compositions:
-                    chosen = chosen[:max(0, lc.max_compositions - len(r["training"]))]
-            if not chosen:
-                r["chosen"], r["done"] = [], True
-                state["stopped"] = "no compositions left to add"
-                save("chosen")
-                break
-            r["chosen"], r["done"] = chosen, True
-            if save("chosen"):
-                return state
+            outcome = _label(run, r)
+        if outcome is None and not r.get("trained"):
+            outcome = _train(run, r)
+        if outcome is None and r.get("chosen") is None:
+            outcome = _choose(run, r)
+        if outcome == RETURN:
+            return state
     comm.Barrier()
     return state
 
@@ -419,9 +444,3 @@ def _check_model(model: Path, sha: str):
     if not model.is_file() or sha256_file(model) != sha:
         raise InputError(f"model {str(model)!r} is missing or differs from the one journaled. "
                          "Fix: --overwrite to start again")
-
-
-# ------------------------------------------------------------------------- command line ---
-
-
-

@@ -1,5 +1,7 @@
-"""Collective helpers: the default communicator, reductions by name, "rank 0 decides, every rank
-raises", and reductions whose result does not depend on how the data are split over ranks.
+"""Collective helpers: the default communicator, reductions by name, failures raised on every rank
+together ("rank 0 decides, every rank raises": :func:`on_root`; "every rank works, every rank
+raises": :func:`on_every_rank`), and reductions whose result does not depend on how the data are
+split over ranks.
 
 Modules outside ``parallel/`` and ``commands/`` take a communicator and call these; they never
 import mpi4py themselves.
@@ -97,24 +99,54 @@ def allreduce_exact_partials(comm, partial) -> float:
     return float(sum(comm.allgather(partial), Fraction(0)))
 
 
-def on_root(comm, fn, *args):
-    """``fn(*args)`` on rank 0 of ``comm``; its result, or its failure, on every rank, so all
-    ranks stop together instead of hanging in the next collective call. An InputError is raised
-    as InputError everywhere; any other failure is re-raised on rank 0 and reported as
-    HpcdensError on the others."""
-    status = None
-    if comm.rank == 0:
-        try:
-            status = ("ok", fn(*args))
-        except InputError as err:
-            status = ("input", str(err))
-        except Exception as err:  # noqa: BLE001 - the other ranks must not hang
-            status = ("failed", err)
-    status = comm.bcast(status, root=0)
-    if status[0] == "input":
-        raise InputError(status[1])
-    if status[0] == "failed":
-        if comm.rank == 0:
-            raise status[1]
-        raise HpcdensError(f"rank 0 failed: {status[1]!r}")
-    return status[1]
+def _attempt(fn, args, kwargs):
+    """``(value, error)`` of ``fn(*args, **kwargs)``; error is None or the exception raised."""
+    try:
+        return fn(*args, **kwargs), None
+    except Exception as err:  # noqa: BLE001 - reported to every rank, never swallowed
+        return None, err
+
+
+def _kind(err) -> str:
+    return "input" if isinstance(err, InputError) else "failed"
+
+
+def _raise_together(failures: list, cause) -> None:
+    """Raise one error for the ``failures`` (the same on every rank that calls this with the
+    same list): InputError when all are input errors, else HpcdensError; chained to this rank's
+    ``cause``. The error is marked ``collective`` (raised on every rank), so an open
+    :class:`~hpcdens.parallel.writer.ParallelH5Writer` closes cleanly everywhere."""
+    if not failures:
+        return
+    kind = InputError if all(k == "input" for k, _ in failures) else HpcdensError
+    more = f" (and {len(failures) - 4} more ranks)" if len(failures) > 4 else ""
+    err = kind("; ".join(message for _, message in failures[:4]) + more)
+    err.collective = True
+    raise err from cause
+
+
+def on_root(comm, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on rank 0 of ``comm``; its (picklable) result, or its failure, on
+    every rank, so all ranks stop together instead of hanging in the next collective call. An
+    InputError is raised as InputError (same message) everywhere; any other failure is re-raised
+    as it is on rank 0 and reported as HpcdensError on the others."""
+    value, cause = _attempt(fn, args, kwargs) if comm.rank == 0 else (None, None)
+    failure = None if cause is None else (
+        ("input", str(cause)) if _kind(cause) == "input"
+        else ("failed", f"rank 0 failed: {type(cause).__name__}: {cause}"))
+    value, failure = comm.bcast((value, failure), root=0)
+    if failure and failure[0] == "failed" and cause is not None:
+        raise cause                                # rank 0: the error as it was raised
+    _raise_together([failure] if failure else [], cause)
+    return value
+
+
+def on_every_rank(comm, fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` on every rank of ``comm``; this rank's result. If it fails on any
+    rank, every rank raises (one allgather): InputError when every failure is one, else
+    HpcdensError, naming the failed ranks and their errors ("rank 3: ValueError: ...")."""
+    value, cause = _attempt(fn, args, kwargs)
+    failure = None if cause is None else (
+        _kind(cause), f"rank {comm.rank}: {type(cause).__name__}: {cause}")
+    _raise_together([f for f in comm.allgather(failure) if f], cause)
+    return value

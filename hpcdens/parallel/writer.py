@@ -135,7 +135,7 @@ class ParallelH5Writer:
     def write_chunk(self, name: str, lo, hi, values) -> None:
         """Independent (non-collective) write of ``values`` (the box ``[lo, hi)``'s points in C
         order, any shape of that size) into dataset ``name``; ranks may call it any number of
-        times. Errors are raised on this rank only: collect them (``run_collectively``)."""
+        times. Errors are raised on this rank only: collect them (``collective.on_every_rank``)."""
         dset = self.file[name]
         fspace, mspace, count = self._chunk_spaces(dset, lo, hi)
         data = np.ascontiguousarray(values, dtype=dset.dtype).reshape(count)

@@ -34,6 +34,7 @@ from ase.units import Bohr
 
 from ..descriptors import DESCRIPTOR_VERSION, iter_descriptors
 from ..errors import InputError
+from ..grid import DEFAULT_CHUNK_POINTS
 from ..io.training_set import Snapshot, read_training_set
 from ..neighbors import NeighborSearch
 from ..parallel.collective import allreduce, allreduce_array
@@ -191,7 +192,8 @@ def block_range(n: int, size: int, rank: int) -> tuple[int, int]:
 
 
 def build_points(labelled: list[Labelled], indices: list[int], m: int, target: str, seed: int,
-                 points_per_snapshot: int, comm, chunk_points: int = 8192) -> PointSet:
+                 points_per_snapshot: int, comm,
+                 chunk_points: int = DEFAULT_CHUNK_POINTS) -> PointSet:
     """This rank's block of the sampled points of the snapshots ``indices`` (see module doc).
 
     m : M, neighbours per descriptor; target : "rho" or "delta_rho". Memory: the rank's block of
@@ -259,13 +261,14 @@ def feature_spec(labelled: list[Labelled], train: list[int], m: int) -> dict:
             "units": "Bohr", "grid_spacing_bohr": [float(spacing.min()), float(spacing.max())]}
 
 
-DFT_KEYS = ("backend", "basis", "pseudo", "xc", "mesh_spacing_bohr")
+DFT_KEYS = ("backend", "basis", "pseudo", "xc", "mesh_spacing_bohr", "sparc_psp_dir")
 
 
 def dft_settings(labelled: list[Labelled], indices: list[int]) -> dict | None:
-    """{backend, basis, pseudo, xc, mesh_spacing_bohr} (those present) shared by the snapshots
-    ``indices``, or None when they differ (the predictor needs them for the SAD of delta_rho
-    models and as its default grid spacing)."""
+    """{backend, basis, pseudo, xc, mesh_spacing_bohr, sparc_psp_dir} (those present) shared by the
+    snapshots ``indices``, or None when they differ: the record from which
+    :func:`hpcdens.dft.settings_from_record` rebuilds the settings the predictor needs for N_e,
+    the SAD of delta_rho models and its default grid spacing."""
     seen = {json.dumps({k: v for k, v in {"backend": labelled[i].snapshot.attrs.get("backend"),
                                            **labelled[i].snapshot.settings}.items()
                         if k in DFT_KEYS and v is not None}, sort_keys=True) for i in indices}
@@ -273,16 +276,37 @@ def dft_settings(labelled: list[Labelled], indices: list[int]) -> dict | None:
 
 
 def valence_electrons(labelled: list[Labelled], indices: list[int]) -> dict | None:
-    """{Z: valence electrons} solved from the snapshots' atom counts and N_e (least squares),
-    or None when the counts do not determine it (e.g. one fixed composition) or N_e does not fit.
+    """{Z: valence electrons} of the pseudopotentials the snapshots ``indices`` were labelled with:
+    the backend's ``valence_charges`` for their shared settings (:func:`dft_settings`). None when
+    they share no backend and settings, when the backend cannot give the charges here, or when a
+    snapshot's recorded N_e disagrees with them (logged: the files changed since labelling).
     Keys are strings (JSON)."""
+    import logging
+
+    from ase.data import chemical_symbols
+
+    from ..dft import get_backend, settings_from_record
+    from ..errors import DFTSetupError
+
+    record = dft_settings(labelled, indices)
+    if not record or "backend" not in record:
+        return None
+    settings = settings_from_record(record)
     species = sorted({int(z) for i in indices for z in labelled[i].snapshot.atoms.numbers})
-    counts = np.array([[np.sum(labelled[i].snapshot.atoms.numbers == z) for z in species]
-                       for i in indices], dtype=float)
-    n_e = np.array([float(labelled[i].snapshot.attrs.get("n_electrons", np.nan)) for i in indices])
-    if not np.isfinite(n_e).all() or np.linalg.matrix_rank(counts) < len(species):
+    try:
+        charges = get_backend(settings.backend).valence_charges(
+            [chemical_symbols[z] for z in species], settings)
+    except (DFTSetupError, ImportError) as err:
+        logging.getLogger(__name__).warning("no valence table for the model: %s", err)
         return None
-    values = np.linalg.lstsq(counts, n_e, rcond=None)[0]
-    if np.abs(counts @ values - n_e).max() > 1e-6 * max(1.0, n_e.max()):
-        return None
-    return {str(z): float(np.round(v, 6)) for z, v in zip(species, values)}
+    table = {z: float(charges[chemical_symbols[z]]) for z in species}
+    for i in indices:
+        s = labelled[i].snapshot
+        n_e = float(s.attrs.get("n_electrons", np.nan))
+        mine = sum(table[int(z)] for z in s.atoms.numbers)
+        if not abs(mine - n_e) <= 1e-6 * max(1.0, n_e):
+            logging.getLogger(__name__).warning(
+                "snapshot %s has N_e = %g, its %s pseudopotentials give %g: no valence table for "
+                "the model", s.key, n_e, settings.backend, mine)
+            return None
+    return {str(z): v for z, v in table.items()}

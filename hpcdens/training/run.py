@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__, bnn
+from .. import __version__
 from ..errors import InputError
 from ..io.files import output_file
+from ..io.model import ModelRecord, save_model
 from ..parallel.collective import on_root, self_comm
 from .data import HASH_SCHEME, dft_settings, n_validation, valence_electrons
 from .loop import Dataset, TrainState, fit, new_model, prepare_data
@@ -90,18 +91,18 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
     if comm.rank == 0 and not resume:
         ckpt.unlink(missing_ok=True)
 
-    def on_epoch(st, net, opt):
-        if comm.rank == 0:
-            write_checkpoint(ckpt, st, net, opt, fp, config, comm.size)
+    def on_epoch(st, net, opt):  # rank 0 writes; a failure stops every rank (no hang)
+        on_root(comm, write_checkpoint, ckpt, st, net, opt, fp, config, comm.size)
 
     n_before = len(state.history)
     fit(model, optimizer, dataset, config, comm, state, on_epoch, progress, stop_after)
     summary = _summary(config, dataset, state, comm.size, out, n_before)
     summary["wall_time_s"] = time.perf_counter() - t0
-    if summary["finished"] and comm.rank == 0:
-        bnn.save_model(out, model, model_meta(config, dataset, state, summary))
-        log.info("model -> %s", out)
-    comm.Barrier()
+    if summary["finished"]:  # rank 0 writes; a failure stops every rank (no hang)
+        def save():
+            save_model(out, model, model_record(config, dataset, state, summary))
+            log.info("model -> %s", out)
+        on_root(comm, save)
     return summary
 
 
@@ -209,12 +210,11 @@ def _summary(config, d: Dataset, state: TrainState, ranks: int, out: Path, n_bef
                              if now else 0.0)}
 
 
-def model_meta(config, d: Dataset, state: TrainState, summary: dict) -> dict:
-    """The metadata stored with the model (plain values): the flat keys ``hpcdens predict``
-    reads (n_neighbors, species, descriptor_version, target, n_samples, sample_seed, and when the
-    training snapshots determine them, dft and valence_electrons), the full feature spec,
-    provenance (data hash and files, split), training summary and validation metrics, the
-    config."""
+def model_record(config, d: Dataset, state: TrainState, summary: dict) -> ModelRecord:
+    """The record stored with the model: what a prediction needs (M, species, descriptor
+    version, target, N_s and seed, and when the training snapshots determine them the dft
+    settings and the valence table), the full feature spec, provenance (data hash and files,
+    split), training summary and validation metrics, the config."""
     def keys(indices):
         return [{"file": d.labelled[i].file_index, "key": d.labelled[i].key} for i in indices]
 
@@ -225,17 +225,15 @@ def model_meta(config, d: Dataset, state: TrainState, summary: dict) -> dict:
                     train_snapshots=keys(d.train_idx), validation_snapshots=keys(d.val_idx),
                     validation=dict(state.best_metrics), seed=config.train.seed,
                     history=state.history)
-    species = d.features["species"]
-    predict = {"n_neighbors": d.features["M"], "species": species,
-               "descriptor_version": d.features["descriptor_version"],
-               "target": config.model.target, "n_samples": config.model.n_samples,
-               "sample_seed": config.model.seed}
-    for key, value in (("dft", dft_settings(d.labelled, d.train_idx)),
-                       ("valence_electrons", valence_electrons(d.labelled, d.train_idx))):
-        if value is not None:
-            predict[key] = value
-    return {**predict, "features": d.features, "training": training,
-            "config": config_record(config), "hpcdens_version": __version__}
+    valence = valence_electrons(d.labelled, d.train_idx)
+    return ModelRecord(
+        n_neighbors=d.features["M"], species=tuple(d.features["species"]),
+        target=config.model.target, n_samples=config.model.n_samples,
+        sample_seed=config.model.seed, descriptor_version=d.features["descriptor_version"],
+        dft=dft_settings(d.labelled, d.train_idx),
+        valence_electrons=None if valence is None else {int(z): n for z, n in valence.items()},
+        features=d.features, training=training, config=config_record(config),
+        hpcdens_version=__version__)
 
 
 def config_record(config) -> dict:

@@ -1,0 +1,271 @@
+"""The model file (``model.pt``): a trained network and its :class:`ModelRecord`, written by
+:func:`save_model` and read, checked, by :func:`load_model` (the only reader and writer).
+
+Layout on disk, unchanged since the first version (every model file written before loads): a
+``torch.save`` of the dict
+
+    {"format": "hpcdens-bnn", "version": 1,
+     "architecture": BayesianNet.architecture(),   # n_in, hidden_layers, activation, priors
+     "state_dict": {name: tensor},                 # weights and normalisation buffers
+     "meta": ModelRecord.to_meta()}                # plain values (JSON-able)
+
+``meta`` holds the flat keys a predictor needs (``n_neighbors``, ``species``, ``target``,
+``n_samples``, ``sample_seed``, ``descriptor_version``; when the training snapshots determine
+them ``dft`` and ``valence_electrons``) and, from ``hpcdens train``, ``features``, ``training``,
+``config`` and ``hpcdens_version``. docs/commands/predict.md lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, ModelError
+
+FORMAT = "hpcdens-bnn"
+FORMAT_VERSION = 1
+TARGETS = ("rho", "delta_rho")
+REQUIRED = ("n_neighbors", "species", "target", "n_samples", "sample_seed", "descriptor_version")
+"""Record keys every model file must carry."""
+_RETRAIN = "Fix: retrain the model with 'hpcdens train' of this hpcdens version"
+_OPTIONAL = ("dft", "valence_electrons", "features", "training", "config", "hpcdens_version")
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """Everything known about a trained network besides its weights.
+
+    n_neighbors : M, neighbours per descriptor (the network's input width is 5M)
+    species : sorted atomic numbers seen in training
+    target : "rho" (the density) or "delta_rho" (rho - rho_SAD), e/Bohr^3
+    n_samples, sample_seed : N_s, the weight samples of a prediction, and their seed
+    descriptor_version : the descriptor version of the training data
+    dft : the labels' DFT settings record ({backend, basis, pseudo, xc, mesh_spacing_bohr, ...};
+        :func:`hpcdens.dft.settings_from_record` turns it into a DFTConfig), or None when the
+        training snapshots do not share one
+    valence_electrons : {Z: valence electrons}, or None when the labels do not determine it
+    features : the full feature spec of the training data; training : provenance (data hash and
+        files, split, metrics, history); config : the input file's text and sections;
+        hpcdens_version : the version that trained it (each None when not recorded)
+    """
+
+    n_neighbors: int
+    species: tuple
+    target: str
+    n_samples: int
+    sample_seed: int
+    descriptor_version: int
+    dft: dict | None = None
+    valence_electrons: dict | None = None
+    features: dict | None = None
+    training: dict | None = None
+    config: dict | None = None
+    hpcdens_version: str | None = None
+
+    @property
+    def mesh_spacing_bohr(self) -> float | None:
+        """The labels' grid spacing (Bohr): the default spacing of a prediction, or None."""
+        return (self.dft or {}).get("mesh_spacing_bohr")
+
+    def to_meta(self) -> dict:
+        """The record as the plain ``meta`` dict of the file (valence keys as strings; None
+        entries left out)."""
+        meta = {"n_neighbors": self.n_neighbors, "species": list(self.species),
+                "descriptor_version": self.descriptor_version, "target": self.target,
+                "n_samples": self.n_samples, "sample_seed": self.sample_seed}
+        meta.update((k, getattr(self, k)) for k in _OPTIONAL if getattr(self, k) is not None)
+        if self.valence_electrons is not None:
+            meta["valence_electrons"] = {str(z): n for z, n in self.valence_electrons.items()}
+        return _plain(meta)
+
+    @classmethod
+    def from_meta(cls, meta, path="model") -> "ModelRecord":
+        """The record of a file's ``meta`` (keys present, types right; :meth:`check` checks the
+        values); ModelError naming the key and the fix."""
+        if not isinstance(meta, dict):
+            raise ModelError(f"model {path} has no metadata record. {_RETRAIN}")
+        missing = [k for k in REQUIRED if k not in meta]
+        if missing:
+            raise ModelError(f"model {path} lacks metadata {missing} (needs {list(REQUIRED)}): it "
+                             f"was not written by 'hpcdens train', or by an older version. "
+                             f"{_RETRAIN}")
+        try:
+            return cls(
+                n_neighbors=_integer(meta["n_neighbors"]), target=meta["target"],
+                species=tuple(sorted(_integer(z) for z in meta["species"])),
+                n_samples=_integer(meta["n_samples"]), sample_seed=_integer(meta["sample_seed"]),
+                descriptor_version=_integer(meta["descriptor_version"]),
+                dft=_mapping(meta.get("dft"), "dft"),
+                valence_electrons=_valence(meta.get("valence_electrons")),
+                features=_mapping(meta.get("features"), "features"),
+                training=_mapping(meta.get("training"), "training"),
+                config=_mapping(meta.get("config"), "config"),
+                hpcdens_version=meta.get("hpcdens_version"))
+        except (TypeError, ValueError) as err:
+            raise ModelError(f"model {path}: malformed metadata ({err}); n_neighbors, n_samples, "
+                             "sample_seed and descriptor_version must be integers, species a "
+                             f"list of atomic numbers. {_RETRAIN}") from err
+
+    def check(self, path="model", n_in: int | None = None) -> None:
+        """ModelError unless the record is usable by this hpcdens (and, given ``n_in``, fits a
+        network of that input width)."""
+        from ..descriptors import DESCRIPTOR_VERSION
+
+        if self.target not in TARGETS:
+            raise ModelError(f"model {path}: target {self.target!r} unknown; allowed {TARGETS}")
+        if self.n_neighbors < 1 or self.n_samples < 1 or not self.species:
+            raise ModelError(f"model {path}: n_neighbors ({self.n_neighbors}) and n_samples "
+                             f"({self.n_samples}) must be >= 1 and species non-empty")
+        if n_in is not None and 5 * self.n_neighbors != n_in:
+            raise ModelError(f"model {path}: n_neighbors M = {self.n_neighbors} does not match "
+                             f"its input width {n_in} (descriptors have 5M numbers); the model "
+                             "file is inconsistent")
+        if self.descriptor_version != DESCRIPTOR_VERSION:
+            raise ModelError(f"model {path} was trained on descriptor version "
+                             f"{self.descriptor_version}; this hpcdens computes version "
+                             f"{DESCRIPTOR_VERSION}. {_RETRAIN}")
+
+
+def _integer(value) -> int:
+    if isinstance(value, bool) or int(value) != value:
+        raise ValueError(f"{value!r} is not an integer")
+    return int(value)
+
+
+def _mapping(value, name: str) -> dict | None:
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"{name} must be a table, got {type(value).__name__}")
+    return value
+
+
+def _valence(table) -> dict | None:
+    if _mapping(table, "valence_electrons") is None:
+        return None
+    return {int(z): float(n) for z, n in table.items()}
+
+
+def _plain(obj, where: str = "meta"):
+    """``obj`` as plain Python (dict/list/str/number/bool/None); numpy values converted."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v, f"{where}[{k!r}]") for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (str, bool, int, float)):
+        return obj
+    raise TypeError(f"{where} is a {type(obj).__name__}; model metadata must be plain values "
+                    f"(dict, list, str, number, bool, None, numpy arrays)")
+
+
+def save_model(path, net, record: ModelRecord) -> Path:
+    """Write ``net`` (a :class:`hpcdens.bnn.BayesianNet`: architecture, weights, normalisation)
+    and ``record`` to ``path`` with ``torch.save``: to a temporary name, then renamed. Returns
+    the path. TypeError for a record that is not a :class:`ModelRecord` or holds non-plain
+    values."""
+    import torch
+
+    if not isinstance(record, ModelRecord):
+        raise TypeError(f"save_model needs a ModelRecord, got {type(record).__name__}")
+    path = Path(path)
+    payload = {"format": FORMAT, "version": FORMAT_VERSION, "architecture": net.architecture(),
+               "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+               "meta": record.to_meta()}
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def _payload(path: Path) -> dict:
+    """The checked dict of a model file (format marker and version)."""
+    import torch
+
+    if not path.is_file():
+        raise ModelError(f"model file {path} does not exist. Fix: give the path of a trained "
+                         "model")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises assorted errors for files that are not its own
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ModelError(f"{path} is not an hpcdens model file ({type(err).__name__}: "
+                         f"{first}). Fix: give a model written by 'hpcdens train'") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelError(f"{path} is not an hpcdens model file (no '{FORMAT}' marker). Fix: give "
+                         "a model written by 'hpcdens train'")
+    version = payload.get("version", 0)
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise ModelError(f"{path} has model format version {version!r}; this hpcdens reads "
+                         f"version {FORMAT_VERSION}. "
+                         + ("Fix: upgrade hpcdens" if newer else _RETRAIN))
+    return payload
+
+
+def load_model(path):
+    """Read a file of :func:`save_model` -> (network in evaluation mode, its ModelRecord).
+
+    Raises ModelError (an InputError) naming the problem and the fix: no such file, not a model
+    file, another format version, a record with missing or malformed keys, a descriptor version
+    this hpcdens does not compute, weights that do not fit the stored architecture."""
+    from ..bnn import BayesianNet
+
+    path = Path(path)
+    payload = _payload(path)
+    try:
+        arch = payload["architecture"]
+        net = BayesianNet(arch["n_in"], arch["hidden_layers"], arch["activation"],
+                          arch["prior_sigma"], arch["posterior_sigma0"])
+        state = payload["state_dict"]
+        net.to(next(iter(state.values())).dtype)
+        net.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError, InputError, StopIteration) as err:
+        raise ModelError(f"{path}: stored weights do not fit the stored architecture "
+                         f"({type(err).__name__}: {err}). {_RETRAIN}") from err
+    record = ModelRecord.from_meta(payload.get("meta"), path)
+    record.check(path, net.n_in)
+    return net.eval(), record
+
+
+def weights_sha256(path) -> str:
+    """SHA-256 of a model file's architecture and tensors (names, dtypes, shapes, bytes), not of
+    its record: equal for equal weights, whatever the wall times and paths recorded with them
+    (those make the hash of the whole file differ between runs)."""
+    import torch
+
+    payload = _payload(Path(path))
+    h = hashlib.sha256(json.dumps(payload["architecture"], sort_keys=True).encode())
+    for name, tensor in sorted(payload["state_dict"].items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A model ready to predict: the network (evaluation mode), its record, the record's N_s
+    weight samples (float64, drawn once from its seed: the same on every rank and every run) and
+    the file it came from (path, SHA-256)."""
+
+    net: object
+    record: ModelRecord
+    samples: object
+    path: str
+    sha256: str
+
+
+def read_predictor(path) -> Predictor:
+    """:func:`load_model` and the weight samples of a prediction (serial). Raises ModelError."""
+    from .files import sha256_file
+
+    net, record = load_model(path)
+    samples = net.draw_weight_samples(record.n_samples, record.sample_seed)
+    return Predictor(net, record, samples, str(path), sha256_file(path))

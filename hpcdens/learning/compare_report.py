@@ -1,0 +1,90 @@
+"""The table (printed) and the learning-curve plot of ``hpcdens learn-compare`` (rows of
+:func:`hpcdens.learning.compare.aggregate`; energies in Ha/atom, NRMSE dimensionless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import energy as en
+
+
+def _fmt(v, spec):
+    """``v`` formatted with ``spec`` (such as ">13.3e"); None as "-" of the same width."""
+    if v is not None:
+        return format(v, spec)
+    width = "".join(c for c in spec.split(".")[0] if c.isdigit())
+    return format("-", f">{width}")
+
+
+def format_table(rows: list[dict], exclude_training: bool) -> str:
+    which = ("held-out test snapshots (training compositions excluded)" if exclude_training
+             else "all test snapshots")
+    head = (f"{'strategy':<13} {'name':<16} {'round':>5} {'n_train':>7} {'n_test':>6} "
+            f"{'mean|E| Ha/at':>13} {'max|E| Ha/at':>13} {'mean NRMSE':>10} {'max NRMSE':>10} "
+            f"{'chem.acc.':>9}")
+    lines = [f"errors over {which}; chemical accuracy: max |E error| <= "
+             f"{en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom (1 kcal/mol)", head, "-" * len(head)]
+    for r in rows:
+        acc = "-" if r["chemically_accurate"] is None else (
+            f"{'yes' if r['chemically_accurate'] else 'no'} {r['n_chemically_accurate']}/"
+            f"{r['n_test']}")
+        lines.append(f"{str(r['strategy']):<13} {r['name'][:16]:<16} {r['round']:>5} "
+                     f"{r['n_training']:>7} {r['n_test']:>6} "
+                     f"{_fmt(r['mean_abs_error_ha_per_atom'], '>13.3e')} "
+                     f"{_fmt(r['max_abs_error_ha_per_atom'], '>13.3e')} "
+                     f"{_fmt(r['mean_nrmse'], '>10.3e')} {_fmt(r['max_nrmse'], '>10.3e')} "
+                     f"{acc:>9}")
+    return "\n".join(lines)
+
+
+def plot_learning_curves(path: Path, rows: list[dict], runs: list[dict],
+                         exclude_training: bool) -> None:
+    """Energy error (left) and density NRMSE (right) vs number of training compositions: one
+    colour per learn directory, mean solid, max dashed, log y; chemical accuracy line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ae, an) = plt.subplots(1, 2, figsize=(10, 4.2))
+    handles = []
+    for i, run in enumerate(runs):
+        # One colour and marker per run, markers smaller for later runs: identical curves (the
+        # first round of every strategy trains the same model) stay visible one inside the other.
+        colour, marker = f"C{i % 10}", "o^sDvP"[i % 6]
+        size = max(3.0, 9.0 - 1.5 * i)
+        mine = sorted((r for r in rows if r["name"] == run["name"]),
+                      key=lambda r: (r["n_training"], r["round"]))
+        for ax, mean_key, max_key in ((ae, "mean_abs_error_ha_per_atom",
+                                       "max_abs_error_ha_per_atom"),
+                                      (an, "mean_nrmse", "max_nrmse")):
+            pts = [(r["n_training"], r[mean_key], r[max_key]) for r in mine
+                   if r[mean_key] is not None]
+            if pts:
+                x, mean, mx = (np.array(v, dtype=float) for v in zip(*pts))
+                ax.plot(x, mean, "-", marker=marker, ms=size, color=colour)
+                ax.plot(x, mx, "--", marker=marker, ms=size, color=colour, mfc="none")
+        handles.append(Line2D([], [], color=colour, marker=marker,
+                              label=f"{run['strategy']} ({run['name']})"))
+    ae.axhline(en.CHEMICAL_ACCURACY_HA_PER_ATOM, color="k", ls=":", lw=1)
+    handles += [Line2D([], [], color="gray", ls="-", label="mean (filled)"),
+                Line2D([], [], color="gray", ls="--", label="max (open)"),
+                Line2D([], [], color="k", ls=":",
+                       label=f"chemical accuracy {en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom")]
+    ae.set_ylabel("|E_HF - E_DFT| (Ha/atom)")
+    an.set_ylabel("density NRMSE")
+    which = "held-out test snapshots" if exclude_training else "all test snapshots"
+    for ax, title in ((ae, "energy error"), (an, "density error")):
+        ax.set_yscale("log")
+        ax.set_xlabel("training compositions")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{title} ({which})", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    ae.legend(handles=handles, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

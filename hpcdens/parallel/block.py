@@ -1,0 +1,196 @@
+"""One rank's block of a prediction, chunk by chunk (no MPI): halo atoms, descriptors, the network
+and, for delta_rho models, the SAD density on the block's points.
+
+:class:`BlockStream` yields the fields of one chunk of the block at a time (memory bounded by the
+chunk); :class:`BlockFields` collects them into the block's arrays when the caller wants them in
+memory (:func:`predict_block`). The drivers in :mod:`hpcdens.parallel.predict` stream them into
+the prediction file, or keep them. Units: Bohr, e/Bohr^3.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..descriptors import from_neighbors
+from .decomposition import BlockLayout, chunk_boxes
+from .halo import BlockHalo, PeriodicStructure, atoms_near_block
+from .inputs import PredictPlan
+
+DEFAULT_PRECISION = "float32"
+"""Precision of the network pass of a grid prediction (``hpcdens predict``, evaluate, bench):
+float32 is about twice as fast as float64 and agrees with it to about 1e-6 of the target's spread
+(moments are accumulated in float64 either way; docs/model.md)."""
+PRECISIONS = ("float32", "float64")
+
+PHASES = ("setup", "halo", "descriptors", "network", "sad", "reduce", "write")
+"""Timed phases; the file stores the maximum over ranks of each (seconds)."""
+COMPUTE_PHASES = ("halo", "descriptors", "network", "sad")
+"""Phases without communication: their CPU time summed over ranks measures the total work."""
+
+
+class PhaseTimer:
+    """Wall seconds per phase of this rank, and the CPU seconds of this process spent in the
+    timed phases (``cpu``: the compute phases have no collectives, so no MPI busy-waiting)."""
+
+    def __init__(self):
+        self.seconds = dict.fromkeys(PHASES, 0.0)
+        self.cpu = dict.fromkeys(PHASES, 0.0)
+
+    @contextmanager
+    def __call__(self, phase: str):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.seconds[phase] += time.perf_counter() - t0
+            self.cpu[phase] += time.process_time() - c0
+
+    def add(self, phase: str, seconds: float, cpu_seconds: float = 0.0) -> None:
+        self.seconds[phase] += seconds
+        self.cpu[phase] += cpu_seconds
+
+
+@dataclass
+class BlockResult:
+    """One rank's prediction: fields of shape ``layout.local_shape`` and halo statistics."""
+
+    fields: dict
+    halo_radius: float = 0.0
+    halo_growths: int = 0
+    halo_atoms: int = 0
+
+
+def index_points(lo, hi) -> np.ndarray:
+    """(n, 3) int64 grid indices of the box [lo, hi), C order."""
+    axes = [np.arange(a, b) for a, b in zip(lo, hi)]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+
+
+def block_field_names(plan: PredictPlan) -> list[str]:
+    """The fields of a block's chunks: rho, epistemic_std, aleatoric_std (and rho_sad for
+    delta_rho models)."""
+    return ["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
+
+
+class BlockSad:
+    """SAD density on points of one block: the lattice sum (:func:`hpcdens.sad.superpose`) of the
+    plan's radial atomic densities over the atoms near the block.
+
+    Atoms with no image within the SAD cutoff of the block add nothing to its points, so summing
+    over the sorted subset of the others gives the same numbers as the whole cell, in O(halo).
+    """
+
+    def __init__(self, plan: PredictPlan, structure: PeriodicStructure, layout: BlockLayout):
+        from ase.data import chemical_symbols
+
+        keep = atoms_near_block(structure, layout.shape, layout.local_start, layout.local_stop,
+                                plan.sad["r_cut"] + 1e-6)
+        self.cell = plan.cell_bohr
+        self.positions = plan.positions_bohr[keep]
+        self.symbols = [chemical_symbols[z] for z in plan.numbers[keep]]
+        self.radial = plan.sad["radial"]
+
+    def __call__(self, points_bohr) -> np.ndarray:
+        from ..sad import superpose
+
+        if not len(self.symbols):
+            return np.zeros(len(points_bohr))
+        return superpose(self.cell, self.positions, self.symbols, points_bohr, self.radial)
+
+
+class BlockStream:
+    """Stream the predictions of one block chunk by chunk (no MPI); iterate for
+    ``(lo, hi, fields)``: the chunk's sub-box ``[lo, hi)`` (global indices) and its fields
+    (1-D, C order of the sub-box): ``rho`` (the density: network mean, plus rho_SAD for
+    delta_rho models), ``epistemic_std``, ``aleatoric_std`` and, for delta_rho models,
+    ``rho_sad``; e/Bohr^3. Only one chunk is held at a time. After the iteration, ``halo_radius``,
+    ``halo_growths`` and ``halo_atoms`` hold the halo statistics (zero for an empty block).
+    ``dtype`` ("float32" or "float64") is the precision of the network pass
+    (:func:`hpcdens.bnn_predict.predict`)."""
+
+    def __init__(self, plan: PredictPlan, layout: BlockLayout, model, samples,
+                 timer: PhaseTimer | None = None, dtype: str = DEFAULT_PRECISION):
+        self.plan, self.layout, self.model, self.samples = plan, layout, model, samples
+        self.dtype = dtype
+        self.timer = timer or PhaseTimer()
+        self.names = block_field_names(plan)
+        self.halo_radius, self.halo_growths, self.halo_atoms = 0.0, 0, 0
+
+    def __iter__(self):
+        from ..bnn_predict import predict
+
+        plan, layout, timer = self.plan, self.layout, self.timer
+        if layout.local_size == 0:
+            return
+        grid = plan.grid
+        structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers,
+                                                  plan.cell_bohr)
+        with timer("halo"):
+            halo = BlockHalo(structure, grid.shape, layout.local_start, layout.local_stop,
+                             plan.record.n_neighbors)
+            sad = BlockSad(plan, structure, layout) if plan.sad else None
+        for _, (lo, hi) in chunk_boxes(layout.local_start, layout.local_stop, plan.chunk_points):
+            points = grid.cartesian_points(lo, hi)
+            built, t0, c0 = halo.build_seconds, time.perf_counter(), time.process_time()
+            x = from_neighbors(halo.neighbors(index_points(lo, hi), points),
+                               plan.record.n_neighbors)
+            grown = halo.build_seconds - built
+            timer.add("halo", grown, grown)
+            timer.add("descriptors", time.perf_counter() - t0 - grown,
+                      time.process_time() - c0 - grown)
+            with timer("network"):
+                out = predict(self.model, x, self.samples, dtype=self.dtype)
+            del x
+            fields = {"rho": out["mean"], "epistemic_std": np.sqrt(out["epistemic_var"]),
+                      "aleatoric_std": np.sqrt(out["aleatoric_var"])}
+            if sad is not None:
+                with timer("sad"):
+                    fields["rho_sad"] = sad(points)
+                fields["rho"] = fields["rho"] + fields["rho_sad"]
+            self.halo_radius, self.halo_growths, self.halo_atoms = \
+                halo.radius, halo.growths, halo.n_atoms
+            yield lo, hi, fields
+
+
+def predict_chunks(plan: PredictPlan, layout: BlockLayout, model, samples,
+                   timer: PhaseTimer | None = None, dtype: str = DEFAULT_PRECISION) -> BlockStream:
+    """The chunk stream of one block (:class:`BlockStream`; no MPI)."""
+    return BlockStream(plan, layout, model, samples, timer, dtype)
+
+
+class BlockFields:
+    """The fields ``names`` of one block, filled chunk by chunk in the order of
+    :func:`~hpcdens.parallel.decomposition.chunk_boxes` (which is the C order of the block)."""
+
+    def __init__(self, layout: BlockLayout, names):
+        self.shape = layout.local_shape
+        self.flat = {name: np.zeros(layout.local_size) for name in names}
+        self.offset = 0
+
+    def add(self, fields: dict) -> None:
+        """Append one chunk's 1-D fields."""
+        count = len(fields["rho"])
+        for name, values in fields.items():
+            self.flat[name][self.offset:self.offset + count] = values
+        self.offset += count
+
+    def arrays(self) -> dict:
+        """{name: (local_shape) array}."""
+        return {name: values.reshape(self.shape) for name, values in self.flat.items()}
+
+
+def predict_block(plan: PredictPlan, layout: BlockLayout, model, samples,
+                  timer: PhaseTimer | None = None, dtype: str = DEFAULT_PRECISION) -> BlockResult:
+    """Predict the fields of one block into memory (no MPI). Empty blocks return empty arrays.
+
+    The same numbers as :func:`predict_chunks`, gathered into arrays of ``layout.local_shape``
+    (the whole block in memory)."""
+    stream = predict_chunks(plan, layout, model, samples, timer, dtype)
+    kept = BlockFields(layout, stream.names)
+    for _, _, fields in stream:
+        kept.add(fields)
+    return BlockResult(kept.arrays(), stream.halo_radius, stream.halo_growths, stream.halo_atoms)
