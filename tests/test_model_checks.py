@@ -22,16 +22,9 @@ from hpcdens.neighbors import NeighborSearch
 from hpcdens.structures import build_cell, decorate, rattle, write_structures
 from hpcdens.training.data import load_snapshots
 from hpcdens.training.run import run_train
-from tests.input_helpers import write_input_file
+from tests.input_helpers import TINY, write_input_file
 
-PURE = {
-    "system.primitive": True,
-    "compositions.list": ["Si1", "Ge1"],
-    "snapshots.per_composition": 2,
-    "snapshots.rattle_stdev_angstrom": 0.03,
-    "dft.mesh_spacing_bohr": 0.6,
-    "dft.scf_tol": 1e-8,
-}
+PURE = {**TINY, "compositions.list": ["Si1", "Ge1"]}  # the tiny labels, pure elements only
 TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32],
          "model.target": "delta_rho", "train.points_per_snapshot": 0,
          "train.validation_fraction": 0.25, "train.epochs": 200, "train.batch_size": 128,

@@ -6,7 +6,7 @@ import pytest
 
 from hpcdens.cli import main
 
-from .cells import si8
+from tests.cells import si8
 
 CONFIG_COMMANDS = [["structures"], ["generate"], ["train"], ["select-m", "--m", "4"], ["learn"]]
 

@@ -1,5 +1,5 @@
-"""Small checks shared by the commands: output paths before any work, file hashes, atomic JSON
-journals and tables, and the "rank 0 decides, every rank raises the same error" pattern of the MPI drivers."""
+"""Files in general: atomic JSON journals and CSV tables, output-path checks before any work,
+opening an HDF5 input with a clear refusal, file hashes."""
 
 from __future__ import annotations
 
@@ -49,6 +49,21 @@ def output_file(path, overwrite: bool, what: str = "output") -> Path:
         raise InputError(f"{what} {str(path)!r} already exists. Fix: pass --overwrite to replace it, "
                          "or choose another path")
     return path
+
+
+def open_hdf5(path, what: str, fix: str):
+    """Open the HDF5 file ``path`` read-only (an ``h5py.File``). A missing path, or one that is
+    not HDF5, raises InputError naming ``what`` (e.g. "training set") and ``fix``."""
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {str(path)!r} does not exist. Fix: check the path")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"{what} {str(path)!r} is not a readable HDF5 file ({err}). "
+                         f"Fix: {fix}") from err
 
 
 def sha256_file(path) -> str:

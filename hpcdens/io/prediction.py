@@ -25,6 +25,7 @@ from ase.units import Bohr
 from ..errors import InputError
 from ..grid import Grid
 from .cube import _header, _row_format
+from .files import open_hdf5
 
 FORMAT = "hpcdens-prediction"
 FORMAT_VERSION = 1
@@ -42,16 +43,8 @@ def open_prediction(path):
     """Open a finished prediction file read-only (an ``h5py.File``; close it, or use ``with``).
     Refuses a missing or non-HDF5 path, a file without ``complete = True`` (a prediction that
     did not finish) and a file of another format, each with an InputError naming the fix."""
-    import h5py
-
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"prediction file {str(path)!r} does not exist. Fix: check the path")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"prediction file {str(path)!r} is not a readable HDF5 file "
-                         f"({err})") from err
+    f = open_hdf5(path, "prediction file", "pass a file written by 'hpcdens predict'")
     problem = None
     if not bool(f.attrs.get("complete", False)):
         problem = (f"{path} has no attribute complete=True: the prediction did not finish "

@@ -22,7 +22,7 @@ from ase.units import Bohr
 from ..dft.base import DFTResult
 from ..errors import InputError
 from ..grid import Grid
-from .files import write_json
+from .files import open_hdf5, write_json
 
 FORMAT = "hpcdens-training-set"
 VERSION = 1
@@ -143,13 +143,7 @@ def assemble(path: Path, keys: list[str], meta: dict) -> tuple[int, list[dict]]:
 def _open_complete(path, what: str = "training set") -> h5py.File:
     """Open a complete training set read-only; InputError naming ``what`` for anything else."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{what} {str(path)!r} does not exist. Fix: check the path")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"cannot open {what} {str(path)!r}: {err}. Fix: pass a training-set "
-                         "file written by 'hpcdens generate'") from err
+    f = open_hdf5(path, what, "pass a training-set file written by 'hpcdens generate'")
     if f.attrs.get("format") != FORMAT or not f.attrs.get("complete", False):
         fmt = f.attrs.get("format")
         f.close()
