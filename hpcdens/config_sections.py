@@ -16,7 +16,7 @@ from .grid import DEFAULT_CHUNK_POINTS, MAX_SPACING_BOHR
 
 LATTICES = ("diamond", "fcc", "bcc")
 SNAPSHOT_METHODS = ("none", "rattle", "md")
-MD_CALCULATORS = ("emt", "m3gnet")
+MD_CALCULATORS = ("emt", "sevenn", "chgnet")
 BACKENDS = ("pyscf", "sparc")
 TESSELLATIONS = ("T1", "T2", "T4")
 TARGETS = ("rho", "delta_rho")
@@ -150,7 +150,9 @@ class SnapshotConfig:
     per_composition : snapshots (random decorations, each seeded) per composition.
     method : "none" (ideal sites), "rattle" (Gaussian displacements) or "md" (Langevin MD).
     rattle_stdev_angstrom : standard deviation of rattle displacements (Angstrom).
-    md_calculator : "emt" (ASE, tests) or "m3gnet" (MatGL, as in the paper; user-installed).
+    md_calculator : "emt" (ASE's EMT; tests), "sevenn" (SevenNet-0) or "chgnet" (CHGNet 0.3.0):
+        universal machine-learned potentials whose weights ship with the ``mlip`` extra
+        (``HPCDENS_EXTRAS=mlip bash launch/install.sh``); see :mod:`hpcdens.md`.
     temperature_kelvin : MD temperature (K).
     md_timestep_fs, md_steps_between : MD time step (fs) and steps between snapshots.
     vacancies : atoms removed at random from each snapshot.

@@ -87,7 +87,11 @@ def compositions(config: Config) -> list[Composition]:
 
 
 def build_plan(config: Config) -> list[Task]:
-    """All tasks of ``config``: every composition times ``snapshots.per_composition``."""
+    """All tasks of ``config``: every composition times ``snapshots.per_composition``. An MD
+    calculator that is not installed or does not cover ``system.elements`` is refused here, before
+    any output exists (StructureError)."""
+    if config.snapshots.method == "md":
+        md.make_calculator(config.snapshots.md_calculator, config.system.elements)
     return [Task(comp, s, config) for comp in compositions(config)
             for s in range(config.snapshots.per_composition)]
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install hpcdens and everything it needs, idempotently.
 #
-#   bash launch/install.sh          # system packages (Debian/Ubuntu, as root), .venv, hpcdens
+#   bash launch/install.sh                        # system packages (Debian/Ubuntu, as root), .venv, hpcdens
+#   HPCDENS_EXTRAS=mlip bash launch/install.sh    # the same plus the MLIP extra (SevenNet, CHGNet)
 #
 # What it does (each step is skipped when already done):
 #   1. Debian packages: OpenMPI and the OpenMPI flavour of HDF5 (apt-get, needs root).
@@ -10,8 +11,11 @@
 #   3. mpi4py, h5py built from source against parallel HDF5 (h5py.get_config().mpi must be True),
 #      torch==2.13.0 (CPU wheel; an already installed compatible torch is kept; HPCDENS_TORCH_SPEC
 #      names another, e.g. "torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"),
-#      then hpcdens itself, editable, with its test extra.
-# A second run does no network work: a stamp file records the hash of pyproject.toml and this script.
+#      then hpcdens itself, editable, with its test extra and the extras named in HPCDENS_EXTRAS
+#      (comma-separated; "mlip": universal ML potentials for MD snapshots, ~0.4 GB, weights in the
+#      wheels). The parallel h5py and the installed torch are pinned while installing (constraints).
+# A second run does no network work: a stamp file records the hash of pyproject.toml and this
+# script, and the extras installed (which later runs keep).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,13 +27,30 @@ STAMP="$VENV/.hpcdens-install-stamp"
 say() { printf '[install] %s\n' "$*"; }
 die() { printf '[install] ERROR: %s\n' "$*" >&2; exit 1; }
 
-stamp_value() {
-    cat "$ROOT/pyproject.toml" "$ROOT/launch/install.sh" | sha256sum | cut -d' ' -f1
-}
+# Modules each extra must make importable (the check at the end and the up-to-date test).
+declare -A EXTRA_MODULES=([mlip]="sevenn, chgnet")
+IFS=',' read -r -a requested <<< "${HPCDENS_EXTRAS:-}"
+for extra in "${requested[@]}"; do
+    [[ -n "${EXTRA_MODULES[$extra]:-}" ]] || die "unknown extra '$extra' in HPCDENS_EXTRAS; known: ${!EXTRA_MODULES[*]}"
+done
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_value)" ]] \
-   && "$VENV/bin/python" -c "import h5py, mpi4py, torch, hpcdens; assert h5py.get_config().mpi" 2>/dev/null; then
-    say "up to date ($VENV); nothing to do"
+# The stamp holds the hash of pyproject.toml and this script, then the extras installed. Extras
+# stay installed: a later run without them keeps (and updates) them, so runs that ask for
+# different extras (launch/demo.sh, launch/test.sh) do not reinstall each other's.
+stamp_hash() { cat "$ROOT/pyproject.toml" "$ROOT/launch/install.sh" | sha256sum | cut -d' ' -f1; }
+read -r old_hash old_extras 2>/dev/null < "$STAMP" || old_hash="" old_extras=""
+IFS=',' read -r -a stamped <<< "${old_extras:-}"
+declare -A wanted=()
+for extra in "${requested[@]}" "${stamped[@]}"; do
+    if [[ -n "${EXTRA_MODULES[$extra]:-}" ]]; then wanted[$extra]=1; fi
+done
+EXTRAS="$(printf '%s\n' "${!wanted[@]}" | sort | paste -sd, -)"
+EXTRA_IMPORTS=""
+for extra in "${!wanted[@]}"; do EXTRA_IMPORTS+=", ${EXTRA_MODULES[$extra]}"; done
+
+if [[ "$old_hash" == "$(stamp_hash)" && "$old_extras" == "$EXTRAS" ]] \
+   && "$VENV/bin/python" -c "import h5py, mpi4py, torch, hpcdens$EXTRA_IMPORTS; assert h5py.get_config().mpi" 2>/dev/null; then
+    say "up to date ($VENV${EXTRAS:+, extras $EXTRAS}); nothing to do"
     exit 0
 fi
 
@@ -77,24 +98,29 @@ fi
 "$VENV/bin/python" -c "import h5py, sys; sys.exit(0 if h5py.get_config().mpi else 1)" \
     || die "h5py in $VENV was built without MPI (h5py.get_config().mpi is False). Remove it ('$VENV/bin/pip uninstall h5py') and rerun; set HDF5_DIR to a parallel (OpenMPI) HDF5 build."
 
-# Keep the parallel h5py: later installs may not replace it with the serial wheel.
-CONSTRAINTS="$VENV/hpcdens-constraints.txt"
-echo "h5py==$H5PY_VERSION" > "$CONSTRAINTS"
-
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     say "installing ${HPCDENS_TORCH_SPEC:-torch==2.13.0}"
     # shellcheck disable=SC2086
     "${PIP[@]}" ${HPCDENS_TORCH_SPEC:-torch==2.13.0}
 fi
 
-say "installing hpcdens (editable) and its dependencies"
-"${PIP[@]}" -c "$CONSTRAINTS" -e "$ROOT[test]"
+# Keep the parallel h5py (later installs may not replace it with the serial wheel) and the torch
+# just checked (an extra may not up- or downgrade it, nor pull in a CUDA build).
+CONSTRAINTS="$VENV/hpcdens-constraints.txt"
+printf 'h5py==%s\ntorch==%s\n' "$H5PY_VERSION" \
+    "$("$VENV/bin/python" -c "import torch; print(torch.__version__)")" > "$CONSTRAINTS"
 
-"$VENV/bin/python" - <<'PY' || die "import check failed (see above)"
+say "installing hpcdens (editable) and its dependencies${EXTRAS:+ with the extras $EXTRAS}"
+"${PIP[@]}" -c "$CONSTRAINTS" -e "$ROOT[test${EXTRAS:+,$EXTRAS}]"
+
+HPCDENS_CHECK_EXTRAS="${EXTRA_IMPORTS#, }" "$VENV/bin/python" - <<'PY' || die "import check failed (see above)"
+import importlib, os
 import h5py, mpi4py, torch, pyscf, ase, hpcdens
 assert h5py.get_config().mpi, "h5py without MPI"
+extras = [importlib.import_module(m) for m in os.environ["HPCDENS_CHECK_EXTRAS"].split(", ") if m]
 print(f"[install] hpcdens {hpcdens.__version__}: torch {torch.__version__}, h5py {h5py.__version__} (mpi), "
-      f"mpi4py {mpi4py.__version__}, pyscf {pyscf.__version__}, ase {ase.__version__}")
+      f"mpi4py {mpi4py.__version__}, pyscf {pyscf.__version__}, ase {ase.__version__}"
+      + "".join(f", {m.__name__} {m.__version__}" for m in extras))
 PY
-stamp_value > "$STAMP"
+echo "$(stamp_hash) $EXTRAS" > "$STAMP"
 say "done: activate with 'source $VENV/bin/activate' or call $VENV/bin/hpcdens"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Install (idempotent), then run the whole test suite:
+# Install (idempotent) with the mlip extra, then run the whole test suite:
 #   1. the serial tests (pytest),
 #   2. the MPI tests under `mpirun -n 2` and `mpirun -n 3` (pytest-mpi, tests marked @pytest.mark.mpi).
 # Extra arguments go to every pytest run, e.g. `bash launch/test.sh -k config`.
 # Only rank 0 prints under mpirun; the other ranks' output is kept in $LOGDIR and shown on failure.
+# The mlip extra (SevenNet, CHGNet: ~1 minute, ~0.4 GB) is installed so that tests/test_md_mlip.py
+# runs rather than skips; `HPCDENS_EXTRAS= bash launch/test.sh` leaves it out.
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-bash launch/install.sh || exit 1
+HPCDENS_EXTRAS="${HPCDENS_EXTRAS-mlip}" bash launch/install.sh || exit 1
 # shellcheck disable=SC1091
 source launch/env.sh
 LOGDIR="$(mktemp -d /tmp/hpcdens-test.XXXXXX)"

@@ -1,6 +1,6 @@
 """Tests of hpcdens.structures: lattices, Vegard, decoration, snapshots, defects, segregation."""
 
-import importlib.util
+import sys
 from collections import Counter
 
 import ase.io
@@ -132,16 +132,16 @@ def test_emt_md_snapshots_seeded_and_moving():
 
 
 def test_emt_refuses_unknown_elements():
-    with pytest.raises(StructureError, match=r"EMT cannot do Ge, Si.*m3gnet.*rattle"):
+    with pytest.raises(StructureError, match=r"\"emt\" \(ASE's EMT\) cannot do Ge, Si.*sevenn.*rattle"):
         md.make_calculator("emt", ["Si", "Ge"])
     si = st.decorate(st.build_cell("diamond", A_SI), {"Si": 8}, rng())
     from ase.calculators.emt import EMT
-    with pytest.raises(StructureError, match="cannot handle this structure.*m3gnet"):
+    with pytest.raises(StructureError, match="cannot handle this structure.*sevenn"):
         md.md_snapshots(si, EMT(), 1, 300.0, rng=rng())
 
 
 def test_calculator_and_md_argument_errors():
-    with pytest.raises(StructureError, match="unknown calculator 'lj'.*emt, m3gnet"):
+    with pytest.raises(StructureError, match="unknown calculator 'lj'.*emt, sevenn, chgnet"):
         md.make_calculator("lj")
     with pytest.raises(StructureError, match="n_snapshots must be an integer >= 1, got 0"):
         md.md_snapshots(cucu_ni(), md.make_calculator("emt"), 0, 300.0, rng=rng())
@@ -151,10 +151,13 @@ def test_calculator_and_md_argument_errors():
         md.md_snapshots(cucu_ni(), md.make_calculator("emt"), 1, 300.0, rng=rng(), timestep_fs=0)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("matgl") is not None, reason="matgl is installed")
-def test_m3gnet_without_matgl():
-    with pytest.raises(StructureError, match=r"pip install matgl.*rattle"):
-        md.make_calculator("m3gnet", ["Cr", "Fe"])
+@pytest.mark.parametrize("name", ["sevenn", "chgnet"])
+def test_mlip_without_its_package(name, monkeypatch):
+    monkeypatch.setitem(sys.modules, name, None)  # absent, whether installed or not
+    with pytest.raises(StructureError, match=rf"\"{name}\" needs the package {name}, which is not "
+                       r"installed; install the mlip extra with `HPCDENS_EXTRAS=mlip bash "
+                       r"launch/install.sh` or use the snapshot method \"rattle\"$"):
+        md.make_calculator(name, ["Cr", "Fe"])
 
 
 # ----------------------------------------------------------------------------- defects
