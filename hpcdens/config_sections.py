@@ -8,6 +8,7 @@ Units are in the key names (``mesh_spacing_bohr``, ``smearing_kelvin``, ...).
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
+
+log = logging.getLogger(__name__)
 
 #: Default lattice constants (Angstrom) per lattice, used by Vegard's law when the input file gives
 #: none for an element: diamond Si, Ge, alpha-Sn (experiment); fcc/bcc values of the 3d metals and Al
@@ -49,6 +52,34 @@ def _one_of(section: str, key: str, value: str, allowed: tuple[str, ...]):
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         _fail(section, key, value, f"must be one of {', '.join(allowed)}", f"{hint}use one of those")
+
+
+def _warn_equal_face_neighbours(bins: int, specs) -> None:
+    """log.warning naming the face-sharing blocks (periodic) that ``specs``, one composition per
+    block in C order, give the same composition; compositions are compared as parsed fractions
+    (unparsable ones as written: the cross-check with system.elements reports them)."""
+    import numpy as np
+
+    from .composition import parse_composition
+    from .errors import CompositionError
+    from .structures import face_neighbour_pairs
+
+    def key(spec):
+        try:
+            comp = parse_composition(spec)
+        except CompositionError:
+            return spec
+        return frozenset((el, x) for el, x in zip(comp.elements, comp.fractions) if x > 0)
+
+    keys = [key(spec) for spec in specs]
+    equal = [(a, b) for a, b in face_neighbour_pairs(bins) if keys[a] == keys[b]]
+    if equal:
+        shape = (bins,) * 3
+        named = ", ".join(f"{tuple(map(int, np.unravel_index(a, shape)))} and "
+                          f"{tuple(map(int, np.unravel_index(b, shape)))} ({specs[a]})"
+                          for a, b in equal)
+        log.warning("[snapshots] checkerboard_compositions: %d pair(s) of face-sharing blocks "
+                    "(periodic images included) have the same composition: %s", len(equal), named)
 
 
 @dataclass(frozen=True)
@@ -157,8 +188,10 @@ class SnapshotConfig:
     md_timestep_fs, md_steps_between : MD time step (fs) and steps between snapshots.
     vacancies : atoms removed at random from each snapshot.
     divacancy : remove a nearest-neighbour pair of atoms.
-    checkerboard_bins : 0 = off; 2 or 3 = segregate into bins^3 blocks alternating between the two
-        ``checkerboard_compositions`` (the paper's Fig. 10 cells).
+    checkerboard_bins : 0 = off; 2 or 3 = segregate the cell into bins^3 blocks (the paper's
+        Fig. 10 and generalisation cells) with ``checkerboard_compositions``: 2 to bins^3 - 1 of
+        them, block (i, j, k) taking number (i+j+k) % m, or exactly bins^3, one per block in C
+        order of (i, j, k) (a warning names face-sharing blocks given the same composition).
     seed : master seed; every (composition, snapshot) gets its own stream derived from it.
     """
 
@@ -193,10 +226,20 @@ class SnapshotConfig:
         _require(self.vacancies >= 0, s, "vacancies", self.vacancies, "must be >= 0", "use 0 for none")
         _require(self.checkerboard_bins in (0,) or self.checkerboard_bins >= 2, s, "checkerboard_bins",
                  self.checkerboard_bins, "must be 0 (off) or >= 2", "use 2 or 3 as in the paper")
-        _require(self.checkerboard_bins == 0 or len(self.checkerboard_compositions) == 2, s,
-                 "checkerboard_compositions", list(self.checkerboard_compositions),
-                 "needs exactly two compositions when checkerboard_bins is set",
-                 'write e.g. checkerboard_compositions = ["Si0.8Ge0.2", "Si0.2Ge0.8"]')
+        if self.checkerboard_bins:
+            self._check_checkerboard_compositions()
+
+    def _check_checkerboard_compositions(self):
+        n_blocks, m = self.checkerboard_bins**3, len(self.checkerboard_compositions)
+        _require(2 <= m <= n_blocks, self.SECTION, "checkerboard_compositions",
+                 list(self.checkerboard_compositions),
+                 f"gives {m} composition(s) for checkerboard_bins = {self.checkerboard_bins}; "
+                 f"needs 2 to {n_blocks - 1} (block (i, j, k) takes number (i+j+k) % m) or "
+                 f"exactly {n_blocks} (one per block, C order of (i, j, k))",
+                 f"list {n_blocks} compositions, one per block, or e.g. two: "
+                 f'checkerboard_compositions = ["Si0.8Ge0.2", "Si0.2Ge0.8"]')
+        if m == n_blocks:
+            _warn_equal_face_neighbours(self.checkerboard_bins, self.checkerboard_compositions)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,14 @@ For every snapshot of a test set (a training-set file written by ``hpcdens gener
    DFT step runs once per snapshot on rank 0 while the other ranks wait);
 3. compare with the DFT label: energy error per atom and per electron (signed and absolute,
    against the snapshot's ``free_energy_ha``), density NRMSE and relative L1 of the renormalised
-   density, and the mean over the grid of the predicted epistemic and aleatoric std.
+   density, and the mean over the grid of the predicted epistemic and aleatoric std;
+4. on cells with vacancies or segregation blocks (attributes ``vacancy_sites_angstrom``,
+   ``segregation_bins``): the same renormalised density's errors per distance shell around the
+   vacancies and at the block faces (:mod:`hpcdens.regions`).
 
 Rank 0 writes ``evaluate.csv``, ``evaluate.json`` (rows + summary), ``parity.png`` and
-``error_vs_composition.png`` and prints a table. Units: Ha, Bohr, e/Bohr^3.
+``error_vs_composition.png`` (and ``regions.csv`` when some cell has regions) and prints a table.
+Units: Ha, Bohr, e/Bohr^3.
 
 Composition axis ``x``: the atom fraction of the second element of ``elements`` (CONFIG's
 ``system.elements`` with --config, else the model's species in increasing atomic number). For a
@@ -36,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from . import energy as en
+from . import regions as rg
 from .config import DFTConfig
 from .dft import settings_from_record, valence_electrons
 from .errors import InputError
@@ -46,12 +51,13 @@ log = logging.getLogger("hpcdens.evaluate")
 
 CSV_NAME, JSON_NAME = "evaluate.csv", "evaluate.json"
 PARITY_PNG, COMPOSITION_PNG = "parity.png", "error_vs_composition.png"
-PREDICTIONS = "predictions"
+PREDICTIONS, REGIONS_CSV = "predictions", "regions.csv"
 COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrmse",
            "relative_l1_percent", "e_ml_per_atom_ha", "e_dft_per_atom_ha",
            "error_ha_per_atom", "abs_error_ha_per_atom", "error_ha_per_electron",
            "abs_error_ha_per_electron", "chemically_accurate", "epistemic_std_mean",
-           "aleatoric_std_mean", "predicted_std_nrmse_units", "renormalisation_factor", "predict_s", "energy_s")
+           "aleatoric_std_mean", "predicted_std_nrmse_units", "renormalisation_factor", "predict_s",
+           "energy_s", "worst_region_relative_l1_percent")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -104,12 +110,13 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
         from ase.data import chemical_symbols
 
         elements = [chemical_symbols[z] for z in predictor.record.species]
-    if with_energy:
-        for s in snaps:
+    for s in snaps:
+        rg.region_spec(s.key, s.attrs)
+        if with_energy:
             en.check_same_settings(settings, s, valence_electrons(s.atoms, settings))
     out.mkdir(exist_ok=True)
     (out / PREDICTIONS).mkdir(exist_ok=True)
-    for name in (CSV_NAME, JSON_NAME, PARITY_PNG, COMPOSITION_PNG):
+    for name in (CSV_NAME, JSON_NAME, PARITY_PNG, COMPOSITION_PNG, REGIONS_CSV):
         (out / name).unlink(missing_ok=True)
     return {"model": str(model), "testset": str(testset), "out": str(out), "settings": settings,
             "elements": list(elements), "keys": [s.key for s in snaps],
@@ -119,7 +126,8 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
 def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
                       with_energy: bool) -> dict:
     """One row (rank 0): errors of the predicted ``fields`` (rho, epistemic_std, aleatoric_std
-    on the snapshot's grid, e/Bohr^3) against ``snap``."""
+    on the snapshot's grid, e/Bohr^3) against ``snap``; its region rows (regions.csv) under
+    ``"_regions"``."""
     epi, ale = float(np.mean(fields["epistemic_std"])), float(np.mean(fields["aleatoric_std"]))
     n_e = float(snap.attrs.get("n_electrons") or valence_electrons(snap.atoms, settings))
     rho, factor = en.renormalise(fields["rho"], snap.grid, n_e)
@@ -130,7 +138,9 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
            "n_electrons": n_e, "x": composition_x(snap.atoms, elements), **dens,
            "epistemic_std_mean": epi, "aleatoric_std_mean": ale,
            "renormalisation_factor": factor,
-           "_ref_spread": float(snap.rho.max() - snap.rho.min())}
+           "_ref_spread": float(snap.rho.max() - snap.rho.min()),
+           "_regions": rg.snapshot_regions(snap, rho)}
+    row["worst_region_relative_l1_percent"] = rg.worst_relative_l1(row["_regions"])
     row.update({k: None for k in ("e_ml_per_atom_ha", "e_dft_per_atom_ha", "error_ha_per_atom",
                                   "abs_error_ha_per_atom", "error_ha_per_electron",
                                   "abs_error_ha_per_electron", "chemically_accurate")})
@@ -270,6 +280,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
         if comm.rank == 0:
             log.info("evaluate: %s NRMSE %.3e, E error %s Ha/atom (%d/%d)", key, row["nrmse"],
                      _fmt(row["error_ha_per_atom"], ".3e"), i + 1, len(plan["keys"]))
+    regions = [region for r in rows for region in r.pop("_regions")]
     for r in rows:
         spread = r.pop("_ref_spread", None)
         r["predicted_std_nrmse_units"] = (math.hypot(r["epistemic_std_mean"],
@@ -285,10 +296,13 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
               "dft": (asdict(plan["settings"]) if with_energy else None),
               "columns": list(COLUMNS),
               "rows": rows, "summary": summary,
+              "regions_csv": REGIONS_CSV if regions else None,
               "wall_time_s": time.perf_counter() - t0}
 
     def write():
         write_csv(out / CSV_NAME, rows, COLUMNS)
+        if regions:
+            write_csv(out / REGIONS_CSV, regions, rg.REGION_COLUMNS)
         write_json(out / JSON_NAME, result)
         write_plots(out, rows, plan["elements"])
 

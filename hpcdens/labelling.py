@@ -5,7 +5,8 @@ The MPI shell around :mod:`hpcdens.plan`, :mod:`hpcdens.dft` and :mod:`hpcdens.d
 labels its share of the tasks and writes each result as a part file as soon as it is done (the
 journal); rank 0 assembles the training set at the end. A killed run keeps every finished part;
 started again it labels only what is missing. Failed SCFs are recorded with their reason (and not
-retried unless ``retry_failed``), never stored as labels.
+retried unless ``retry_failed``), never stored as labels. Labels of other complete training sets
+made with the same settings (a label pool, ``reuse``) are copied instead of computed again.
 """
 
 from __future__ import annotations
@@ -63,6 +64,41 @@ def prepare_output(out: Path, config: Config, overwrite: bool, extend: bool) -> 
     parts.mkdir(parents=True, exist_ok=True)
     write_json(manifest, {"fingerprint": fingerprint, "name": config.name})
     return "new"
+
+
+def reuse_sources(config: Config, reuse) -> list[Path]:
+    """The label pools ``reuse`` (None, one path or a list of paths) as Paths, checked: each must
+    be a complete training set made with the structure and DFT settings of ``config`` (equal
+    :func:`settings_fingerprint`; the compositions may differ). Raises InputError."""
+    paths = [] if reuse is None else [reuse] if isinstance(reuse, (str, Path)) else list(reuse)
+    fingerprint = settings_fingerprint(config)
+    for path in map(Path, paths):
+        with data.open_complete(path, "label pool") as f:
+            theirs = f.attrs.get("fingerprint")
+        if theirs != fingerprint:
+            raise InputError(f"label pool {str(path)!r} was made with other structure or DFT "
+                             f"settings than this input file (settings fingerprint {theirs!r}, "
+                             f"this input file's {fingerprint!r}). Fix: give [system], [snapshots] "
+                             "and [dft] the pool's values, or leave the pool out")
+    return list(map(Path, paths))
+
+
+def reuse_labels(out: Path, tasks: list[Task], pools: list[Path]) -> int:
+    """Copy the snapshots of ``pools`` that tasks not yet complete in ``out`` ask for (same key,
+    first pool that holds it) into their part files, marked ``reused_from``; a failure record of
+    such a task is removed. Returns how many were copied."""
+    n = 0
+    for pool in pools:
+        with data.open_complete(pool, "label pool") as src:
+            have = set(json.loads(src.attrs["snapshot_keys"]))
+            for task in tasks:
+                if task.key in have and not data.part_is_complete(out, task.key):
+                    data.copy_snapshot(src, task.key, out, {"reused_from": str(pool.resolve())})
+                    data.failure_path(out, task.key).unlink(missing_ok=True)
+                    n += 1
+    if pools:
+        log.info("%d snapshots reused from %s", n, ", ".join(map(str, pools)))
+    return n
 
 
 def pending(out: Path, tasks: list[Task], retry_failed: bool) -> list[int]:
@@ -135,11 +171,15 @@ class _Progress:
 
 
 def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,
-                 retry_failed=False, progress=True) -> dict:
+                 retry_failed=False, progress=True, reuse=None) -> dict:
     """Label the tasks of ``config`` into ``out`` on all ranks of ``comm``; returns the summary
-    (on every rank). Input problems raise InputError on every rank together."""
+    (on every rank). ``reuse``: label pools (:func:`reuse_sources`) whose snapshots of the same
+    task key are copied instead of labelled. Input problems raise InputError on every rank
+    together, before anything is written."""
     tasks = build_plan(config)
+    pools = on_root(comm, reuse_sources, config, reuse)
     status = on_root(comm, prepare_output, out, config, overwrite, extend)
+    reused = on_root(comm, reuse_labels, out, tasks, pools)
     todo = comm.bcast(pending(out, tasks, retry_failed) if comm.rank == 0 else None, root=0)
     run_id = comm.bcast(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}", root=0)
     shares = assign(todo, comm.size)
@@ -159,7 +199,7 @@ def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,
                 "input_file": config.source.read_text() if config.source else ""}
         n, failures = data.assemble(out, [t.key for t in tasks], meta)
         summary = {"snapshots": n, "failures": failures, "tasks": len(tasks),
-                   "labelled_now": len(todo), "ranks": comm.size}
+                   "labelled_now": len(todo), "reused": reused, "ranks": comm.size}
     return comm.bcast(summary, root=0)
 
 

@@ -8,6 +8,7 @@ leaves the structures of the existing ones unchanged.
 
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 
@@ -66,11 +67,16 @@ class Task:
 def compositions(config: Config) -> list[Composition]:
     """The compositions of ``[compositions]``, in order: list, tessellation, grid, random;
     duplicates removed (first occurrence kept). With checkerboard segregation, the one mean
-    composition of the two checkerboard compositions."""
+    composition of the checkerboard compositions: of the two, or over the bins^3 blocks."""
     elements = config.system.elements
-    if config.snapshots.checkerboard_bins:
-        a, b = (parse_composition(c, elements) for c in config.snapshots.checkerboard_compositions)
-        mean = {el: 0.5 * (x + y) for el, x, y in zip(elements, a.fractions, b.fractions)}
+    snap = config.snapshots
+    if snap.checkerboard_bins:
+        comps = [parse_composition(c, elements) for c in snap.checkerboard_compositions]
+        if len(comps) == 2:  # as before: the label seeds every snapshot's random stream
+            mean = {el: 0.5 * (x + y) for el, x, y in zip(elements, *(c.fractions for c in comps))}
+        else:
+            blocks = st.block_compositions(snap.checkerboard_bins, comps)
+            mean = {el: math.fsum(c.fraction(el) for c in blocks) / len(blocks) for el in elements}
         return [parse_composition(mean, elements)]
     spec = config.compositions
     found = [parse_composition(c, elements) for c in spec.list]
@@ -109,12 +115,16 @@ def template_cell(config: Config, composition: Composition) -> Atoms:
 
 def build_atoms(config: Config, composition: Composition, snapshot: int,
                 rng: np.random.Generator) -> Atoms:
-    """Decorate, segregate, remove atoms and displace, in that order, drawing from ``rng``."""
+    """Decorate or segregate, remove atoms and displace, in that order, drawing from ``rng``.
+
+    Vacancies are made on the ideal sites, before the displacement, and recorded in
+    ``info["vacancy_sites_angstrom"]``; segregated cells carry ``info["segregation_bins"]`` and
+    ``info["segregation_compositions"]`` (:func:`hpcdens.structures.segregate`)."""
     snap, elements = config.snapshots, config.system.elements
     atoms = template_cell(config, composition)
     if snap.checkerboard_bins:
-        a, b = (parse_composition(c, elements).as_dict() for c in snap.checkerboard_compositions)
-        atoms = st.checkerboard(atoms, config.system.supercell, snap.checkerboard_bins, a, b, rng)
+        blocks = [parse_composition(c, elements).as_dict() for c in snap.checkerboard_compositions]
+        atoms = st.segregate(atoms, config.system.supercell, snap.checkerboard_bins, blocks, rng)
     else:
         counts, _ = atom_counts(composition, len(atoms))
         atoms = st.decorate(atoms, counts, rng)

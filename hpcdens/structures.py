@@ -15,6 +15,7 @@ broadcast rank 0's MD noise and file contents to other ranks) are switched off.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 from numbers import Integral, Real
@@ -27,7 +28,7 @@ from ase.data import chemical_symbols
 from ase.geometry import get_distances
 from ase.neighborlist import neighbor_list
 
-from .composition import atom_counts
+from .composition import atom_counts, parse_composition
 from .errors import StructureError
 
 LATTICES = ("diamond", "fcc", "bcc")
@@ -195,7 +196,8 @@ def rattle(atoms: Atoms, stdev_angstrom: float, rng: np.random.Generator) -> Ato
 def add_vacancies(atoms: Atoms, n: int, rng: np.random.Generator) -> Atoms:
     """A copy of ``atoms`` with ``n`` randomly chosen atoms removed (0 <= n < len(atoms)).
 
-    ``info["vacancies"]`` counts the vacancies made so far.
+    ``info["vacancies"]`` counts the vacancies made so far and ``info["vacancy_sites_angstrom"]``
+    lists where they are (see :func:`_remove`).
     """
     if isinstance(n, bool) or not isinstance(n, Integral) or not 0 <= n < len(atoms):
         raise StructureError(f"cannot make {n!r} vacancies in a cell of {len(atoms)} atoms; the "
@@ -222,9 +224,21 @@ def add_divacancy(atoms: Atoms, rng: np.random.Generator) -> Atoms:
 
 
 def _remove(atoms: Atoms, indices) -> Atoms:
+    """A copy of ``atoms`` without the atoms ``indices``; records the vacancies in ``info``.
+
+    ``info["vacancies"]``: vacancies made so far (int). ``info["vacancy_sites_angstrom"]``: a JSON
+    string of the list of ``[x, y, z]`` Cartesian positions (Angstrom) the removed atoms had,
+    appended to any list already there. :func:`hpcdens.plan.build_atoms` removes atoms before the
+    MD or rattle displacement, so these are the ideal lattice sites of the template cell, and
+    the displaced atoms around them have moved off their own sites.
+    """
+    indices = np.asarray(indices, dtype=int)
+    sites = json.loads(atoms.info.get("vacancy_sites_angstrom", "[]"))
+    sites += atoms.positions[indices].tolist()
     out = atoms.copy()
-    del out[np.asarray(indices, dtype=int)]
+    del out[indices]
     out.info["vacancies"] = int(atoms.info.get("vacancies", 0)) + len(indices)
+    out.info["vacancy_sites_angstrom"] = json.dumps(sites)
     return out
 
 
@@ -239,18 +253,62 @@ def block_indices(atoms: Atoms, bins: int) -> np.ndarray:
     return np.floor((frac + _BLOCK_EDGE_TOL) * bins).astype(int) % bins
 
 
+def block_compositions(bins: int, compositions: list) -> list:
+    """The composition of each of the ``bins**3`` blocks, in C order of (i, j, k) (k fastest).
+
+    ``compositions`` holds either exactly ``bins**3`` entries, one per block in that order, or
+    ``m`` entries with ``2 <= m < bins**3``: block (i, j, k) then takes
+    ``compositions[(i + j + k) % m]``. Entries are returned as given (any type).
+    """
+    bins = _int_at_least(bins, "bins", 2)
+    n_blocks, m = bins**3, len(compositions)
+    if m == n_blocks:
+        return list(compositions)
+    if not 2 <= m < n_blocks:
+        few = "at least two compositions" if m < 2 else f"at most {n_blocks} compositions"
+        raise StructureError(f"segregation into {n_blocks} blocks (bins={bins}) needs {few}, got "
+                             f"{m}; give 2 to {n_blocks - 1} (block (i, j, k) takes number "
+                             f"(i+j+k) % m) or exactly {n_blocks}, one per block in C order of "
+                             f"(i, j, k)")
+    colour = np.indices((bins,) * 3).sum(axis=0).ravel() % m
+    return [compositions[c] for c in colour]
+
+
+def face_neighbour_pairs(bins: int) -> np.ndarray:
+    """Face-sharing blocks of a ``bins**3`` cut, periodic images included.
+
+    Returns a (p, 2) int array of flat block indices (C order of (i, j, k)), each pair once with
+    the smaller index first; ``bins=2`` gives 12 pairs (each block has 3 distinct neighbours).
+    """
+    bins = _int_at_least(bins, "bins", 2)
+    ijk = np.indices((bins,) * 3).reshape(3, -1)
+    pairs = set()
+    for axis in range(3):
+        up = ijk.copy()
+        up[axis] = (up[axis] + 1) % bins
+        up_flat = np.ravel_multi_index(up, (bins,) * 3).tolist()
+        pairs.update((min(a, b), max(a, b)) for a, b in enumerate(up_flat))
+    return np.array(sorted(pairs), dtype=int)
+
+
 def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, float]],
               rng: np.random.Generator) -> Atoms:
-    """Species segregated into blocks: block (i, j, k) gets ``compositions[(i+j+k) % m]``.
+    """Species segregated into the ``bins**3`` blocks of :func:`block_indices`.
 
-    With ``m = len(compositions)`` dividing ``bins``, no two face-sharing blocks hold the same
-    composition, across the periodic boundary too (the paper's 27-bin cell is ``bins=3`` with
-    three single-element compositions). Each block's sites get the exact counts of
-    :func:`hpcdens.composition.atom_counts` for its own composition, placed at random.
+    ``compositions`` (dicts of fractions summing to 1) assigns a composition to every block as
+    in :func:`block_compositions`: one per block in C order of (i, j, k), or ``m`` of them with
+    block (i, j, k) taking ``compositions[(i+j+k) % m]``. With ``m`` dividing ``bins``, no two
+    face-sharing blocks hold the same composition, across the periodic boundary too (the paper's
+    27-bin cell is ``bins=3`` with three single-element compositions). Each block's sites get
+    the exact counts of :func:`hpcdens.composition.atom_counts` for its own composition, placed
+    at random; blocks are filled in C order, one ``rng.permutation`` each.
 
     ``atoms`` is an ideal (unrattled) lattice built with ``supercell`` (int or 3 ints), each a
     multiple of ``bins`` (blocks per lattice vector, >= 2); rattle after segregating.
-    ``compositions`` holds at least two dicts of fractions summing to 1.
+
+    The result carries ``info["segregation_bins"]`` and ``info["segregation_compositions"]``, a
+    JSON list of the ``bins**3`` block compositions as formula strings (``"Si1Ge0Sn0"``), C
+    order: block (i, j, k) spans fractional coordinates ``[i/bins, (i+1)/bins)`` and so on.
     """
     reps = _supercell_tuple(supercell)
     bins = _int_at_least(bins, "bins", 2)
@@ -258,24 +316,22 @@ def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, f
         raise StructureError(f"bins={bins} does not divide supercell {reps} into equal blocks; "
                              f"use a supercell that is a multiple of bins, e.g. "
                              f"{tuple(bins * math.ceil(r / bins) for r in reps)}")
-    if len(compositions) < 2:
-        raise StructureError(f"segregation needs at least two compositions, got "
-                             f"{len(compositions)}")
-    ijk = block_indices(atoms, bins)
-    flat = np.ravel_multi_index(ijk.T, (bins,) * 3)
+    per_block = block_compositions(bins, compositions)
+    flat = np.ravel_multi_index(block_indices(atoms, bins).T, (bins,) * 3)
     sizes = np.bincount(flat, minlength=bins**3)
     if sizes.min() != sizes.max():
         raise StructureError(f"blocks hold between {sizes.min()} and {sizes.max()} sites; pass an "
                              f"unrattled lattice built with supercell {reps}")
-    colour = ijk.sum(axis=1) % len(compositions)
     symbols = np.empty(len(atoms), dtype=object)
-    for block in range(bins**3):
+    for block, fractions in enumerate(per_block):
         sites = np.flatnonzero(flat == block)
-        counts, _ = atom_counts(compositions[colour[sites[0]]], len(sites))
+        counts, _ = atom_counts(fractions, len(sites))
         symbols[sites] = _shuffled_species(counts, rng)
     out = atoms.copy()
     out.set_chemical_symbols(list(symbols))
     out.info["segregation_bins"] = bins
+    out.info["segregation_compositions"] = json.dumps([str(parse_composition(c))
+                                                       for c in per_block])
     return out
 
 

@@ -4,7 +4,6 @@ usage: python launch/mlip_md_check.py MODEL [nsteps]   (in a venv with the MLIP 
 MODEL: sevenn-0 | sevenn-l3i5 | sevenn-mf0 | chgnet | diep
 """
 import json
-import os
 import sys
 import time
 

@@ -36,8 +36,9 @@ def run(args) -> int:
                           elements=elements, overwrite=args.overwrite, with_energy=args.energy)
     if comm.rank == 0:
         print(format_table(result["rows"], result["summary"]))
+        extra = f", {result['regions_csv']}" if result["regions_csv"] else ""
         print(f"results -> {result['out']}/ ({CSV_NAME}, {JSON_NAME}, {PARITY_PNG}, "
-              f"{COMPOSITION_PNG})", flush=True)
+              f"{COMPOSITION_PNG}{extra})", flush=True)
     return 0
 
 
@@ -52,8 +53,10 @@ def register(sub):
         "take part in each prediction), renormalise it to N_e (Eq. 9), compute its "
         "Harris-Foulkes energy (Eq. 10, free energy E - TS; serial on rank 0) and compare with "
         "the DFT label: energy error per atom and per electron, density NRMSE and relative L1, "
-        "and the mean predicted epistemic and aleatoric std. Writes a table, evaluate.csv, "
-        "evaluate.json (rows and summary), parity.png and error_vs_composition.png to DIR. Run "
+        "and the mean predicted epistemic and aleatoric std; on cells with vacancies or "
+        "segregation blocks also the density errors per distance shell around the vacancies and "
+        "at the block faces. Writes a table, evaluate.csv, evaluate.json (rows and summary), "
+        "parity.png, error_vs_composition.png and (for such cells) regions.csv to DIR. Run "
         "under mpirun -n N. See docs/commands/evaluate.md.")
     p.add_argument("model", metavar="MODEL", help="model file written by 'hpcdens train'")
     p.add_argument("testset", metavar="TESTSET", help="test set: an HDF5 training-set file from 'hpcdens generate'")

@@ -21,14 +21,15 @@ def run(args) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
     summary = run_generate(config, out, comm, overwrite=args.overwrite, extend=args.extend,
-                           retry_failed=args.retry_failed, progress=not args.no_progress)
+                           retry_failed=args.retry_failed, progress=not args.no_progress,
+                           reuse=args.reuse)
     if comm.rank == 0:
         print(summary_table(out))
         for record in summary["failures"]:
             print(f"FAILED {record['key']}: {record['reason']}")
         print(f"{summary['snapshots']} of {summary['tasks']} snapshots labelled "
-              f"({summary['labelled_now']} now, on {summary['ranks']} ranks), "
-              f"{len(summary['failures'])} failed -> {out}")
+              f"({summary['labelled_now']} now, {summary['reused']} reused, "
+              f"on {summary['ranks']} ranks), {len(summary['failures'])} failed -> {out}")
     return 1 if summary["failures"] else 0
 
 
@@ -38,7 +39,9 @@ def register(sub):
                        "backend of [dft], farmed over the MPI ranks (mpirun -n N hpcdens generate "
                        "CONFIG), into one HDF5 training set (default <output.directory>/train.h5). "
                        "Killed and started again, it keeps every finished snapshot and labels only "
-                       "the missing ones. Failed SCFs are reported and not stored.")
+                       "the missing ones. Failed SCFs are reported and not stored. --reuse copies "
+                       "the labels of a pool made with the same [system], [snapshots] and [dft] "
+                       "instead of computing them again.")
     p.add_argument("config", help="input file (TOML)")
     p.add_argument("--out", help="training-set file (.h5)")
     p.add_argument("--overwrite", action="store_true", help="discard an existing training set and "
@@ -47,5 +50,9 @@ def register(sub):
                    "existing training set (e.g. after adding compositions)")
     p.add_argument("--retry-failed", action="store_true", help="label again the snapshots whose "
                    "SCF failed before")
+    p.add_argument("--reuse", action="append", metavar="FILE.h5", help="label pool: a complete "
+                   "training set made with the same [system], [snapshots] and [dft] settings; its "
+                   "snapshots of this input file's compositions are copied, not labelled again "
+                   "(repeatable; the first pool that holds a snapshot gives it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -25,6 +25,10 @@ def register(sub) -> None:
                    "<output.directory>/learn (its parent must exist)")
     p.add_argument("--overwrite", action="store_true", help="delete DIR's earlier run and start "
                    "again (default: resume it)")
+    p.add_argument("--reuse-labels", action="append", metavar="FILE.h5", help="label pool: a "
+                   "complete training set made by 'hpcdens generate' with the same [system], "
+                   "[snapshots] and [dft] settings; the snapshots of the chosen compositions it "
+                   "holds are copied instead of labelled (repeatable)")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -40,7 +44,7 @@ def run(args) -> int:
     comm = MPI.COMM_WORLD
     config = load_config(args.config)
     state = run_learn(config, args.out, comm, overwrite=args.overwrite,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, reuse=args.reuse_labels)
     if comm.rank == 0:
         print(write_report(state, learn_dir(config, args.out), plots=not args.no_plots))
     return 0

@@ -90,6 +90,20 @@ def write_part(path: Path, key: str, atoms: Atoms, result: DFTResult, rho_sad: n
     return final
 
 
+def copy_snapshot(src: h5py.File, key: str, path: Path, attrs: dict | None = None) -> Path:
+    """Snapshot ``key`` of the open complete training set ``src`` as the complete part file of
+    ``key`` in training set ``path`` (temporary name, then rename, like :func:`write_part`), with
+    ``attrs`` added to its attributes."""
+    final = part_path(path, key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_suffix(f".tmp{os.getpid()}")
+    with h5py.File(tmp, "w") as dst:
+        src.copy(src["snapshots"][key], dst, name="snapshot")
+        dst["snapshot"].attrs.update(attrs or {})
+    os.replace(tmp, final)
+    return final
+
+
 def write_failure(path: Path, key: str, reason: str, info: dict | None = None):
     """Record a failed label (never stored as a snapshot): JSON next to the parts."""
     final = failure_path(path, key)
@@ -140,7 +154,7 @@ def assemble(path: Path, keys: list[str], meta: dict) -> tuple[int, list[dict]]:
     return len(stored), failures
 
 
-def _open_complete(path, what: str = "training set") -> h5py.File:
+def open_complete(path, what: str = "training set") -> h5py.File:
     """Open a complete training set read-only; InputError naming ``what`` for anything else."""
     path = Path(path)
     f = open_hdf5(path, what, "pass a training-set file written by 'hpcdens generate'")
@@ -156,7 +170,7 @@ def _open_complete(path, what: str = "training set") -> h5py.File:
 def snapshot_attrs(path, what: str = "training set") -> dict[str, dict]:
     """``{key: attributes}`` of every snapshot of a complete training set, in plan order, without
     reading any density (composition, requested_composition, n_electrons, energies, ...)."""
-    with _open_complete(path, what) as f:
+    with open_complete(path, what) as f:
         return {key: {k: (v.item() if isinstance(v, np.generic) else v)
                       for k, v in f["snapshots"][key].attrs.items()}
                 for key in json.loads(f.attrs["snapshot_keys"])}
@@ -164,14 +178,14 @@ def snapshot_attrs(path, what: str = "training set") -> dict[str, dict]:
 
 def snapshot_keys(path) -> list[str]:
     """The keys of a complete training set's snapshots, in the order of the input file's plan."""
-    with _open_complete(path) as f:
+    with open_complete(path) as f:
         return json.loads(f.attrs["snapshot_keys"])
 
 
 def read_training_set(path) -> list[Snapshot]:
     """All snapshots of a training set, in the order of the input file's plan. Raises InputError
     for files that are not complete hpcdens training sets."""
-    with _open_complete(path) as f:
+    with open_complete(path) as f:
         keys = json.loads(f.attrs["snapshot_keys"])
         return [_read_snapshot(key, f["snapshots"][key]) for key in keys]
 
@@ -179,7 +193,7 @@ def read_training_set(path) -> list[Snapshot]:
 def read_snapshot(path, key: str | None = None) -> Snapshot:
     """One snapshot of a training set, read alone. ``key`` may be None when the set holds
     exactly one snapshot."""
-    with _open_complete(path) as f:
+    with open_complete(path) as f:
         keys = json.loads(f.attrs["snapshot_keys"])
         if key is None and len(keys) == 1:
             key = keys[0]

@@ -274,16 +274,15 @@ def train_round(config, train_h5: Path, model: Path, comm, round_no: int, progre
 
 # --------------------------------------------------------------------------------- loop ---
 
-def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int]:
-    """Summed SCF wall time (s) and number of the snapshots of ``labels`` in the training set."""
-    from ..io.training_set import read_training_set
+def _dft_wall(train_h5: Path, labels: list[str]) -> tuple[float, int, int]:
+    """Summed SCF wall time (s, as measured when computed, also for labels reused from a pool),
+    number, and number reused (``reused_from``) of the snapshots of ``labels`` in ``train_h5``."""
+    from ..io.training_set import snapshot_attrs
 
-    wanted, total, n = set(labels), 0.0, 0
-    for snap in read_training_set(train_h5):
-        if snap.key.split("/")[0] in wanted:
-            total += float(snap.attrs.get("wall_time_s", 0.0))
-            n += 1
-    return total, n
+    wanted = set(labels)
+    mine = [a for key, a in snapshot_attrs(train_h5).items() if key.split("/")[0] in wanted]
+    return (sum(float(a.get("wall_time_s", 0.0)) for a in mine), len(mine),
+            sum("reused_from" in a for a in mine))
 
 
 RETURN, STOPPED = "return", "stopped"
@@ -302,6 +301,7 @@ class _Run:
     comps: dict
     progress: bool
     stop_at: str | None
+    reuse: list                                      # label pools (Paths), checked
 
     @property
     def train_h5(self) -> Path:
@@ -339,9 +339,9 @@ def _label(run: _Run, r: dict) -> str | None:
 
     comm = run.comm
     run_generate(labelling_config(run.config, r["training"], run.comps), run.train_h5, comm,
-                 extend=True, progress=run.progress)
-    wall, n = comm.bcast(_dft_wall(run.train_h5, r["new"]) if comm.rank == 0 else None, root=0)
-    r.update(labelled=True, dft_wall_s=wall, new_snapshots=n)
+                 extend=True, progress=run.progress, reuse=run.reuse)
+    wall, n, reused = comm.bcast(_dft_wall(run.train_h5, r["new"]) if comm.rank == 0 else None)
+    r.update(labelled=True, dft_wall_s=wall, new_snapshots=n, reused_snapshots=reused)
     return RETURN if run.save("labelled") else None
 
 
@@ -403,16 +403,19 @@ def _choose(run: _Run, r: dict) -> str | None:
 
 
 def run_learn(config, out=None, comm=None, overwrite: bool = False, progress: bool = False,
-              stop_at: str | None = None) -> dict:
-    """Run (or resume) active learning on every rank of ``comm``; returns the journal.
+              stop_at: str | None = None, reuse=None) -> dict:
+    """Run (or resume) active learning on every rank of ``comm``; returns the journal. ``reuse``:
+    label pools (:func:`hpcdens.labelling.reuse_sources`, checked before anything is written).
 
     ``stop_at`` (tests): return right after the first round step of that name is journaled
     ("labelled", "trained", "scored" or "chosen"), as a killed run would leave it."""
+    from ..labelling import reuse_sources
+
     if comm is None:
         comm = self_comm()
-    directory = learn_dir(config, out)
+    directory, pools = learn_dir(config, out), on_root(comm, reuse_sources, config, reuse)
     state = on_root(comm, prepare, config, directory, overwrite)
-    run = _Run(config, comm, directory, state, by_label(config), progress, stop_at)
+    run = _Run(config, comm, directory, state, by_label(config), progress, stop_at, pools)
     if state["stopped"] and state["stopped"].startswith("max_") \
             and _stop_reason(config, state["rounds"][-1]) is None:
         last = state["rounds"][-1]                   # a budget was raised: choose again

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The reproduction study at the paper's scale (docs/reproduction.md, "64-atom cells"): Bayesian
+# active learning vs tessellation vs random on 64-atom SiGeSn cells with thermal snapshots
+# (SevenNet-0 MD at 2400 K, the mlip extra), labelled with the embedded PySCF backend.
+#   bash launch/reproduce_sigesn64.sh [STAGE ...]      stages: pool test learn compare suite (default: all)
+# 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
+# 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
+# 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
+#             is copied from the pool (hpcdens learn --reuse-labels), none is computed twice;
+# 4. compare: learning curves of every run on the test set (held-out compositions, and all 45);
+# 5. suite:   the generalisation suite (launch/generalisation_sigesn.sh) for AL2, T2, T4 and
+#             random with 6 compositions.
+# Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
+# models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
+# 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+HPCDENS_EXTRAS=mlip bash launch/install.sh
+# shellcheck disable=SC1091
+source launch/env.sh
+IN=inputs/reproduction64
+OUT=runs/reproduction64
+NP="${HPCDENS_RANKS:-2}"
+STAGES=("$@")
+((${#STAGES[@]})) || STAGES=(pool test learn compare suite)
+BAYES_TRAIN_SEEDS=(0 1 2)
+RANDOM_SEEDS=(0 1 2 3 4)
+mkdir -p "$OUT/inputs"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+want() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
+
+# A copy of a learn input with another seed: [learn] seed (random picks) or [train] seed.
+variant() {   # variant STRATEGY SECTION SEED -> path of the copy
+    local src="$IN/sigesn-$1.toml" dst="$OUT/inputs/sigesn-$1-$2$3.toml"
+    python - "$src" "$dst" "$2" "$3" <<'PY'
+import re, sys
+src, dst, section, seed = sys.argv[1:]
+text = open(src).read()
+head, sep, rest = text.partition(f"\n[{section}]\n")
+rest = re.sub(r"^seed = \d+", f"seed = {seed}", rest, count=1, flags=re.M)
+open(dst, "w").write(head + sep + rest)
+PY
+    echo "$dst"
+}
+
+RUNS=()
+for s in "${BAYES_TRAIN_SEEDS[@]}"; do RUNS+=("bayesian:train:$s"); done
+RUNS+=("tessellation:train:0")
+for s in "${RANDOM_SEEDS[@]}"; do RUNS+=("random:learn:$s"); done
+run_dir() { local IFS=:; set -- $1; echo "$OUT/$1-$2$3"; }
+
+if want pool; then
+    step "1. label pool: 15 compositions k/4 x 4 thermal snapshots -> $OUT/pool.h5"
+    mpirun -n "$NP" hpcdens generate "$IN/sigesn-pool.toml" --out "$OUT/pool.h5" --extend --no-progress
+fi
+if want test; then
+    step "2. test set: 45 compositions k/8, 64 atoms -> $OUT/test.h5"
+    mpirun -n "$NP" hpcdens generate "$IN/sigesn-test.toml" --out "$OUT/test.h5" --extend --no-progress
+fi
+if want learn; then
+    for run in "${RUNS[@]}"; do
+        IFS=: read -r strategy section seed <<< "$run"
+        step "3. learn: $strategy, [$section] seed $seed -> $(run_dir "$run")"
+        mpirun -n "$NP" hpcdens learn "$(variant "$strategy" "$section" "$seed")" \
+            --out "$(run_dir "$run")" --reuse-labels "$OUT/pool.h5" --no-progress
+    done
+fi
+if want compare; then
+    step "4. learning curves on the test set: held-out compositions, then all 45"
+    DIRS=()
+    for run in "${RUNS[@]}"; do DIRS+=("$(run_dir "$run")"); done
+    mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${DIRS[@]}" --config "$IN/sigesn-test.toml" \
+        --out "$OUT/compare" --exclude-training
+fi
+if want suite; then
+    step "5. generalisation suite: AL2, T2, T4, random with 6 compositions"
+    bash launch/generalisation_sigesn.sh "AL2=$OUT/bayesian-train0/round_02/model.pt" \
+        "T2=$OUT/tessellation-train0/round_02/model.pt" "T4=$OUT/tessellation-train0/round_03/model.pt" \
+        "random6=$OUT/random-learn0/round_02/model.pt"
+fi
+step "done"
+echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
+echo "generalisation:  $OUT/generalisation/suite.md"
