@@ -101,6 +101,15 @@ def reuse_labels(out: Path, tasks: list[Task], pools: list[Path]) -> int:
     return n
 
 
+def pool_atoms(pools, key: str):
+    """The atoms of snapshot ``key`` from the first label pool of ``pools`` that holds it (pools
+    checked by :func:`reuse_sources`), or None."""
+    for pool in pools:
+        if key in data.snapshot_keys(pool):
+            return data.read_snapshot(pool, key).atoms
+    return None
+
+
 def pending(out: Path, tasks: list[Task], retry_failed: bool) -> list[int]:
     """Indices of the tasks that still need a DFT label."""
     todo = []

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import zlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from ..composition import atom_counts, parse_composition, simplex_grid, tessella
 from ..errors import InputError
 from ..io.files import sha256_file, write_json
 from ..parallel.collective import on_root, self_comm
+from .scoring import score_candidates
 
 log = logging.getLogger(__name__)
 
@@ -202,50 +202,6 @@ def next_tessellation(config, training: list[str]) -> list[str]:
     return []
 
 
-# ------------------------------------------------------------------------------ scoring ---
-
-def score_composition(config, comp, predictor) -> float:
-    """Mean over ``score_structures`` structures of the mean over ``score_points`` seeded random
-    grid points of the epistemic standard deviation (e/Bohr^3) of the loaded model
-    ``predictor`` (:class:`hpcdens.io.model.Predictor`)."""
-    from ase.units import Bohr
-
-    from ..bnn_predict import predict
-    from ..descriptors import descriptors
-    from ..dft import get_backend
-    from ..neighbors import NeighborSearch
-    from ..plan import Task
-
-    lc, backend, m = config.learn, get_backend(config.dft.backend), predictor.record.n_neighbors
-    per_structure = []
-    for s in range(lc.score_structures):
-        atoms = Task(comp, s, config).build_atoms()
-        grid = backend.make_grid(atoms, config.dft)
-        seq = np.random.SeedSequence(lc.seed, spawn_key=(zlib.crc32(comp.label.encode()), s))
-        rng = np.random.default_rng(seq)
-        idx = np.sort(rng.choice(grid.size, size=min(lc.score_points, grid.size), replace=False))
-        frac = np.stack(np.unravel_index(idx, grid.shape), axis=1) / np.array(grid.shape)
-        points = frac @ grid.cell_bohr
-        search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=m)
-        pred = predict(predictor.net, descriptors(points, search, m), predictor.samples)
-        per_structure.append(float(np.mean(np.sqrt(pred["epistemic_var"]))))
-    return float(np.mean(per_structure))
-
-
-def score_candidates(config, model_path: Path, labels: list[str], comps: dict, comm) -> dict:
-    """Scores of ``labels`` (round-robin over the ranks of ``comm``), on every rank; the model is
-    read on rank 0 and broadcast with its weight samples."""
-    from ..parallel.predict import load_predictor
-
-    predictor = load_predictor(comm, model_path)
-    mine = {lb: score_composition(config, comps[lb], predictor)
-            for lb in labels[comm.rank::comm.size]}
-    merged = {}
-    for part in comm.allgather(mine):
-        merged.update(part)
-    return {lb: merged[lb] for lb in labels}
-
-
 # ----------------------------------------------------------------------------- training ---
 
 def train_round(config, train_h5: Path, model: Path, comm, round_no: int, progress: bool) -> dict:
@@ -381,7 +337,8 @@ def _choose(run: _Run, r: dict) -> str | None:
         if r.get("scores") is None:
             model = run.directory / r["model"]
             on_root(run.comm, _check_model, model, r["model_sha256"])
-            r["scores"] = score_candidates(config, model, remaining, run.comps, run.comm)
+            r["scores"] = score_candidates(config, model, remaining, run.comps, run.comm,
+                                           run.reuse)
             r["score_aggregate"] = "mean epistemic std (e/Bohr^3)"
             if run.save("scored"):
                 return RETURN
