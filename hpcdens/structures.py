@@ -335,16 +335,6 @@ def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, f
     return out
 
 
-def checkerboard(atoms: Atoms, supercell, bins: int, fractions_a: dict[str, float],
-                 fractions_b: dict[str, float], rng: np.random.Generator) -> Atoms:
-    """Two compositions on alternating blocks: even ``i+j+k`` gets A, odd gets B.
-
-    :func:`segregate` with ``[fractions_a, fractions_b]``. With odd ``bins`` (e.g. 3) the blocks
-    at the periodic boundary (index ``bins-1`` and 0) share a composition.
-    """
-    return segregate(atoms, supercell, bins, [fractions_a, fractions_b], rng)
-
-
 # ----------------------------------------------------------------------------- files
 def check_min_distance(atoms: Atoms, min_angstrom: float = 0.5) -> None:
     """Raise :class:`StructureError` if two atoms (periodic images included) are closer than

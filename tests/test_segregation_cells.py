@@ -118,7 +118,7 @@ def test_216_atom_27bin_cell_is_equiatomic_with_distinct_face_neighbours():
 def test_two_compositions_keep_their_random_draws():
     """Numbers of a seeded two-composition cell, recorded before per-block lists existed."""
     cell = st.build_cell("diamond", A, 2)
-    board = st.checkerboard(cell, 2, 2, {"Si": 1.0}, {"Ge": 0.5, "Sn": 0.5}, rng(11))
+    board = st.segregate(cell, 2, 2, [{"Si": 1.0}, {"Ge": 0.5, "Sn": 0.5}], rng(11))
     digest = hashlib.sha1(board.numbers.astype(np.int64).tobytes()).hexdigest()
     assert digest == "4426022052180038632f01df31ba1bb122a056ae"
 

@@ -197,7 +197,7 @@ def conventional_block(n_atoms, sites_per_cell, reps, bins):
 def test_checkerboard_blocks_exact_and_alternating(reps, bins):
     cell = st.build_cell("diamond", A_SI, reps)
     frac_a, frac_b = {"Si": 0.25, "Ge": 0.75}, {"Si": 0.25, "Sn": 0.75}
-    board = st.checkerboard(cell, reps, bins, frac_a, frac_b, rng(5))
+    board = st.segregate(cell, reps, bins, [frac_a, frac_b], rng(5))
     ijk = conventional_block(len(cell), 8, reps, bins)
     assert np.array_equal(st.block_indices(cell, bins), ijk)
     symbols = np.array(board.get_chemical_symbols())
@@ -208,7 +208,7 @@ def test_checkerboard_blocks_exact_and_alternating(reps, bins):
         assert sum(got.values()) == per_block
         assert got == Counter({s: c for s, c in
                                atom_counts(frac, per_block)[0].items() if c})
-    again = st.checkerboard(cell, reps, bins, frac_a, frac_b, rng(5))
+    again = st.segregate(cell, reps, bins, [frac_a, frac_b], rng(5))
     assert np.array_equal(board.numbers, again.numbers)
 
 
@@ -228,14 +228,14 @@ def test_segregate_three_pure_elements_like_the_paper():
             assert element[tuple(nb)] != symbol
 
 
-def test_checkerboard_errors():
+def test_segregate_errors():
     cell = st.build_cell("diamond", A_SI, 3)
     frac = {"Si": 1.0}
     with pytest.raises(StructureError, match=r"bins=2 does not divide supercell \(3, 3, 3\).*"
                                              r"\(4, 4, 4\)"):
-        st.checkerboard(cell, (3, 3, 3), 2, frac, frac, rng())
+        st.segregate(cell, (3, 3, 3), 2, [frac, frac], rng())
     with pytest.raises(StructureError, match="blocks hold between"):
-        st.checkerboard(st.rattle(cell, 0.3, rng()), 3, 3, frac, frac, rng())
+        st.segregate(st.rattle(cell, 0.3, rng()), 3, 3, [frac, frac], rng())
     with pytest.raises(StructureError, match="at least two compositions"):
         st.segregate(cell, 3, 3, [frac], rng())
 
