@@ -33,17 +33,36 @@ def run_dft(args) -> int:
     return 0
 
 
+def run_energy(args) -> int:
+    from ..bench.energy import bench_energy, format_energy_row
+
+    row = bench_energy(args.training_set, args.key, args.densities, not args.no_scf)
+    print(format_energy_row(row), flush=True)
+    return 0
+
+
 def register(sub):
     p = sub.add_parser("bench", help="benchmarks that print figures",
                        description="Benchmarks. 'bench dft': one SCF per backend for Si8, an "
                        "8-atom SiGeSn cell and a 4-atom fcc CrFeCoNi cell; prints wall time, "
-                       "SCF iterations, mesh and basis. 'bench predict': MPI prediction speed, "
-                       "memory and phase timings.")
+                       "SCF iterations, mesh and basis. 'bench energy': Harris-Foulkes set-up and "
+                       "evaluation against the SCF of a labelled cell. 'bench predict': MPI "
+                       "prediction speed, memory and phase timings.")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     dft = what.add_parser("dft", help="SCF wall time and iterations per backend and cell")
     dft.add_argument("--backends", nargs="+", default=["pyscf", "sparc"], choices=["pyscf", "sparc"])
     dft.add_argument("--cells", nargs="+", help="subset of Si8 Si4Ge2Sn2 CrFeCoNi")
     dft.set_defaults(func=run_dft)
+    energy = what.add_parser("energy", help="Harris-Foulkes cost vs the SCF of a labelled cell",
+                             description="Time, in one run, the SCF of a labelled snapshot with "
+                             "its backend and settings, the Harris-Foulkes set-up and its "
+                             "evaluation of several densities (docs/energy.md).")
+    energy.add_argument("training_set", help="training-set file (hpcdens generate)")
+    energy.add_argument("--key", help="snapshot key (default: the only one)")
+    energy.add_argument("--densities", type=int, default=5,
+                        help="densities evaluated after the set-up (default 5)")
+    energy.add_argument("--no-scf", action="store_true", help="skip the SCF baseline")
+    energy.set_defaults(func=run_energy)
     register_bench_descriptors(what)
     register_bench_bnn(what)
     register_bench_predict(what)

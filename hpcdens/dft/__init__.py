@@ -23,14 +23,18 @@ functions; ``settings`` is a :class:`hpcdens.config.DFTConfig`, ``atoms`` ASE At
     Kohn-Sham step with the same code and settings as ``scf``); ``rho`` is used as given, so
     renormalise it to N_e first (Eq. 9).
 
-Optional capability (test with :func:`has_capability`):
+Optional capabilities (test with :func:`has_capability`):
 
 ``scf_from_density(atoms, grid, settings, rho0=None, callback=None) -> DFTResult``
     ``scf`` on ``grid`` whose first input density is ``rho0`` (None: the backend's own start).
     PySCF has it; SPARC not yet.
+``harris_foulkes_setup(atoms, grid, settings) -> callable(rho) -> DFTResult``
+    The structure's one-time set-up of ``harris_foulkes`` kept for many densities (its
+    ``setup_wall_time_s``; each result's ``wall_time_s`` is that evaluation's). PySCF has it.
 
 Backend-independent helpers built on the interface: :func:`valence_electrons` (N_e),
-:func:`atomic_density_points` / :func:`atomic_density` (the SAD) and :func:`settings_from_record`.
+:func:`harris_foulkes_evaluator`, :func:`atomic_density_points` / :func:`atomic_density` (the SAD)
+and :func:`settings_from_record`.
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from .base import DFTResult, cell_bohr, check_grid_cell
 BACKENDS = {"pyscf": "hpcdens.dft.pyscf_backend", "sparc": "hpcdens.dft.sparc_backend"}
 
 __all__ = ["BACKENDS", "DFTResult", "atomic_density", "atomic_density_points", "get_backend",
-           "has_capability", "settings_from_record", "valence_electrons"]
+           "harris_foulkes_evaluator", "has_capability", "settings_from_record",
+           "valence_electrons"]
 
 
 def get_backend(name: str):
@@ -63,6 +68,22 @@ def get_backend(name: str):
 def has_capability(name: str, capability: str) -> bool:
     """Whether the backend ``name`` offers the optional function ``capability``."""
     return callable(getattr(get_backend(name), capability, None))
+
+
+def harris_foulkes_evaluator(atoms, grid: Grid, settings: DFTConfig, **backend_options):
+    """A callable ``rho -> DFTResult`` giving the Harris-Foulkes energy of densities of ``atoms``
+    on ``grid`` (e/Bohr^3, used as given): the backend's ``harris_foulkes_setup`` when it has one
+    (set-up once, ``setup_wall_time_s``), else its ``harris_foulkes`` per call with
+    ``backend_options`` (SPARC: workdir, command, timeout_s), ``setup_wall_time_s`` = 0."""
+    backend = get_backend(settings.backend)
+    if has_capability(settings.backend, "harris_foulkes_setup") and not backend_options:
+        return backend.harris_foulkes_setup(atoms, grid, settings)
+
+    def evaluate(rho):
+        return backend.harris_foulkes(atoms, grid, rho, settings, **backend_options)
+
+    evaluate.setup_wall_time_s = 0.0
+    return evaluate
 
 
 def valence_electrons(atoms, settings: DFTConfig) -> float:

@@ -9,9 +9,10 @@ with the same basis, pseudopotential and functional (:mod:`hpcdens.dft.pyscf_sad
 
 Public functions: the backend interface of :mod:`hpcdens.dft` (:func:`valence_charges`,
 :func:`radial_densities`, :func:`label_settings`, :func:`make_grid`, :func:`scf`,
-:func:`harris_foulkes`) and the optional capability :func:`scf_from_density`; besides
-:func:`run` (:func:`scf` that also returns the internals) and :func:`harris_foulkes_terms` (the
-energy's parts).
+:func:`harris_foulkes`) and the optional capabilities :func:`scf_from_density` and
+:func:`harris_foulkes_setup` (a :class:`HarrisFoulkes` evaluator: set-up once, many densities);
+besides :func:`run` (:func:`scf` that also returns the internals) and
+:func:`harris_foulkes_terms` (the energy's parts).
 
 Units: ASE ``Atoms`` in Angstrom at the interface, converted once to Bohr; energies in Ha,
 densities in e/Bohr^3. Grid point (i, j, k) at fractional (i/n1, j/n2, k/n3), C order: the order
@@ -21,6 +22,7 @@ equivalent negative ones; the densities are the same).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -235,6 +237,60 @@ def _check_grid(atoms, grid: Grid):
     check_grid_cell(atoms, grid, "the PySCF backend")
 
 
+class HarrisFoulkes:
+    """The Harris-Foulkes energy of grid densities of one structure, its set-up done once.
+
+    Building it costs the cell, the AO values on the grid, the kinetic + GTH pseudopotential matrix
+    (:func:`hpcdens.dft.pyscf_grid_ks.gamma_hcore`), the overlap and the Ewald energy
+    (``setup_wall_time_s``); each call afterwards one Hxc evaluation on the grid, one AO
+    projection and one generalised eigenproblem (docs/energy.md, "Harris-Foulkes cost").
+
+    atoms : ASE Atoms (Angstrom); grid : Grid on their cell (the mesh); settings : DFTConfig.
+    """
+
+    def __init__(self, atoms, grid: Grid, settings):
+        t0 = time.perf_counter()
+        _check_grid(atoms, grid)
+        self.grid = grid
+        self.cell = build_cell(atoms, settings, grid.shape)
+        self.sigma = smearing_ha(settings.smearing_kelvin)
+        self.ks = GridKS(self.cell, xc=settings.xc, sigma=self.sigma)
+        self.record = settings_used(settings, self.cell,
+                                    pyscf_mixing.default_density_tol(settings.scf_tol))
+        self.record["mode"] = "harris_foulkes"
+        self.setup_wall_time_s = time.perf_counter() - t0
+
+    def terms(self, rho) -> dict:
+        """The energy of ``rho`` and its parts: see :func:`harris_foulkes_terms`."""
+        t0 = time.perf_counter()
+        rho = np.asarray(rho, dtype=float)
+        if rho.shape != self.grid.shape:
+            raise InputError(f"rho has shape {rho.shape}, the grid is {self.grid.shape}")
+        step = self.ks.step(rho, output_density=False)
+        return {
+            "energy_ha": step.energy, "free_energy_ha": step.energy - self.sigma * step.entropy,
+            "band_energy_ha": step.band, "double_counting_ha": step.double_counting,
+            "hartree_ha": step.e_h, "xc_ha": step.e_xc, "nuclear_ha": step.e_nuc,
+            "entropy": step.entropy, "fermi_level_ha": step.mu,
+            "n_electrons": self.ks.n_electrons, "n_electrons_grid": float(rho.sum() * self.ks.dv),
+            "wall_time_s": time.perf_counter() - t0}
+
+    def __call__(self, rho) -> DFTResult:
+        """:func:`harris_foulkes` of ``rho`` (e/Bohr^3 on the grid, used as given);
+        ``wall_time_s`` is this evaluation's time, without the set-up."""
+        terms = self.terms(rho)
+        return DFTResult(
+            energy_ha=terms["energy_ha"], free_energy_ha=terms["free_energy_ha"],
+            rho=np.asarray(rho, dtype=float), grid=self.grid, n_electrons=terms["n_electrons"],
+            fermi_level_ha=terms["fermi_level_ha"], converged=True, n_iterations=1,
+            wall_time_s=terms["wall_time_s"], backend=BACKEND, settings=dict(self.record))
+
+
+def harris_foulkes_setup(atoms, grid: Grid, settings) -> HarrisFoulkes:
+    """Optional capability: a :class:`HarrisFoulkes` evaluator for many densities of ``atoms``."""
+    return HarrisFoulkes(atoms, grid, settings)
+
+
 def harris_foulkes_terms(atoms, rho, settings) -> dict:
     """Harris-Foulkes energy and its parts for a grid density ``rho`` (n1, n2, n3), e/Bohr^3, on
     the cell of ``atoms`` with the project's grid convention; the mesh is ``rho.shape``.
@@ -249,28 +305,16 @@ def harris_foulkes_terms(atoms, rho, settings) -> dict:
     Returns a dict of floats (Ha unless noted): energy_ha (no entropy, like ``energy_ha`` of
     :func:`scf`), free_energy_ha (energy_ha - sigma*S), band_energy_ha, double_counting_ha,
     hartree_ha, xc_ha, nuclear_ha (Ewald ion-ion energy, ``cell.energy_nuc()``), entropy
-    (dimensionless), fermi_level_ha, n_electrons, n_electrons_grid, wall_time_s. Costs a cell
-    setup (~1 s for 8 atoms) plus one diagonalisation (~0.05 s).
+    (dimensionless), fermi_level_ha, n_electrons, n_electrons_grid, wall_time_s (with set-up).
+    For several densities of one structure keep a :class:`HarrisFoulkes` instead.
     """
-    return _harris_foulkes(atoms, rho, settings)[0]
-
-
-def _harris_foulkes(atoms, rho, settings):
-    t0 = time.perf_counter()
     rho = np.asarray(rho, dtype=float)
     if rho.ndim != 3:
         raise InputError(f"rho must be a 3-d grid array, got shape {rho.shape}")
-    cell = build_cell(atoms, settings, rho.shape)
-    sigma = smearing_ha(settings.smearing_kelvin)
-    ks = GridKS(cell, xc=settings.xc, sigma=sigma)
-    step = ks.step(rho)
-    return {
-        "energy_ha": step.energy, "free_energy_ha": step.energy - sigma * step.entropy,
-        "band_energy_ha": step.band, "double_counting_ha": step.double_counting,
-        "hartree_ha": step.e_h, "xc_ha": step.e_xc, "nuclear_ha": step.e_nuc,
-        "entropy": step.entropy, "fermi_level_ha": step.mu, "n_electrons": ks.n_electrons,
-        "n_electrons_grid": float(rho.sum() * ks.dv), "wall_time_s": time.perf_counter() - t0,
-    }, cell
+    evaluator = HarrisFoulkes(atoms, Grid(_cell_bohr(atoms), rho.shape), settings)
+    terms = evaluator.terms(rho)
+    terms["wall_time_s"] += evaluator.setup_wall_time_s
+    return terms
 
 
 def harris_foulkes(atoms, grid: Grid, rho, settings) -> DFTResult:
@@ -279,17 +323,11 @@ def harris_foulkes(atoms, grid: Grid, rho, settings) -> DFTResult:
 
     ``energy_ha`` = E_HF without entropy, ``free_energy_ha`` = E_HF - sigma*S, ``rho`` is the
     input, ``n_iterations = 1``, ``converged = True`` (the evaluation completed); ``settings``
-    records what was used with ``mode = "harris_foulkes"``. The parts of the energy are in
-    :func:`harris_foulkes_terms`. ``rho`` is not renormalised: scale it to N_e first.
+    records what was used with ``mode = "harris_foulkes"``; ``wall_time_s`` includes the set-up.
+    The parts of the energy are in :func:`harris_foulkes_terms`. ``rho`` is not renormalised:
+    scale it to N_e first.
     """
-    _check_grid(atoms, grid)
-    rho = np.asarray(rho, dtype=float)
-    if rho.shape != grid.shape:
-        raise InputError(f"rho has shape {rho.shape}, the grid is {grid.shape}")
-    terms, cell = _harris_foulkes(atoms, rho, settings)
-    record = settings_used(settings, cell, pyscf_mixing.default_density_tol(settings.scf_tol))
-    record["mode"] = "harris_foulkes"
-    return DFTResult(
-        energy_ha=terms["energy_ha"], free_energy_ha=terms["free_energy_ha"], rho=rho, grid=grid,
-        n_electrons=terms["n_electrons"], fermi_level_ha=terms["fermi_level_ha"], converged=True,
-        n_iterations=1, wall_time_s=terms["wall_time_s"], backend=BACKEND, settings=record)
+    evaluator = HarrisFoulkes(atoms, grid, settings)
+    result = evaluator(rho)
+    return dataclasses.replace(result, wall_time_s=result.wall_time_s
+                               + evaluator.setup_wall_time_s)

@@ -32,6 +32,8 @@ from pyscf.dft.numint import NumInt
 from pyscf.pbc import tools
 from pyscf.pbc.dft import rks
 
+from . import pyscf_pseudo
+
 log = logging.getLogger(__name__)
 
 #: Memory (MB) one block of AO values may use when AOs are evaluated block-wise.
@@ -124,6 +126,19 @@ def spectral_divergence(cell, vec, mesh) -> np.ndarray:
     """(n1, n2, n3) divergence of the periodic vector field ``vec`` (3, n1, n2, n3)."""
     vec_g = np.fft.fftn(np.asarray(vec).reshape(3, *mesh), axes=(1, 2, 3))
     return np.fft.ifftn((spectral_ik(cell, mesh) * vec_g).sum(axis=0)).real
+
+
+def gamma_hcore(cell, ao=None) -> np.ndarray:
+    """(nao, nao) kinetic + GTH pseudopotential matrix at the gamma point on ``cell.mesh`` (Ha):
+    PySCF's ``pyscf.pbc.dft.RKS(cell).get_hcore()`` to rounding, several times faster
+    (:mod:`hpcdens.dft.pyscf_pseudo`). ``ao`` as in :func:`density_at_points`, on ``cell.mesh``."""
+    if not cell.pseudo or len(cell._ecpbas):
+        raise ValueError("gamma_hcore handles GTH pseudopotentials only (cell.pseudo, no ECP)")
+    mesh = tuple(int(n) for n in cell.mesh)
+    local = pyscf_pseudo.local_pp_potential(cell, mesh) / voxel_volume(cell, mesh)
+    return (potential_matrix(cell, local, mesh, ao=ao)
+            + pyscf_pseudo.nonlocal_pp_matrix(cell, mesh)
+            + np.asarray(cell.pbc_intor("int1e_kin", 1, 1)))
 
 
 def hartree_potential(cell, rho, mesh):
@@ -250,7 +265,8 @@ class KSStep:
     ``energy`` is the Harris-Foulkes energy of ``rho_in``: band - double_counting + e_h + e_xc +
     e_nuc, with band = sum_i f_i eps_i and double_counting = sum_r rho_in v_hxc * vol/N; it has no
     entropy term (the Mermin free energy is ``energy - sigma * entropy``). ``dm``, ``rho_out``
-    (n1, n2, n3) e/Bohr^3 are the output density matrix and its grid density.
+    (n1, n2, n3) e/Bohr^3 are the output density matrix and its grid density (None when not
+    asked for).
     """
 
     energy: float
@@ -270,9 +286,10 @@ class KSStep:
 class GridKS:
     """The fixed parts of a grid-consistent gamma-point KS problem for one cell.
 
-    Built once (AO values on the mesh, kinetic + GTH pseudopotential ``hcore``, overlap, Ewald
-    energy: about a second for 8 atoms); afterwards :meth:`step` costs one Hxc evaluation on the
-    grid, one AO projection and one generalised eigenproblem. ``sigma`` is the Fermi-Dirac
+    Built once (AO values on the mesh, kinetic + GTH pseudopotential ``hcore`` by
+    :func:`gamma_hcore`, overlap, Ewald energy: about a second for 8 atoms, docs/energy.md for 64);
+    afterwards :meth:`step` costs one Hxc evaluation on the grid, one AO projection and one
+    generalised eigenproblem. ``sigma`` is the Fermi-Dirac
     temperature k_B T (Ha).
     """
 
@@ -283,7 +300,7 @@ class GridKS:
         self.mesh = tuple(int(n) for n in cell.mesh)
         self.mf = GridRKS(cell, xc=xc)
         self.ao = self.mf.grid_ao()
-        self.hcore = np.asarray(self.mf.get_hcore())
+        self.hcore = gamma_hcore(cell, self.ao)
         self.ovlp = np.asarray(self.mf.get_ovlp())
         self.e_nuc = float(self.mf.energy_nuc())
         self.n_electrons = float(cell.nelectron)
@@ -305,8 +322,10 @@ class GridKS:
         _, e_xc = xc_potential(self.cell, rho, self.mesh, self.xc)
         return float(np.einsum("ij,ji->", self.hcore, dm)) + e_h + e_xc + self.e_nuc
 
-    def step(self, rho_in) -> KSStep:
-        """Diagonalise the KS Hamiltonian of ``rho_in`` (n1, n2, n3); see :class:`KSStep`."""
+    def step(self, rho_in, output_density: bool = True) -> KSStep:
+        """Diagonalise the KS Hamiltonian of ``rho_in`` (n1, n2, n3); see :class:`KSStep`.
+        ``output_density=False`` skips ``rho_out`` (None), which a Harris-Foulkes energy does not
+        need."""
         rho_in = np.reshape(rho_in, self.mesh)
         v_hxc, e_h, e_xc = hxc_potential(self.cell, rho_in, self.mesh, self.xc)
         fock = self.hcore + potential_matrix(self.cell, v_hxc, self.mesh, ao=self.ao)
@@ -317,4 +336,4 @@ class GridKS:
         double_counting = float(np.sum(rho_in * v_hxc)) * self.dv
         energy = band - double_counting + e_h + e_xc + self.e_nuc
         return KSStep(energy, band, double_counting, e_h, e_xc, self.e_nuc, entropy, mu,
-                      mo_energy, occ, dm, self.density(dm))
+                      mo_energy, occ, dm, self.density(dm) if output_density else None)
