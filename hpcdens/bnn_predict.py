@@ -110,7 +110,7 @@ def _forward_block(block: torch.Tensor, net: _PaddedNet, act_):
 
 @torch.no_grad()
 def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEFAULT_BLOCK_ROWS,
-            dtype: torch.dtype | str = torch.float64) -> dict:
+            dtype: torch.dtype | str = torch.float64, keep_samples: bool = False) -> dict:
     """Predictive mean and variances (Eq. 7) from fixed weight samples, in physical units.
 
     Parameters
@@ -130,6 +130,7 @@ def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEF
         to float64 and the moments accumulated in float64 in both cases, so float32 differs from
         float64 only by the network's rounding (~1e-6 of y_std; docs/model.md). float32 is about
         twice as fast.
+    keep_samples : also return each weight sample's mean f_j (``samples``).
 
     Returns
     -------
@@ -138,6 +139,9 @@ def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEF
         epistemic_var : 1/N_s sum_j (f_j - mean)^2, the second term of Eq. 7, (e/Bohr^3)^2
         aleatoric_var : 1/N_s sum_j sigma_j^2(x), the first term of Eq. 7, (e/Bohr^3)^2
         total_var : epistemic_var + aleatoric_var
+    and with ``keep_samples`` ``samples`` : (N_s, n) float64, f_j(x) of each weight sample in target
+        units: one sample of the posterior's density field per row, since the weights of sample j
+        are the same at every point (their mean over j is ``mean`` up to rounding).
     """
     dtype = _check_dtype(dtype)
     x = as_float64(x, "x", model.n_in)
@@ -153,6 +157,8 @@ def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEF
     y_mean, y_std = float(model.y_mean), float(model.y_std)
     n_s, n_in_p = samples.n_samples, net.first.shape[0]
     out = {key: np.empty(n) for key in ("mean", "epistemic_var", "aleatoric_var", "total_var")}
+    if keep_samples:
+        out["samples"] = np.empty((n_s, n))
     for start in range(0, n, rows):
         m = min(rows, n - start)
         block = torch.zeros(rows, n_in_p, dtype=dtype)
@@ -165,6 +171,8 @@ def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEF
         _pointwise_(torch.exp_, s_blk)
         for key, value in _moments(f_blk, s_blk, y_mean, y_std).items():
             out[key][start:start + m] = value[:m].numpy()
+        if keep_samples:
+            out["samples"][:, start:start + m] = (f_blk[:, :m] * y_std + y_mean).numpy()
     return out
 
 

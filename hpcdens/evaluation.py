@@ -6,15 +6,21 @@ For every snapshot of a test set (a training-set file written by ``hpcdens gener
    predict_atoms` on all ranks of the communicator, from the snapshot's atoms in memory and the
    model loaded once for all snapshots; the prediction file goes to
    ``DIR/predictions/<key>.h5`` (``/`` in a key becomes ``__``), and the fields rho,
-   epistemic_std and aleatoric_std are gathered on rank 0 (the whole grid in rank 0's memory:
-   fine for test cells of DFT size, see :func:`hpcdens.parallel.predict.gather_fields`);
-2. on rank 0: renormalise the raw prediction ``rho`` to N_e (Eq. 9) and compute its
-   Harris-Foulkes energy (Eq. 10, the free energy E - TS) with
-   :func:`hpcdens.energy.energy_of_density` on the snapshot's own atoms and grid (serial, so the
-   DFT step runs once per snapshot on rank 0 while the other ranks wait);
+   epistemic_std and aleatoric_std (and the densities of the N_s weight samples, in memory only)
+   are gathered on rank i % size for snapshot i (the whole grid in one rank's memory: fine for
+   test cells of DFT size, see :func:`hpcdens.parallel.predict.gather_fields`);
+2. on that rank, while the other ranks work on theirs: renormalise the raw prediction ``rho`` to
+   N_e (Eq. 9) and compute its Harris-Foulkes energy (Eq. 10, the free energy E - TS) with
+   :func:`hpcdens.energy.energy_of_density` on the snapshot's own atoms and grid, then, with the
+   same set-up, the energies of the sample densities: their standard deviation is the energy
+   error bar sigma_E (:func:`hpcdens.uncertainty.energy_spread`, ``energy_samples`` of them,
+   default all N_s), and one draw of the aleatoric noise gives its effect on the energy;
 3. compare with the DFT label: energy error per atom and per electron (signed and absolute,
-   against the snapshot's ``free_energy_ha``), density NRMSE and relative L1 of the renormalised
-   density, and the mean over the grid of the predicted epistemic and aleatoric std;
+   against the snapshot's ``free_energy_ha``) and whether it lies within 2 sigma_E, density
+   NRMSE and relative L1 of the renormalised density, the mean over the grid of the predicted
+   epistemic and aleatoric std, and the fraction of grid points whose DFT density lies within
+   +-1 and +-2 sigma (total, epistemic, aleatoric; the total also by density level;
+   :func:`hpcdens.uncertainty.point_coverage`);
 4. on cells with vacancies or segregation blocks (attributes ``vacancy_sites_angstrom``,
    ``segregation_bins``): the same renormalised density's errors per distance shell around the
    vacancies and at the block faces (:mod:`hpcdens.regions`).
@@ -41,11 +47,12 @@ import numpy as np
 
 from . import energy as en
 from . import regions as rg
+from . import uncertainty as unc
 from .config import DFTConfig
-from .dft import settings_from_record, valence_electrons
+from .dft import harris_foulkes_evaluator, settings_from_record, valence_electrons
 from .errors import InputError
 from .io.files import write_csv, write_json
-from .parallel.collective import on_root
+from .parallel.collective import on_every_rank, on_root
 
 log = logging.getLogger("hpcdens.evaluate")
 
@@ -57,7 +64,18 @@ COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrms
            "error_ha_per_atom", "abs_error_ha_per_atom", "error_ha_per_electron",
            "abs_error_ha_per_electron", "chemically_accurate", "epistemic_std_mean",
            "aleatoric_std_mean", "predicted_std_nrmse_units", "renormalisation_factor", "predict_s",
-           "energy_s", "worst_region_relative_l1_percent")
+           "energy_s", "worst_region_relative_l1_percent", "e_ml_std_per_atom_ha",
+           "energy_samples", "e_samples_mean_per_atom_ha", "energy_z", "energy_within_2sigma",
+           "aleatoric_energy_shift_per_atom_ha", "coverage_1sigma_total", "coverage_2sigma_total",
+           "coverage_1sigma_epistemic", "coverage_2sigma_epistemic", "coverage_1sigma_aleatoric",
+           "coverage_2sigma_aleatoric", "coverage_1sigma_total_low", "coverage_2sigma_total_low",
+           "coverage_1sigma_total_mid", "coverage_2sigma_total_mid", "coverage_1sigma_total_high",
+           "coverage_2sigma_total_high")
+ENERGY_COLUMNS = ("e_ml_per_atom_ha", "e_dft_per_atom_ha", "error_ha_per_atom",
+                  "abs_error_ha_per_atom", "error_ha_per_electron", "abs_error_ha_per_electron",
+                  "chemically_accurate", "e_ml_std_per_atom_ha", "energy_samples",
+                  "e_samples_mean_per_atom_ha", "energy_z", "energy_within_2sigma",
+                  "aleatoric_energy_shift_per_atom_ha")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -125,30 +143,31 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
 
 def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
                       with_energy: bool) -> dict:
-    """One row (rank 0): errors of the predicted ``fields`` (rho, epistemic_std, aleatoric_std
-    on the snapshot's grid, e/Bohr^3) against ``snap``; its region rows (regions.csv) under
-    ``"_regions"``."""
+    """One row: errors of the predicted ``fields`` (rho, epistemic_std, aleatoric_std on the
+    snapshot's grid, e/Bohr^3, and ``samples``, a list of sample densities, when the energy
+    error bar is wanted) against ``snap``; its region rows (regions.csv) under ``"_regions"``."""
     epi, ale = float(np.mean(fields["epistemic_std"])), float(np.mean(fields["aleatoric_std"]))
     n_e = float(snap.attrs.get("n_electrons") or valence_electrons(snap.atoms, settings))
     rho, factor = en.renormalise(fields["rho"], snap.grid, n_e)
     dens = en.density_errors(rho, snap.rho)
+    coverage = unc.point_coverage(rho, snap.rho, factor * fields["epistemic_std"],
+                                  factor * fields["aleatoric_std"])
     comp = snap.attrs.get("composition", snap.atoms.get_chemical_formula())
     row = {"key": snap.key, "composition": str(comp),
            "formula": snap.atoms.get_chemical_formula(), "n_atoms": len(snap.atoms),
            "n_electrons": n_e, "x": composition_x(snap.atoms, elements), **dens,
            "epistemic_std_mean": epi, "aleatoric_std_mean": ale,
-           "renormalisation_factor": factor,
+           "renormalisation_factor": factor, **coverage,
            "_ref_spread": float(snap.rho.max() - snap.rho.min()),
            "_regions": rg.snapshot_regions(snap, rho)}
     row["worst_region_relative_l1_percent"] = rg.worst_relative_l1(row["_regions"])
-    row.update({k: None for k in ("e_ml_per_atom_ha", "e_dft_per_atom_ha", "error_ha_per_atom",
-                                  "abs_error_ha_per_atom", "error_ha_per_electron",
-                                  "abs_error_ha_per_electron", "chemically_accurate")})
+    row.update({k: None for k in ENERGY_COLUMNS})
     row["energy_s"] = 0.0
     if with_energy:
         t0 = time.perf_counter()
+        evaluator = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
         e = en.energy_of_density(snap.atoms, snap.grid, fields["rho"], settings,
-                                 n_electrons=n_e)
+                                 n_electrons=n_e, evaluator=evaluator)
         natm, e_ref = len(snap.atoms), float(snap.attrs["free_energy_ha"])
         diff = e["free_energy_ha"] - e_ref
         row.update(e_ml_per_atom_ha=e["free_energy_per_atom_ha"], e_dft_per_atom_ha=e_ref / natm,
@@ -156,16 +175,32 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
                    error_ha_per_electron=diff / n_e, abs_error_ha_per_electron=abs(diff) / n_e,
                    chemically_accurate=bool(abs(diff) / natm
                                             <= en.CHEMICAL_ACCURACY_HA_PER_ATOM))
+        if fields.get("samples"):
+            spread = unc.energy_spread(snap.atoms, snap.grid, fields["samples"], settings, n_e,
+                                       evaluator, fields["rho"], fields["aleatoric_std"],
+                                       unc.key_seed(snap.key))
+            sigma = spread["sigma_per_atom_ha"]
+            row.update(e_ml_std_per_atom_ha=sigma, energy_samples=spread["n_samples"],
+                       e_samples_mean_per_atom_ha=spread["sample_mean_per_atom_ha"],
+                       energy_z=diff / natm / sigma if sigma > 0 else None,
+                       energy_within_2sigma=bool(abs(diff) / natm <= 2 * sigma),
+                       aleatoric_energy_shift_per_atom_ha=spread["aleatoric_shift_per_atom_ha"])
         row["energy_s"] = time.perf_counter() - t0
     return row
 
 
 def summarise(rows: list[dict]) -> dict:
     """Mean/max absolute energy error (Ha/atom, Ha/electron), mean/max NRMSE and L1, count of
-    chemically accurate snapshots (energy figures None without energies)."""
+    chemically accurate snapshots (energy figures None without energies); the energy error bar's
+    coverage (fraction of snapshots with |error| <= 2 sigma_E, None without sample energies) and
+    the mean per-point coverages of the density's +-1 and +-2 sigma."""
     def stat(key, fn):
-        vals = [r[key] for r in rows if r[key] is not None]
+        vals = [r[key] for r in rows if r.get(key) is not None]
         return float(fn(vals)) if vals else None
+
+    within = [r["energy_within_2sigma"] for r in rows if r.get("energy_within_2sigma") is not None]
+    coverage = {f"mean_coverage_{k}sigma_{kind}": stat(f"coverage_{k}sigma_{kind}", np.mean)
+                for k in (1, 2) for kind in ("total", "epistemic", "aleatoric")}
 
     return {"n_snapshots": len(rows),
             "mean_abs_error_ha_per_atom": stat("abs_error_ha_per_atom", np.mean),
@@ -177,7 +212,13 @@ def summarise(rows: list[dict]) -> dict:
             "n_chemically_accurate": (sum(bool(r["chemically_accurate"]) for r in rows)
                                       if rows and rows[0]["chemically_accurate"] is not None
                                       else None),
-            "chemical_accuracy_ha_per_atom": en.CHEMICAL_ACCURACY_HA_PER_ATOM}
+            "chemical_accuracy_ha_per_atom": en.CHEMICAL_ACCURACY_HA_PER_ATOM,
+            "energy_coverage_2sigma": float(np.mean(within)) if within else None,
+            "mean_e_ml_std_per_atom_ha": stat("e_ml_std_per_atom_ha", np.mean),
+            "max_abs_aleatoric_energy_shift_per_atom_ha": stat(
+                "aleatoric_energy_shift_per_atom_ha", lambda v: np.max(np.abs(v))),
+            **coverage, "gaussian_coverage": {f"{k}sigma": unc.GAUSSIAN_COVERAGE[k]
+                                              for k in (1, 2)}}
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -187,13 +228,14 @@ def _fmt(v, spec):
 
 def format_table(rows: list[dict], summary: dict) -> str:
     head = (f"{'key':<22} {'composition':<14} {'NRMSE':>9} {'L1 %':>7} {'E err Ha/atom':>14} "
-            f"{'chem.acc.':>9} {'epist. std':>10}")
+            f"{'sigma_E':>9} {'chem.acc.':>9} {'epist. std':>10}")
     lines = [head, "-" * len(head)]
     for r in rows:
         acc = "-" if r["chemically_accurate"] is None else ("yes" if r["chemically_accurate"]
                                                             else "no")
         lines.append(f"{r['key']:<22} {r['composition']:<14} {r['nrmse']:>9.3e} "
                      f"{r['relative_l1_percent']:>7.3f} {_fmt(r['error_ha_per_atom'], '>14.3e')} "
+                     f"{_fmt(r['e_ml_std_per_atom_ha'], '>9.2e')} "
                      f"{acc:>9} {r['epistemic_std_mean']:>10.3e}")
     s = summary
     lines.append(f"{s['n_snapshots']} snapshots: NRMSE mean {s['mean_nrmse']:.3e} max "
@@ -202,6 +244,14 @@ def format_table(rows: list[dict], summary: dict) -> str:
                  f"{_fmt(s['max_abs_error_ha_per_atom'], '.3e')}; chemically accurate "
                  f"(<= {en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom): "
                  f"{_fmt(s['n_chemically_accurate'], 'd')}/{s['n_snapshots']}")
+    if s["energy_coverage_2sigma"] is not None:
+        lines.append(f"energy error bar: mean sigma_E {s['mean_e_ml_std_per_atom_ha']:.2e} Ha/atom;"
+                     f" |E error| <= 2 sigma_E for {s['energy_coverage_2sigma']:.0%} of the "
+                     f"snapshots (95% if calibrated); aleatoric noise moves E by at most "
+                     f"{s['max_abs_aleatoric_energy_shift_per_atom_ha']:.1e} Ha/atom")
+    lines.append(f"density within +-1/+-2 sigma (total): {s['mean_coverage_1sigma_total']:.1%} / "
+                 f"{s['mean_coverage_2sigma_total']:.1%} of the grid points (68.3% / 95.4% if "
+                 "calibrated)")
     return "\n".join(lines)
 
 
@@ -250,36 +300,76 @@ def write_plots(out: Path, rows: list[dict], elements) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
+def _evaluate_rows(comm, plan: dict, testset, with_energy: bool, n_samples: int) -> list[dict]:
+    """The rows of every snapshot of the plan, in test-set order, on every rank.
+
+    Rank 0 holds the atoms to predict; the prediction of snapshot i (all ranks) goes to rank
+    i % size, which reads that snapshot's label and computes its errors and energies (with
+    ``n_samples`` sample densities for the error bar) while the others compute theirs."""
+    from .io.training_set import read_snapshot, read_training_set
+    from .parallel.block import sample_field_names
+    from .parallel.predict import gather_fields, predict_atoms
+
+    out = Path(plan["out"])
+    names = ["rho", "epistemic_std", "aleatoric_std"] + sample_field_names(n_samples)
+    snaps = {s.key: s for s in read_training_set(testset)} if comm.rank == 0 else None
+    rows, keys = [], plan["keys"]
+    for first in range(0, len(keys), comm.size):
+        mine = None
+        for owner, key in enumerate(keys[first:first + comm.size]):
+            tp = time.perf_counter()
+            i = first + owner
+            prediction = predict_atoms(
+                comm, snaps[key].atoms if comm.rank == 0 else None, plan["predictor"],
+                shape=plan["shapes"][i], out=out / PREDICTIONS / f"{_safe(key)}.h5",
+                overwrite=True, structure_info={"testset": plan["testset"], "key": key},
+                keep_samples=n_samples > 0)
+            fields = gather_fields(comm, prediction, names, root=owner)
+            if comm.rank == owner:
+                mine = (key, fields, time.perf_counter() - tp)
+            del prediction
+
+        def work(mine=mine):
+            if mine is None:
+                return None
+            key, fields, dt = mine
+            fields["samples"] = [fields.pop(n) for n in sample_field_names(n_samples)]
+            row = evaluate_snapshot(read_snapshot(plan["testset"], key), fields,
+                                    plan["settings"], plan["elements"], with_energy)
+            row["predict_s"] = dt
+            log.info("evaluate: %s NRMSE %.3e, E error %s +- %s Ha/atom", key, row["nrmse"],
+                     _fmt(row["error_ha_per_atom"], ".3e"), _fmt(row["e_ml_std_per_atom_ha"],
+                                                                 ".1e"))
+            return row
+
+        batch = comm.gather(on_every_rank(comm, work), root=0)
+        if comm.rank == 0:
+            rows += [r for r in batch if r is not None]
+            log.info("evaluate: %d/%d snapshots", len(rows), len(keys))
+    rows = comm.bcast(rows, root=0)
+    return rows
+
+
 def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None,
-                 elements=None, overwrite: bool = False, with_energy: bool = True) -> dict:
+                 elements=None, overwrite: bool = False, with_energy: bool = True,
+                 energy_samples: int | None = None) -> dict:
     """Evaluate ``model`` on every snapshot of ``testset`` on all ranks of ``comm``; writes the
     outputs to directory ``out``. ``settings``: DFT settings of the energies (default: the model
     record's ``dft`` settings). ``elements``: order for the composition axis (default: the
-    model's species by atomic number). Returns {"rows", "summary", "out", ...} on every rank."""
-    from .io.training_set import read_training_set
-    from .parallel.predict import gather_fields, predict_atoms
-
+    model's species by atomic number). ``energy_samples``: how many of the model's N_s weight
+    samples give the energy error bar (None: all; 0: none). Returns {"rows", "summary", "out",
+    ...} on every rank."""
     t0 = time.perf_counter()
+    if energy_samples is not None and (energy_samples < 0 or energy_samples == 1):
+        raise InputError(f"--energy-samples must be 0 (no error bar) or >= 2, got "
+                         f"{energy_samples}")
     plan = on_root(comm, prepare, model, testset, out, settings, elements, overwrite, with_energy)
     out = Path(plan["out"])
-    # Only rank 0 holds the snapshots (checked in prepare); the others take part in predicting.
-    snaps = {s.key: s for s in read_training_set(testset)} if comm.rank == 0 else None
-    rows = []
-    for i, key in enumerate(plan["keys"]):
-        tp = time.perf_counter()
-        prediction = predict_atoms(
-            comm, snaps[key].atoms if comm.rank == 0 else None, plan["predictor"],
-            shape=plan["shapes"][i], out=out / PREDICTIONS / f"{_safe(key)}.h5", overwrite=True,
-            structure_info={"testset": plan["testset"], "key": key})
-        fields = gather_fields(comm, prediction, ("rho", "epistemic_std", "aleatoric_std"))
-        dt = time.perf_counter() - tp
-        row = on_root(comm, evaluate_snapshot, snaps[key] if comm.rank == 0 else None, fields,
-                      plan["settings"], plan["elements"], with_energy)
-        row["predict_s"] = dt
-        rows.append(row)
-        if comm.rank == 0:
-            log.info("evaluate: %s NRMSE %.3e, E error %s Ha/atom (%d/%d)", key, row["nrmse"],
-                     _fmt(row["error_ha_per_atom"], ".3e"), i + 1, len(plan["keys"]))
+    n_samples = 0
+    if with_energy and energy_samples != 0:
+        n_samples = plan["predictor"].record.n_samples
+        n_samples = n_samples if energy_samples is None else min(n_samples, energy_samples)
+    rows = _evaluate_rows(comm, plan, testset, with_energy, n_samples)
     regions = [region for r in rows for region in r.pop("_regions")]
     for r in rows:
         spread = r.pop("_ref_spread", None)

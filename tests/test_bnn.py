@@ -188,6 +188,11 @@ def test_predict_matches_eq7_computed_by_hand():
     np.testing.assert_allclose(pred["aleatoric_var"], var.mean(0), rtol=1e-12)
     np.testing.assert_allclose(pred["total_var"], f.var(0) + var.mean(0), rtol=1e-9)
     assert all(v.dtype == np.float64 and v.shape == (9,) for v in pred.values())
+    # keep_samples: each weight sample's mean, the same numbers, nothing else changed
+    kept = bnn_predict.predict(model, x, samples, keep_samples=True)
+    assert kept["samples"].shape == (6, 9)
+    np.testing.assert_allclose(kept["samples"], f, rtol=1e-12)
+    assert all(np.array_equal(kept[k], pred[k]) for k in pred)
 
 
 def test_same_seed_same_prediction_different_seed_different():

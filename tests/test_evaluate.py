@@ -104,6 +104,36 @@ def test_rows_energies_and_density_errors(setup, result):
         constant = nrmse(np.full(snap.rho.shape, snap.rho.mean()), snap.rho)
         assert np.isfinite(row["nrmse"]) and row["nrmse"] < constant
         assert row["x"] == snap.atoms.get_chemical_symbols().count("Ge") / natm
+        _check_error_bar(model, snap, row, settings, diff / natm)
+
+
+def _check_error_bar(model, snap, row, settings, error_per_atom):
+    """sigma_E recomputed independently: the N_s sample densities predicted again in memory,
+    each renormalised and given a one-shot Harris-Foulkes energy; their mean density is the
+    prediction. Coverages are fractions that grow with k."""
+    from mpi4py import MPI
+
+    from hpcdens.parallel.block import sample_field_names
+    from hpcdens.parallel.predict import gather_fields, load_predictor, predict_atoms
+
+    predictor = load_predictor(MPI.COMM_SELF, model)
+    n_s = predictor.record.n_samples
+    pred = predict_atoms(MPI.COMM_SELF, snap.atoms, predictor, shape=snap.grid.shape,
+                         keep_samples=True)
+    fields = gather_fields(MPI.COMM_SELF, pred)
+    samples = [fields[name] for name in sample_field_names(n_s)]
+    np.testing.assert_allclose(np.mean(samples, axis=0), fields["rho"], rtol=1e-12, atol=1e-15)
+    energies = [en.energy_of_density(snap.atoms, snap.grid, rho, settings)["free_energy_ha"]
+                / len(snap.atoms) for rho in samples]
+    assert row["energy_samples"] == n_s >= 2
+    assert row["e_ml_std_per_atom_ha"] == pytest.approx(np.std(energies, ddof=1), rel=1e-6)
+    assert row["e_ml_std_per_atom_ha"] > 0
+    assert row["energy_within_2sigma"] == (abs(error_per_atom) <= 2 * row["e_ml_std_per_atom_ha"])
+    assert row["energy_z"] == pytest.approx(error_per_atom / row["e_ml_std_per_atom_ha"])
+    assert abs(row["aleatoric_energy_shift_per_atom_ha"]) > 0
+    for kind in ("total", "epistemic", "aleatoric", "total_low", "total_mid", "total_high"):
+        assert 0 <= row[f"coverage_1sigma_{kind}"] <= row[f"coverage_2sigma_{kind}"] <= 1
+    assert row["coverage_2sigma_total"] >= row["coverage_2sigma_epistemic"]
 
 
 def test_the_model_is_read_once_and_the_atoms_stay_in_memory(setup, tmp_path, monkeypatch):
@@ -148,6 +178,10 @@ def test_output_files_and_summary(result):
         table = list(csv.DictReader(f))
     assert list(table[0]) == list(COLUMNS) and len(table) == 2
     assert [float(r["nrmse"]) for r in table] == pytest.approx([r["nrmse"] for r in rows])
+    within = [r["energy_within_2sigma"] for r in rows]
+    assert s["energy_coverage_2sigma"] == pytest.approx(np.mean(within))
+    assert s["mean_coverage_2sigma_total"] == pytest.approx(
+        np.mean([r["coverage_2sigma_total"] for r in rows]))
 
 
 def test_command_line_and_bad_input(setup, tmp_path, capsys):
@@ -171,6 +205,10 @@ def test_command_line_and_bad_input(setup, tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "m.pt"), str(testset), "--out",
                  str(tmp_path / "y")]) == 2
     capsys.readouterr()
+    # one sample has no spread: refused before any work
+    assert main(["evaluate", str(model), str(testset), "--out", str(tmp_path / "z"),
+                 "--energy-samples", "1"]) == 2
+    assert "--energy-samples" in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def test_help_lists_every_option(capsys):
@@ -182,13 +220,14 @@ def test_help_lists_every_option(capsys):
         parser.parse_args(["evaluate", "--help"])
     text = capsys.readouterr().out
     for opt in ("--config", "--out", "--overwrite", "--energy", "--no-energy", "MODEL",
-                "TESTSET"):
+                "TESTSET", "--energy-samples"):
         assert opt in text
 
 
 @pytest.mark.mpi(min_size=2)
 def test_two_ranks_give_the_serial_rows(tmp_path_factory):
-    """Same rows on COMM_WORLD as on COMM_SELF (run under mpirun -n 2)."""
+    """Same rows on COMM_WORLD as on COMM_SELF (run under mpirun -n 2 or 3): three test
+    snapshots, so that the energies and their error bars are computed on several ranks."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -219,7 +258,7 @@ def _mpi_setup(d):
     gen = write_input_file(d / "gen.toml", {**TINY, **TRAIN, "train.epochs": 3})
     run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
     test = write_input_file(d / "test.toml", {**TINY, "compositions.list": ["Si0.5Ge0.5"],
-                                              "snapshots.per_composition": 1,
+                                              "snapshots.per_composition": 3,
                                               "snapshots.seed": 11})
     run_generate(load_config(test), d / "test.h5", MPI.COMM_SELF, progress=False)
     torch.set_num_threads(1)

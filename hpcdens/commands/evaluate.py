@@ -33,7 +33,8 @@ def run(args) -> int:
 
         out = Path(OutputConfig().directory) / "evaluate"
     result = run_evaluate(comm, args.model, args.testset, out, settings=settings,
-                          elements=elements, overwrite=args.overwrite, with_energy=args.energy)
+                          elements=elements, overwrite=args.overwrite, with_energy=args.energy,
+                          energy_samples=args.energy_samples)
     if comm.rank == 0:
         print(format_table(result["rows"], result["summary"]))
         extra = f", {result['regions_csv']}" if result["regions_csv"] else ""
@@ -51,9 +52,12 @@ def register(sub):
         description="For every snapshot of TESTSET (a training-set file from 'hpcdens "
         "generate'): predict its density with MODEL on exactly the snapshot's grid (all ranks "
         "take part in each prediction), renormalise it to N_e (Eq. 9), compute its "
-        "Harris-Foulkes energy (Eq. 10, free energy E - TS; serial on rank 0) and compare with "
-        "the DFT label: energy error per atom and per electron, density NRMSE and relative L1, "
-        "and the mean predicted epistemic and aleatoric std; on cells with vacancies or "
+        "Harris-Foulkes energy (Eq. 10, free energy E - TS) and the energies of the weight "
+        "samples' densities (their std is the error bar sigma_E; snapshot i on rank i %% N) and "
+        "compare with the DFT label: energy error per atom and per electron and whether it lies "
+        "within 2 sigma_E, density NRMSE and relative L1, the mean predicted epistemic and "
+        "aleatoric std and the fraction of grid points within +-1/+-2 sigma; on cells with "
+        "vacancies or "
         "segregation blocks also the density errors per distance shell around the vacancies and "
         "at the block faces. Writes a table, evaluate.csv, evaluate.json (rows and summary), "
         "parity.png, error_vs_composition.png and (for such cells) regions.csv to DIR. Run "
@@ -70,5 +74,9 @@ def register(sub):
     p.add_argument("--energy", action=argparse.BooleanOptionalAction, default=True,
                    help="compute the Harris-Foulkes energies (default); --no-energy gives the "
                    "density errors and uncertainties only")
+    p.add_argument("--energy-samples", type=int, metavar="K", help="weight samples whose "
+                   "Harris-Foulkes energies give the energy error bar (default: all N_s of the "
+                   "model; 0: no error bar; each costs one Kohn-Sham step, about 1 s for 64 "
+                   "atoms)")
     p.set_defaults(func=run)
     return p

@@ -21,7 +21,8 @@ def run(args) -> int:
         settings, elements = config.dft, list(config.system.elements)
     result = run_compare(comm, args.testset, args.dirs, args.out, settings=settings,
                          elements=elements, overwrite=args.overwrite,
-                         exclude_training=args.exclude_training, plots=not args.no_plots)
+                         exclude_training=args.exclude_training, plots=not args.no_plots,
+                         energy_samples=args.energy_samples)
     if comm.rank == 0:
         print(format_table(result["rows"], result["exclude_training"]))
         csv_name, json_name, png_name = output_names(args.exclude_training)
@@ -60,6 +61,9 @@ def register(sub):
                    "(ignore cached evaluations) and allow an OUT that is not empty and not a "
                    "comparison (other files in it are left alone)")
     p.add_argument("--no-plots", action="store_true", help="do not write learning_curves.png")
+    p.add_argument("--energy-samples", type=int, default=0, metavar="K", help="weight samples "
+                   "per snapshot for the energy error bar in each round's evaluation (default 0: "
+                   "none; see 'hpcdens evaluate --energy-samples')")
     p.add_argument("--exclude-training", action="store_true", help="errors only over the test "
                    "snapshots whose composition (requested or realised) is not a training "
                    "composition of that round (default: all test snapshots)")

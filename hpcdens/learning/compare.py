@@ -382,13 +382,15 @@ def aggregate(plan: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- driver
 def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                 overwrite: bool = False, exclude_training: bool = False,
-                plots: bool = True) -> dict:
+                plots: bool = True, energy_samples: int = 0) -> dict:
     """Evaluate every trained round of the learn directories ``dirs`` on ``testset`` (all ranks
     of ``comm``; rounds with a valid cached evaluation in ``out`` are skipped) and write the
     comparison to ``out``. ``settings``: DFT settings of the energies (default: each model's
     recorded ``dft`` settings); ``elements``: the element order (default: the first journal's).
     ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
-    comparison. Returns {"rows", "evaluated", "reused", "out", ...} on every rank."""
+    comparison. ``energy_samples``: weight samples per snapshot for the energy error bar
+    (default 0: none; the learning curves need only the errors). Returns {"rows", "evaluated",
+    "reused", "out", ...} on every rank."""
     from ..evaluation import run_evaluate
 
     plan = on_root(comm, prepare, testset, [str(d) for d in dirs], out, settings, elements,
@@ -402,7 +404,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
         if comm.rank == 0:
             log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
         run_evaluate(comm, job["model"], plan["testset"], job["out"], settings=job["settings"],
-                     elements=plan["elements"], overwrite=True)
+                     elements=plan["elements"], overwrite=True, energy_samples=energy_samples)
         on_root(comm, write_json, Path(job["out"]) / SOURCE, job["source"])
         evaluated.append(tag)
 

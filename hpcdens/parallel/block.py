@@ -70,10 +70,16 @@ def index_points(lo, hi) -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
 
 
+def sample_field_names(n_samples: int) -> list[str]:
+    """``rho_sample_<j>``, j = 0 .. N_s - 1: the density of weight sample j."""
+    return [f"rho_sample_{j}" for j in range(n_samples)]
+
+
 def block_field_names(plan: PredictPlan) -> list[str]:
     """The fields of a block's chunks: rho, epistemic_std, aleatoric_std (and rho_sad for
-    delta_rho models)."""
-    return ["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
+    delta_rho models), then with ``plan.keep_samples`` the N_s sample densities."""
+    return (["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
+            + (sample_field_names(plan.record.n_samples) if plan.keep_samples else []))
 
 
 class BlockSad:
@@ -106,8 +112,9 @@ class BlockStream:
     """Stream the predictions of one block chunk by chunk (no MPI); iterate for
     ``(lo, hi, fields)``: the chunk's sub-box ``[lo, hi)`` (global indices) and its fields
     (1-D, C order of the sub-box): ``rho`` (the density: network mean, plus rho_SAD for
-    delta_rho models), ``epistemic_std``, ``aleatoric_std`` and, for delta_rho models,
-    ``rho_sad``; e/Bohr^3. Only one chunk is held at a time. After the iteration, ``halo_radius``,
+    delta_rho models), ``epistemic_std``, ``aleatoric_std``, for delta_rho models ``rho_sad``,
+    and with ``plan.keep_samples`` ``rho_sample_<j>`` (weight sample j's density, rho_SAD
+    included for delta_rho); e/Bohr^3. Only one chunk is held at a time. After the iteration, ``halo_radius``,
     ``halo_growths`` and ``halo_atoms`` hold the halo statistics (zero for an empty block).
     ``dtype`` ("float32" or "float64") is the precision of the network pass
     (:func:`hpcdens.bnn_predict.predict`)."""
@@ -143,7 +150,8 @@ class BlockStream:
             timer.add("descriptors", time.perf_counter() - t0 - grown,
                       time.process_time() - c0 - grown)
             with timer("network"):
-                out = predict(self.model, x, self.samples, dtype=self.dtype)
+                out = predict(self.model, x, self.samples, dtype=self.dtype,
+                              keep_samples=plan.keep_samples)
             del x
             fields = {"rho": out["mean"], "epistemic_std": np.sqrt(out["epistemic_var"]),
                       "aleatoric_std": np.sqrt(out["aleatoric_var"])}
@@ -151,6 +159,10 @@ class BlockStream:
                 with timer("sad"):
                     fields["rho_sad"] = sad(points)
                 fields["rho"] = fields["rho"] + fields["rho_sad"]
+            if plan.keep_samples:
+                base = fields.get("rho_sad", 0.0)
+                for name, values in zip(sample_field_names(len(out["samples"])), out["samples"]):
+                    fields[name] = values + base
             self.halo_radius, self.halo_growths, self.halo_atoms = \
                 halo.radius, halo.growths, halo.n_atoms
             yield lo, hi, fields

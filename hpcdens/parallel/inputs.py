@@ -41,6 +41,8 @@ class PredictPlan:
     out : the prediction file, or None for a prediction kept in memory
     sad : None, or {"settings": the dft record but the grid spacing, "radial": {symbol:
         RadialDensity}, "r_cut": Bohr}
+    keep_samples : also predict the density of each of the N_s weight samples (kept in memory
+        only, fields ``rho_sample_<j>``; see :func:`hpcdens.parallel.block.sample_field_names`)
     """
 
     model_path: str
@@ -58,6 +60,7 @@ class PredictPlan:
     out: str | None = None
     structure_info: dict = field(default_factory=dict)
     sad: dict | None = None
+    keep_samples: bool = False
 
     @property
     def grid(self) -> Grid:
@@ -156,10 +159,11 @@ def build_structure(path, supercell=None, vacancies: int = 0, seed: int = 0):
 def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
                    chunk_points=DEFAULT_CHUNK_POINTS, valence=None, model_path: str = "",
                    model_sha256: str = "", out=None, structure_info=None,
-                   what: str = "") -> PredictPlan:
+                   what: str = "", keep_samples: bool = False) -> PredictPlan:
     """Check ``atoms`` (ASE Atoms, Angstrom) against the model's ``record`` and return the plan
     (run on one rank). Grid: ``shape``, or ``spacing_bohr`` (default: the record's training
-    spacing). ``what`` names the structure in messages. Raises InputError."""
+    spacing). ``what`` names the structure in messages; ``keep_samples``: see
+    :class:`PredictPlan`. Raises InputError."""
     if isinstance(chunk_points, bool) or int(chunk_points) < 1:
         raise InputError(f"--chunk-points must be >= 1, got {chunk_points}")
     check_species(atoms.numbers, record.species, what)
@@ -185,7 +189,7 @@ def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
         n_electrons=float(sum(table[int(z)] for z in atoms.numbers)),
         valence={z: table[z] for z in species}, valence_source=source,
         chunk_points=int(chunk_points), out=None if out is None else str(out),
-        structure_info=dict(structure_info or {}), sad=sad)
+        structure_info=dict(structure_info or {}), sad=sad, keep_samples=bool(keep_samples))
 
 
 def prepare_plan(model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,

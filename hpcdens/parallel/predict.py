@@ -140,6 +140,8 @@ def stream_predictions(comm, plan: PredictPlan, decomp, writer, net, samples, ti
     keep them in ``kept`` when given, and add its rho to the exact partial sum of Eq. 9. Returns
     the block's stream (halo statistics) and this rank's exact partial sum (a Fraction); a
     failure on any rank is raised on every rank. ``dtype``: the precision of the network pass."""
+    on_file = [name for name in field_names(plan) if name != "rho_normalised"]
+
     def work():
         stream = predict_chunks(plan, decomp, net, samples, timer, dtype)
         partial = Fraction(0)
@@ -150,8 +152,8 @@ def stream_predictions(comm, plan: PredictPlan, decomp, writer, net, samples, ti
                 kept.add(fields)
             if writer is not None:
                 with timer("write"):
-                    for name, values in fields.items():
-                        writer.write_chunk(name, lo, hi, values)
+                    for name in on_file:
+                        writer.write_chunk(name, lo, hi, fields[name])
         return stream, partial
 
     return on_every_rank(comm, work)
@@ -248,7 +250,7 @@ def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape
                   valence=None, chunk_points: int = DEFAULT_CHUNK_POINTS,
                   precision: str = DEFAULT_PRECISION, out=None, overwrite: bool = False,
                   keep: bool = True, structure_info: dict | None = None,
-                  dims=None) -> Prediction:
+                  dims=None, keep_samples: bool = False) -> Prediction:
     """Predict the density of ``atoms`` with a loaded model on all ranks of ``comm`` (the
     in-memory entry point: no input files).
 
@@ -259,6 +261,8 @@ def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape
         as the chunks are predicted; ``structure_info`` goes into its ``structure_json``
     keep : keep this rank's block of the fields in memory (``Prediction.fields``; bring the
         whole grid to rank 0 with :func:`gather_fields`)
+    keep_samples : with ``keep``, also keep the density of each of the N_s weight samples
+        (fields ``rho_sample_<j>``, raw, not renormalised, never written to ``out``)
 
     Returns this rank's :class:`Prediction`. Raises InputError (all ranks) for bad inputs.
     """
@@ -269,21 +273,23 @@ def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape
     with timer("setup"):
         plan = on_root(comm, _plan_atoms, atoms, predictor, out, overwrite,
                        {"spacing_bohr": spacing_bohr, "shape": shape, "valence": valence,
-                        "chunk_points": chunk_points, "structure_info": structure_info})
+                        "chunk_points": chunk_points, "structure_info": structure_info,
+                        "keep_samples": bool(keep_samples and keep)})
     return _execute(comm, plan, predictor, timer, precision, dims, keep)
 
 
-def gather_fields(comm, prediction: Prediction, names=None) -> dict | None:
-    """The whole grid's fields ``names`` (default: all kept) on rank 0, assembled from every
-    rank's block of an in-memory prediction; None on the other ranks (collective).
+def gather_fields(comm, prediction: Prediction, names=None, root: int = 0) -> dict | None:
+    """The whole grid's fields ``names`` (default: all kept) on rank ``root``, assembled from
+    every rank's block of an in-memory prediction; None on the other ranks (collective).
 
-    Every rank sends its blocks to rank 0 in one pickled message each and rank 0 holds the whole
-    grid: meant for small cells, such as evaluate's comparison with the DFT density of a test
-    snapshot on rank 0. Large grids go to a file (``out``), never through here."""
+    Every rank sends its blocks to ``root`` in one pickled message each and ``root`` holds the
+    whole grid: meant for small cells, such as evaluate's comparison with the DFT density of a
+    test snapshot. Large grids go to a file (``out``), never through here."""
     names = list(prediction.fields) if names is None else list(names)
     layout = prediction.layout
-    blocks = comm.gather((layout.local_slices(), {n: prediction.fields[n] for n in names}), root=0)
-    if comm.rank != 0:
+    blocks = comm.gather((layout.local_slices(), {n: prediction.fields[n] for n in names}),
+                         root=root)
+    if comm.rank != root:
         return None
     whole = {name: np.empty(prediction.plan.grid_shape) for name in names}
     for box, fields in blocks:
