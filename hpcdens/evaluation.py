@@ -52,13 +52,14 @@ from .config import DFTConfig
 from .dft import harris_foulkes_evaluator, settings_from_record, valence_electrons
 from .errors import InputError
 from .io.files import write_csv, write_json
-from .parallel.collective import on_every_rank, on_root
+from .parallel.collective import on_root
 
 log = logging.getLogger("hpcdens.evaluate")
 
 CSV_NAME, JSON_NAME = "evaluate.csv", "evaluate.json"
 PARITY_PNG, COMPOSITION_PNG = "parity.png", "error_vs_composition.png"
 PREDICTIONS, REGIONS_CSV = "predictions", "regions.csv"
+RELIABILITY_PNG = "reliability.png"
 COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrmse",
            "relative_l1_percent", "e_ml_per_atom_ha", "e_dft_per_atom_ha",
            "error_ha_per_atom", "abs_error_ha_per_atom", "error_ha_per_electron",
@@ -70,12 +71,14 @@ COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrms
            "coverage_1sigma_epistemic", "coverage_2sigma_epistemic", "coverage_1sigma_aleatoric",
            "coverage_2sigma_aleatoric", "coverage_1sigma_total_low", "coverage_2sigma_total_low",
            "coverage_1sigma_total_mid", "coverage_2sigma_total_mid", "coverage_1sigma_total_high",
-           "coverage_2sigma_total_high")
+           "coverage_2sigma_total_high", "e_ml_std_raw_per_atom_ha", "out_of_reach_fraction",
+           "out_of_reach", "aleatoric_capped_fraction", "aleatoric_std_median")
 ENERGY_COLUMNS = ("e_ml_per_atom_ha", "e_dft_per_atom_ha", "error_ha_per_atom",
                   "abs_error_ha_per_atom", "error_ha_per_electron", "abs_error_ha_per_electron",
                   "chemically_accurate", "e_ml_std_per_atom_ha", "energy_samples",
                   "e_samples_mean_per_atom_ha", "energy_z", "energy_within_2sigma",
-                  "aleatoric_energy_shift_per_atom_ha")
+                  "aleatoric_energy_shift_per_atom_ha", "e_ml_std_raw_per_atom_ha",
+                  "aleatoric_capped_fraction")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -134,7 +137,7 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
             en.check_same_settings(settings, s, valence_electrons(s.atoms, settings))
     out.mkdir(exist_ok=True)
     (out / PREDICTIONS).mkdir(exist_ok=True)
-    for name in (CSV_NAME, JSON_NAME, PARITY_PNG, COMPOSITION_PNG, REGIONS_CSV):
+    for name in (CSV_NAME, JSON_NAME, PARITY_PNG, COMPOSITION_PNG, REGIONS_CSV, RELIABILITY_PNG):
         (out / name).unlink(missing_ok=True)
     return {"model": str(model), "testset": str(testset), "out": str(out), "settings": settings,
             "elements": list(elements), "keys": [s.key for s in snaps],
@@ -142,25 +145,33 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
 
 
 def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
-                      with_energy: bool) -> dict:
+                      with_energy: bool, calibration: dict | None = None) -> dict:
     """One row: errors of the predicted ``fields`` (rho, epistemic_std, aleatoric_std on the
-    snapshot's grid, e/Bohr^3, and ``samples``, a list of sample densities, when the energy
-    error bar is wanted) against ``snap``; its region rows (regions.csv) under ``"_regions"``."""
+    snapshot's grid, e/Bohr^3, out_of_reach for calibrated models, and ``samples``, a list of
+    sample densities, when the energy error bar is wanted) against ``snap``; its region rows
+    (regions.csv) under ``"_regions"``. ``calibration``: the model's (its energy_scale
+    multiplies sigma_E)."""
     epi, ale = float(np.mean(fields["epistemic_std"])), float(np.mean(fields["aleatoric_std"]))
     n_e = float(snap.attrs.get("n_electrons") or valence_electrons(snap.atoms, settings))
     rho, factor = en.renormalise(fields["rho"], snap.grid, n_e)
     dens = en.density_errors(rho, snap.rho)
     coverage = unc.point_coverage(rho, snap.rho, factor * fields["epistemic_std"],
                                   factor * fields["aleatoric_std"])
+    coverage["_reliability"] = coverage.pop("reliability")
     comp = snap.attrs.get("composition", snap.atoms.get_chemical_formula())
     row = {"key": snap.key, "composition": str(comp),
            "formula": snap.atoms.get_chemical_formula(), "n_atoms": len(snap.atoms),
            "n_electrons": n_e, "x": composition_x(snap.atoms, elements), **dens,
            "epistemic_std_mean": epi, "aleatoric_std_mean": ale,
+           "aleatoric_std_median": float(np.median(fields["aleatoric_std"])),
            "renormalisation_factor": factor, **coverage,
+           "out_of_reach_fraction": (float(np.mean(fields["out_of_reach"]))
+                                     if "out_of_reach" in fields else None),
            "_ref_spread": float(snap.rho.max() - snap.rho.min()),
            "_regions": rg.snapshot_regions(snap, rho)}
     row["worst_region_relative_l1_percent"] = rg.worst_relative_l1(row["_regions"])
+    row["out_of_reach"] = (None if row["out_of_reach_fraction"] is None
+                           else bool(row["out_of_reach_fraction"] > calibration["warn_fraction"]))
     row.update({k: None for k in ENERGY_COLUMNS})
     row["energy_s"] = 0.0
     if with_energy:
@@ -179,12 +190,14 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
             spread = unc.energy_spread(snap.atoms, snap.grid, fields["samples"], settings, n_e,
                                        evaluator, fields["rho"], fields["aleatoric_std"],
                                        unc.key_seed(snap.key))
-            sigma = spread["sigma_per_atom_ha"]
+            sigma = spread["sigma_per_atom_ha"] * (calibration or {}).get("energy_scale", 1.0)
             row.update(e_ml_std_per_atom_ha=sigma, energy_samples=spread["n_samples"],
+                       e_ml_std_raw_per_atom_ha=spread["sigma_per_atom_ha"],
                        e_samples_mean_per_atom_ha=spread["sample_mean_per_atom_ha"],
                        energy_z=diff / natm / sigma if sigma > 0 else None,
                        energy_within_2sigma=bool(abs(diff) / natm <= 2 * sigma),
-                       aleatoric_energy_shift_per_atom_ha=spread["aleatoric_shift_per_atom_ha"])
+                       aleatoric_energy_shift_per_atom_ha=spread["aleatoric_shift_per_atom_ha"],
+                       aleatoric_capped_fraction=spread["aleatoric_capped_fraction"])
         row["energy_s"] = time.perf_counter() - t0
     return row
 
@@ -299,57 +312,27 @@ def write_plots(out: Path, rows: list[dict], elements) -> None:
     plt.close(fig)
 
 
+def write_reliability(path: Path, reliability: dict) -> None:
+    """The reliability diagram: observed against nominal coverage of the central intervals of
+    the predicted (total) sigma, with the diagonal of a calibrated Gaussian."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="calibrated")
+    ax.plot(reliability["nominal"], reliability["observed"], "o-", ms=4, label="this model")
+    ax.set_xlabel("nominal coverage (Gaussian)")
+    ax.set_ylabel("observed fraction of grid points")
+    ax.set_title("density reliability")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 # ----------------------------------------------------------------------------- driver
-def _evaluate_rows(comm, plan: dict, testset, with_energy: bool, n_samples: int) -> list[dict]:
-    """The rows of every snapshot of the plan, in test-set order, on every rank.
-
-    Rank 0 holds the atoms to predict; the prediction of snapshot i (all ranks) goes to rank
-    i % size, which reads that snapshot's label and computes its errors and energies (with
-    ``n_samples`` sample densities for the error bar) while the others compute theirs."""
-    from .io.training_set import read_snapshot, read_training_set
-    from .parallel.block import sample_field_names
-    from .parallel.predict import gather_fields, predict_atoms
-
-    out = Path(plan["out"])
-    names = ["rho", "epistemic_std", "aleatoric_std"] + sample_field_names(n_samples)
-    snaps = {s.key: s for s in read_training_set(testset)} if comm.rank == 0 else None
-    rows, keys = [], plan["keys"]
-    for first in range(0, len(keys), comm.size):
-        mine = None
-        for owner, key in enumerate(keys[first:first + comm.size]):
-            tp = time.perf_counter()
-            i = first + owner
-            prediction = predict_atoms(
-                comm, snaps[key].atoms if comm.rank == 0 else None, plan["predictor"],
-                shape=plan["shapes"][i], out=out / PREDICTIONS / f"{_safe(key)}.h5",
-                overwrite=True, structure_info={"testset": plan["testset"], "key": key},
-                keep_samples=n_samples > 0)
-            fields = gather_fields(comm, prediction, names, root=owner)
-            if comm.rank == owner:
-                mine = (key, fields, time.perf_counter() - tp)
-            del prediction
-
-        def work(mine=mine):
-            if mine is None:
-                return None
-            key, fields, dt = mine
-            fields["samples"] = [fields.pop(n) for n in sample_field_names(n_samples)]
-            row = evaluate_snapshot(read_snapshot(plan["testset"], key), fields,
-                                    plan["settings"], plan["elements"], with_energy)
-            row["predict_s"] = dt
-            log.info("evaluate: %s NRMSE %.3e, E error %s +- %s Ha/atom", key, row["nrmse"],
-                     _fmt(row["error_ha_per_atom"], ".3e"), _fmt(row["e_ml_std_per_atom_ha"],
-                                                                 ".1e"))
-            return row
-
-        batch = comm.gather(on_every_rank(comm, work), root=0)
-        if comm.rank == 0:
-            rows += [r for r in batch if r is not None]
-            log.info("evaluate: %d/%d snapshots", len(rows), len(keys))
-    rows = comm.bcast(rows, root=0)
-    return rows
-
-
 def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None,
                  elements=None, overwrite: bool = False, with_energy: bool = True,
                  energy_samples: int | None = None) -> dict:
@@ -359,6 +342,8 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     model's species by atomic number). ``energy_samples``: how many of the model's N_s weight
     samples give the energy error bar (None: all; 0: none). Returns {"rows", "summary", "out",
     ...} on every rank."""
+    from .parallel.snapshots import judge_snapshots
+
     t0 = time.perf_counter()
     if energy_samples is not None and (energy_samples < 0 or energy_samples == 1):
         raise InputError(f"--energy-samples must be 0 (no error bar) or >= 2, got "
@@ -369,8 +354,23 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     if with_energy and energy_samples != 0:
         n_samples = plan["predictor"].record.n_samples
         n_samples = n_samples if energy_samples is None else min(n_samples, energy_samples)
-    rows = _evaluate_rows(comm, plan, testset, with_energy, n_samples)
+
+    def work(snap, fields, predict_s):
+        row = evaluate_snapshot(snap, fields, plan["settings"], plan["elements"], with_energy,
+                                plan["predictor"].record.calibration)
+        row["predict_s"] = predict_s
+        log.info("evaluate: %s NRMSE %.3e, E error %s +- %s Ha/atom", snap.key, row["nrmse"],
+                 _fmt(row["error_ha_per_atom"], ".3e"), _fmt(row["e_ml_std_per_atom_ha"], ".1e"))
+        return row
+
+    rows = judge_snapshots(comm, plan["predictor"], [(plan["testset"], k) for k in plan["keys"]],
+                           work, n_samples=n_samples, predictions_dir=out / PREDICTIONS,
+                           info={"testset": plan["testset"]})
     regions = [region for r in rows for region in r.pop("_regions")]
+    observed = np.mean([r.pop("_reliability") for r in rows], axis=0).tolist()
+    reliability = {"nominal": list(unc.NOMINAL), "observed": observed,
+                   "sigma": "total (epistemic and aleatoric), calibrated if the model is",
+                   "pooled": "mean over the snapshots of each snapshot's fraction of points"}
     for r in rows:
         spread = r.pop("_ref_spread", None)
         r["predicted_std_nrmse_units"] = (math.hypot(r["epistemic_std_mean"],
@@ -387,6 +387,8 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
               "columns": list(COLUMNS),
               "rows": rows, "summary": summary,
               "regions_csv": REGIONS_CSV if regions else None,
+              "uncertainty_calibration": plan["predictor"].record.calibration or "uncalibrated",
+              "reliability": reliability,
               "wall_time_s": time.perf_counter() - t0}
 
     def write():
@@ -395,6 +397,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
             write_csv(out / REGIONS_CSV, regions, rg.REGION_COLUMNS)
         write_json(out / JSON_NAME, result)
         write_plots(out, rows, plan["elements"])
+        write_reliability(out / RELIABILITY_PNG, reliability)
 
     on_root(comm, write)
     return result

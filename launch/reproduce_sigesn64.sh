@@ -45,10 +45,12 @@ PY
     echo "$dst"
 }
 
-RUNS=()
-for s in "${BAYES_TRAIN_SEEDS[@]}"; do RUNS+=("bayesian:train:$s"); done
-RUNS+=("tessellation:train:0")
-for s in "${RANDOM_SEEDS[@]}"; do RUNS+=("random:learn:$s"); done
+# Baselines first, then the seeds interleaved, so that a partial run already compares strategies.
+RUNS=("bayesian:train:0" "tessellation:train:0")
+for i in "${!RANDOM_SEEDS[@]}"; do
+    RUNS+=("random:learn:${RANDOM_SEEDS[$i]}")
+    ((i + 1 < ${#BAYES_TRAIN_SEEDS[@]})) && RUNS+=("bayesian:train:${BAYES_TRAIN_SEEDS[$((i + 1))]}")
+done
 run_dir() { local IFS=:; set -- $1; echo "$OUT/$1-$2$3"; }
 
 if want pool; then

@@ -163,7 +163,8 @@ def test_output_files_and_summary(result):
     from pathlib import Path
 
     out = Path(out)
-    for name in ("evaluate.csv", "evaluate.json", "parity.png", "error_vs_composition.png"):
+    for name in ("evaluate.csv", "evaluate.json", "parity.png", "error_vs_composition.png",
+                 "reliability.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
     data = json.loads((out / "evaluate.json").read_text())
     rows, s = data["rows"], data["summary"]
@@ -178,6 +179,9 @@ def test_output_files_and_summary(result):
         table = list(csv.DictReader(f))
     assert list(table[0]) == list(COLUMNS) and len(table) == 2
     assert [float(r["nrmse"]) for r in table] == pytest.approx([r["nrmse"] for r in rows])
+    rel = data["reliability"]
+    assert len(rel["nominal"]) == len(rel["observed"]) and rel["observed"] == sorted(
+        rel["observed"]) and 0 <= rel["observed"][0] <= rel["observed"][-1] <= 1
     within = [r["energy_within_2sigma"] for r in rows]
     assert s["energy_coverage_2sigma"] == pytest.approx(np.mean(within))
     assert s["mean_coverage_2sigma_total"] == pytest.approx(

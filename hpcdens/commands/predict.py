@@ -18,7 +18,16 @@ def format_summary(summary: dict) -> str:
             f"rho = {summary['integral_rho_raw']:.6f}\n"
             f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
             f"(max radius {summary['halo_radius_max_bohr']:.2f} Bohr)\n"
-            f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB")
+            f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB\n"
+            + reach_line(summary["uncertainty_calibration"], summary["out_of_reach_fraction"]))
+
+
+def reach_line(cal: dict | None, fraction: float) -> str:
+    """The calibration and out-of-reach line of a prediction (a WARNING line when the fraction
+    of flagged points exceeds the model's ``warn_fraction``)."""
+    from ..calibration import describe
+
+    return describe(cal, fraction)
 
 
 def run(args) -> int:

@@ -33,7 +33,8 @@ TARGETS = ("rho", "delta_rho")
 REQUIRED = ("n_neighbors", "species", "target", "n_samples", "sample_seed", "descriptor_version")
 """Record keys every model file must carry."""
 _RETRAIN = "Fix: retrain the model with 'hpcdens train' of this hpcdens version"
-_OPTIONAL = ("dft", "valence_electrons", "features", "training", "config", "hpcdens_version")
+_OPTIONAL = ("dft", "valence_electrons", "features", "training", "config", "hpcdens_version",
+             "calibration")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ModelRecord:
     features : the full feature spec of the training data; training : provenance (data hash and
         files, split, metrics, history); config : the input file's text and sections;
         hpcdens_version : the version that trained it (each None when not recorded)
+    calibration : the uncertainty calibration fitted on the validation snapshots by
+        ``hpcdens calibrate`` (:mod:`hpcdens.calibration`), or None: uncalibrated
     """
 
     n_neighbors: int
@@ -66,6 +69,7 @@ class ModelRecord:
     training: dict | None = None
     config: dict | None = None
     hpcdens_version: str | None = None
+    calibration: dict | None = None
 
     @property
     def mesh_spacing_bohr(self) -> float | None:
@@ -105,7 +109,8 @@ class ModelRecord:
                 features=_mapping(meta.get("features"), "features"),
                 training=_mapping(meta.get("training"), "training"),
                 config=_mapping(meta.get("config"), "config"),
-                hpcdens_version=meta.get("hpcdens_version"))
+                hpcdens_version=meta.get("hpcdens_version"),
+                calibration=_mapping(meta.get("calibration"), "calibration"))
         except (TypeError, ValueError) as err:
             raise ModelError(f"model {path}: malformed metadata ({err}); n_neighbors, n_samples, "
                              "sample_seed and descriptor_version must be integers, species a "

@@ -30,7 +30,9 @@ from .files import open_hdf5
 FORMAT = "hpcdens-prediction"
 FORMAT_VERSION = 1
 FIELD_UNITS = {"rho": "e/Bohr^3", "rho_normalised": "e/Bohr^3", "epistemic_std": "e/Bohr^3",
-               "aleatoric_std": "e/Bohr^3", "rho_sad": "e/Bohr^3"}
+               "aleatoric_std": "e/Bohr^3", "rho_sad": "e/Bohr^3",
+               "out_of_reach": "1 where the raw epistemic std exceeds the model's out-of-reach "
+                               "threshold (hpcdens calibrate), else 0"}
 """Units of every field a prediction file may hold (the ``units`` attribute of each dataset)."""
 EXPORT_FIELD = "rho_normalised"
 """The field ``hpcdens export`` writes unless told otherwise."""

@@ -77,9 +77,28 @@ def sample_field_names(n_samples: int) -> list[str]:
 
 def block_field_names(plan: PredictPlan) -> list[str]:
     """The fields of a block's chunks: rho, epistemic_std, aleatoric_std (and rho_sad for
-    delta_rho models), then with ``plan.keep_samples`` the N_s sample densities."""
+    delta_rho models, out_of_reach for calibrated models), then with ``plan.keep_samples`` the
+    N_s sample densities."""
     return (["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
+            + (["out_of_reach"] if calibration(plan) else [])
             + (sample_field_names(plan.record.n_samples) if plan.keep_samples else []))
+
+
+def calibration(plan: PredictPlan) -> dict:
+    """The model's uncertainty calibration (``hpcdens calibrate``), {} when uncalibrated."""
+    return plan.record.calibration or {}
+
+
+def calibrate_fields(fields: dict, cal: dict) -> int:
+    """Apply a calibration to one chunk's fields in place: the epistemic and aleatoric std times
+    ``density_scale``, and ``out_of_reach`` = 1.0 where the raw epistemic std exceeds
+    ``epistemic_threshold``. Returns the number of such points."""
+    raw = fields["epistemic_std"]
+    flagged = raw > cal["epistemic_threshold"]
+    fields["out_of_reach"] = flagged.astype(float)
+    fields["epistemic_std"] = raw * cal["density_scale"]
+    fields["aleatoric_std"] = fields["aleatoric_std"] * cal["density_scale"]
+    return int(flagged.sum())
 
 
 class BlockSad:
@@ -114,7 +133,9 @@ class BlockStream:
     (1-D, C order of the sub-box): ``rho`` (the density: network mean, plus rho_SAD for
     delta_rho models), ``epistemic_std``, ``aleatoric_std``, for delta_rho models ``rho_sad``,
     and with ``plan.keep_samples`` ``rho_sample_<j>`` (weight sample j's density, rho_SAD
-    included for delta_rho); e/Bohr^3. Only one chunk is held at a time. After the iteration, ``halo_radius``,
+    included for delta_rho); e/Bohr^3. For a calibrated model the two std fields are calibrated
+    and ``out_of_reach`` flags points beyond its validation snapshots (:func:`calibrate_fields`;
+    ``flagged`` counts them). Only one chunk is held at a time. After the iteration, ``halo_radius``,
     ``halo_growths`` and ``halo_atoms`` hold the halo statistics (zero for an empty block).
     ``dtype`` ("float32" or "float64") is the precision of the network pass
     (:func:`hpcdens.bnn_predict.predict`)."""
@@ -126,6 +147,7 @@ class BlockStream:
         self.timer = timer or PhaseTimer()
         self.names = block_field_names(plan)
         self.halo_radius, self.halo_growths, self.halo_atoms = 0.0, 0, 0
+        self.flagged = 0
 
     def __iter__(self):
         from ..bnn_predict import predict
@@ -155,6 +177,8 @@ class BlockStream:
             del x
             fields = {"rho": out["mean"], "epistemic_std": np.sqrt(out["epistemic_var"]),
                       "aleatoric_std": np.sqrt(out["aleatoric_var"])}
+            if calibration(plan):
+                self.flagged += calibrate_fields(fields, calibration(plan))
             if sad is not None:
                 with timer("sad"):
                     fields["rho_sad"] = sad(points)

@@ -58,6 +58,7 @@ from .block import (
     BlockFields,
     PhaseTimer,
     block_field_names,
+    calibration,
     predict_chunks,
 )
 from .collective import (
@@ -102,8 +103,10 @@ def peak_rss_mb() -> float:
 
 
 def _halo_stats(comm, block) -> dict:
+    """Halo statistics of the blocks, and the points flagged out of reach (calibrated models)."""
     growths = comm.allgather(block.halo_growths)
-    return {"halo_growths": int(sum(growths)),
+    return {"out_of_reach_points": int(comm.allreduce(block.flagged)),
+            "halo_growths": int(sum(growths)),
             "halo_blocks_grown": int(sum(g > 0 for g in growths)),
             "halo_radius_max_bohr": allreduce(comm, block.halo_radius, "max"),
             "halo_atoms_max": allreduce(comm, block.halo_atoms, "max")}
@@ -123,6 +126,7 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
              "structure_json": json.dumps(plan.structure_info)}
     if plan.sad:
         attrs["sad_settings_json"] = json.dumps(plan.sad["settings"])
+    attrs["uncertainty_calibration_json"] = json.dumps(plan.record.calibration or "uncalibrated")
     attrs.update(extra)
     return attrs
 
@@ -130,7 +134,7 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
 def field_names(plan: PredictPlan) -> list[str]:
     """The datasets of a prediction file, in the order they are created."""
     return ["rho", "rho_normalised", "epistemic_std", "aleatoric_std"] \
-        + (["rho_sad"] if plan.sad else [])
+        + (["rho_sad"] if plan.sad else []) + (["out_of_reach"] if calibration(plan) else [])
 
 
 def stream_predictions(comm, plan: PredictPlan, decomp, writer, net, samples, timer: PhaseTimer,
@@ -216,6 +220,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                 err.collective = True  # the same on every rank
                 raise err
             halo = _halo_stats(comm, stream)
+            halo["out_of_reach_fraction"] = (halo["out_of_reach_points"] / plan.grid.size
+                                             if calibration(plan) else -1.0)
         if writer is None:
             timings, rss, cpu = _timings(comm, timer)
         else:
@@ -229,7 +235,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                "n_atoms": len(plan.numbers), "n_ranks": comm.size, "process_grid": layout.dims,
                "n_electrons": plan.n_electrons, "integral_rho_raw": raw,
                "valence_source": plan.valence_source, "timings": timings,
-               "peak_rss_mb_max": rss, "compute_cpu_s_sum": cpu, **halo}
+               "peak_rss_mb_max": rss, "compute_cpu_s_sum": cpu,
+               "uncertainty_calibration": plan.record.calibration, **halo}
     return Prediction(plan, layout, kept.arrays() if kept is not None else None, summary)
 
 
