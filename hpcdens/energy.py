@@ -30,6 +30,7 @@ from ase.units import Bohr
 
 from . import metrics
 from .config import DFTConfig
+from .constants import CHEMICAL_ACCURACY_HA_PER_ATOM, DEFAULT_FIELD
 from .dft import (
     get_backend,
     harris_foulkes_evaluator,
@@ -43,9 +44,6 @@ from .io.training_set import read_snapshot
 
 log = logging.getLogger("hpcdens.energy")
 
-#: 1 kcal/mol: the paper's "chemical accuracy" in Ha/atom.
-CHEMICAL_ACCURACY_HA_PER_ATOM = 1.6e-3
-DEFAULT_FIELD = "rho"
 CONVENTION = ("E_HF = free energy E - T*S (Mermin, Eq. 10, as the SCF's free_energy_ha); "
               "energy_ha is E without the entropy term")
 #: Relative deviation of the integral of rho from N_e above which a warning is logged.

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import DEFAULT_CHUNK_POINTS  # noqa: F401 - its home for the other modules
 from .errors import InputError
 
-DEFAULT_CHUNK_POINTS = 8192
-"""Grid points per streamed chunk, in training and prediction alike (about 18 MB of float64
-descriptors at M = 55); results do not depend on it, memory does."""
 MAX_SPACING_BOHR = 1.0
 """No grid coarser than this along any lattice vector (Bohr) is accepted, for labels or
 predictions: densities vary on 0.1-0.5 Bohr and no training grid is coarser."""

@@ -7,17 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..bench.model import bench_bnn, bench_descriptors, format_bnn, format_descriptors
-from ..bench.predict import (
-    append_csv,
-    bench_predict,
-    format_row,
-    plot_scaling,
-    scaling_table,
-    write_random_model,
-)
+from ..constants import DEFAULT_CHUNK_POINTS
 from ..errors import InputError
-from ..grid import DEFAULT_CHUNK_POINTS
 
 
 def run_dft(args) -> int:
@@ -75,12 +66,16 @@ def _single_thread():
 
 
 def cmd_bench_descriptors(args) -> int:
+    from ..bench.model import bench_descriptors, format_descriptors
+
     _single_thread()
     print(format_descriptors(bench_descriptors(args.atoms, args.m, args.points)), flush=True)
     return 0
 
 
 def cmd_bench_bnn(args) -> int:
+    from ..bench.model import bench_bnn, format_bnn
+
     _single_thread()
     print(format_bnn(bench_bnn(args.m, tuple(args.hidden), args.samples, args.points,
                                args.batch_size, repeats=args.repeats)), flush=True)
@@ -124,6 +119,8 @@ def register_bench_bnn(what):
 
 def cmd_bench_predict(args) -> int:
     from mpi4py import MPI
+
+    from ..bench.predict import append_csv, bench_predict, format_row
 
     comm = MPI.COMM_WORLD
     row = bench_predict(comm, args.model, args.atoms_per_rank, args.supercell, args.spacing_bohr,
@@ -179,6 +176,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.what == "predict":
         return args.func(args)
+    from ..bench.predict import plot_scaling, scaling_table, write_random_model
+
     if args.what == "random-model":
         write_random_model(args.path, args.m, hidden_layers=args.hidden, n_samples=args.n_samples)
     elif args.what == "plot":

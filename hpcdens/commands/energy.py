@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from ..config import DFTConfig
-from ..energy import CHEMICAL_ACCURACY_HA_PER_ATOM, DEFAULT_FIELD, run_energy
+from ..constants import CHEMICAL_ACCURACY_HA_PER_ATOM, DEFAULT_FIELD
 from ..errors import InputError
 
 
@@ -40,10 +39,12 @@ def format_report(s: dict) -> str:
     return "\n".join(lines)
 
 
-def _settings(args) -> DFTConfig:
-    if args.config:
-        from ..config import load_config
+def _settings(args):
+    """The DFT settings (a :class:`hpcdens.config.DFTConfig`) of CONFIG's [dft] section, else the
+    defaults, with --backend applied."""
+    from ..config import DFTConfig, load_config
 
+    if args.config:
         settings = load_config(args.config).dft
     else:
         settings = DFTConfig()
@@ -52,6 +53,7 @@ def _settings(args) -> DFTConfig:
 
 def run(args) -> int:
     """``hpcdens energy`` (argparse namespace -> exit code)."""
+    from ..energy import run_energy
     from ..io.files import output_file
 
     if args.key and not args.reference:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..evaluation import (
-    COMPOSITION_PNG,
-    CSV_NAME,
-    JSON_NAME,
-    PARITY_PNG,
-    format_table,
-    run_evaluate,
-)
-
 
 # ----------------------------------------------------------------------------- command line
 def run(args) -> int:
     """``hpcdens evaluate`` (argparse namespace -> exit code)."""
     from mpi4py import MPI
+
+    from ..evaluation import (
+        COMPOSITION_PNG,
+        CSV_NAME,
+        JSON_NAME,
+        PARITY_PNG,
+        format_table,
+        run_evaluate,
+    )
 
     comm = MPI.COMM_WORLD
     settings = elements = None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from ..io.cube import LENGTH_DECIMALS
-from ..io.prediction import EXPORT_FIELD, export_cube
+from ..constants import EXPORT_FIELD, LENGTH_DECIMALS
 
 
 def run(args) -> int:
     """``hpcdens export`` (argparse namespace -> exit code)."""
+    from ..io.prediction import export_cube
+
     path = export_cube(args.prediction, args.cube, args.field, args.overwrite, args.digits)
     print(f"wrote {args.field} of {args.prediction} to {path}")
     return 0

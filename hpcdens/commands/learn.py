@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..learning.loop import learn_dir, run_learn
-
 
 def register(sub) -> None:
     """Add the ``learn`` subcommand to an argparse ``add_subparsers`` object."""
@@ -39,6 +37,7 @@ def run(args) -> int:
     from mpi4py import MPI
 
     from ..config import load_config
+    from ..learning.loop import learn_dir, run_learn
     from ..learning.report import write_report
 
     comm = MPI.COMM_WORLD

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from .. import energy as en
-from ..learning.compare import output_names, run_compare
-from ..learning.compare_report import format_table
+from ..constants import CHEMICAL_ACCURACY_HA_PER_ATOM
 
 
 # ----------------------------------------------------------------------------- command line
 def run(args) -> int:
     """``hpcdens learn-compare`` (argparse namespace -> exit code)."""
     from mpi4py import MPI
+
+    from ..learning.compare import output_names, run_compare
+    from ..learning.compare_report import format_table
 
     comm = MPI.COMM_WORLD
     settings = elements = None
@@ -43,7 +44,7 @@ def register(sub):
         "OUT/<DIR name>/round_NN/. Per DIR and round: number of training compositions, mean and "
         "max |Harris-Foulkes energy error| (Ha/atom, free energy E - TS) and mean and max "
         "density NRMSE over the test snapshots, and whether all are within chemical accuracy "
-        f"({en.CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom). Writes a table, OUT/compare.csv, "
+        f"({CHEMICAL_ACCURACY_HA_PER_ATOM:g} Ha/atom). Writes a table, OUT/compare.csv, "
         "OUT/compare.json and OUT/learning_curves.png. Rounds evaluated before with the same "
         "model, test set and DFT settings are not evaluated again (a killed or repeated run "
         "resumes; a grown learn run evaluates only its new rounds). Run under mpirun -n N. See "

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..grid import DEFAULT_CHUNK_POINTS
-from ..parallel.block import DEFAULT_PRECISION, PHASES, PRECISIONS
-from ..parallel.predict import run_predict
+from ..constants import DEFAULT_CHUNK_POINTS, DEFAULT_PRECISION, PHASES, PRECISIONS
 
 
 def format_summary(summary: dict) -> str:
@@ -33,6 +31,8 @@ def reach_line(cal: dict | None, fraction: float) -> str:
 def run(args) -> int:
     """``hpcdens predict`` (argparse namespace -> exit code)."""
     from mpi4py import MPI
+
+    from ..parallel.predict import run_predict
 
     comm = MPI.COMM_WORLD
     summary = run_predict(comm, args.model, args.structure, args.out,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..training.select_m import run_select_m
-
 
 def register(sub) -> None:
     """Add the ``select-m`` subcommand to an argparse ``add_subparsers`` object."""
@@ -32,6 +30,7 @@ def run(args) -> int:
     from mpi4py import MPI
 
     from ..config import load_config
+    from ..training.select_m import run_select_m
 
     run_select_m(load_config(args.config), args.m, args.data, args.out, MPI.COMM_WORLD,
                  overwrite=args.overwrite, progress=args.progress)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ..training.run import run_train
-
 
 def register(sub) -> None:
     """Add the ``train`` subcommand to an argparse ``add_subparsers`` object."""
@@ -33,6 +31,7 @@ def run(args) -> int:
     from mpi4py import MPI
 
     from ..config import load_config
+    from ..training.run import run_train
 
     comm = MPI.COMM_WORLD
     s = run_train(load_config(args.config), args.data, args.out, comm, resume=args.resume,

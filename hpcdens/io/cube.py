@@ -27,11 +27,10 @@ import numpy as np
 from ase import Atoms
 from ase.units import Bohr
 
+from ..constants import LENGTH_DECIMALS
 from ..errors import InputError
 from ..grid import Grid
 
-#: Decimals of voxel vectors and atom positions (Bohr) in written files.
-LENGTH_DECIMALS = 12
 #: Values per line in the data block (the Gaussian convention; a new line starts each k-row).
 VALUES_PER_LINE = 6
 #: Second comment line: the loop order for ASE, and the two words SPARC's parser skips there.

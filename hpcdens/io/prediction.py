@@ -22,6 +22,7 @@ import numpy as np
 from ase import Atoms
 from ase.units import Bohr
 
+from ..constants import EXPORT_FIELD
 from ..errors import InputError
 from ..grid import Grid
 from .cube import _header, _row_format
@@ -34,8 +35,6 @@ FIELD_UNITS = {"rho": "e/Bohr^3", "rho_normalised": "e/Bohr^3", "epistemic_std":
                "out_of_reach": "1 where the raw epistemic std exceeds the model's out-of-reach "
                                "threshold (hpcdens calibrate), else 0"}
 """Units of every field a prediction file may hold (the ``units`` attribute of each dataset)."""
-EXPORT_FIELD = "rho_normalised"
-"""The field ``hpcdens export`` writes unless told otherwise."""
 SLAB_VALUES = 1 << 22
 """Values read per slab when a field is streamed into a cube (32 MB of float64; a slab holds at
 least one plane of the first axis)."""

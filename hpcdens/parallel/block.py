@@ -15,19 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..constants import DEFAULT_PRECISION, PHASES, PRECISIONS  # noqa: F401 - PRECISIONS re-exported
 from ..descriptors import from_neighbors
 from .decomposition import BlockLayout, chunk_boxes
 from .halo import BlockHalo, PeriodicStructure, atoms_near_block
 from .inputs import PredictPlan
 
-DEFAULT_PRECISION = "float32"
-"""Precision of the network pass of a grid prediction (``hpcdens predict``, evaluate, bench):
-float32 is about twice as fast as float64 and agrees with it to about 1e-6 of the target's spread
-(moments are accumulated in float64 either way; docs/model.md)."""
-PRECISIONS = ("float32", "float64")
-
-PHASES = ("setup", "halo", "descriptors", "network", "sad", "reduce", "write")
-"""Timed phases; the file stores the maximum over ranks of each (seconds)."""
 COMPUTE_PHASES = ("halo", "descriptors", "network", "sad")
 """Phases without communication: their CPU time summed over ranks measures the total work."""
 
