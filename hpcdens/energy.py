@@ -246,7 +246,7 @@ def _same(a, b) -> bool:
 SCF_FROM_DENSITY = "scf_from_density"
 
 
-def _require_scf_from_density(settings: DFTConfig) -> None:
+def require_scf_from_density(settings: DFTConfig) -> None:
     """InputError unless the backend can start an SCF from a given density."""
     if not has_capability(settings.backend, SCF_FROM_DENSITY):
         raise InputError(f"an SCF from a given density (--scf-from-prediction) needs a backend "
@@ -259,7 +259,7 @@ def scf_from_density(atoms, grid: Grid, rho0, settings: DFTConfig, callback=None
     it first), with the settings and convergence criteria of the backend's ``scf``; InputError
     when the backend cannot start from a density. Returns the
     :class:`~hpcdens.dft.base.DFTResult`."""
-    _require_scf_from_density(settings)
+    require_scf_from_density(settings)
     check_density(atoms, grid, rho0)
     return get_backend(settings.backend).scf_from_density(atoms, grid, settings, rho0=rho0,
                                                           callback=callback)
@@ -285,7 +285,7 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
     """What ``hpcdens energy`` computes, as a JSON-serialisable dict. All inputs are checked
     (file, density, reference structure and settings) before any DFT work."""
     if scf_from_prediction:
-        _require_scf_from_density(settings)
+        require_scf_from_density(settings)
     pred = read_prediction(path, field)
     atoms, grid = pred.atoms, pred.grid
     check_density(atoms, grid, pred.rho)

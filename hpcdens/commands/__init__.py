@@ -3,5 +3,5 @@
 (``run(args) -> exit code``). No physics here, and no command imports another."""
 
 COMMANDS = ("structures", "generate", "train", "select_m", "calibrate", "predict", "export",
-            "energy", "evaluate", "learn", "learn_compare", "bench")
+            "energy", "scf", "evaluate", "learn", "learn_compare", "bench")
 """Module names under ``hpcdens.commands``, in the order ``hpcdens --help`` lists them."""
