@@ -302,3 +302,39 @@ def test_supercell_and_vacancies_are_applied_before_the_grid(setup, tmp_path):
         assert '"vacancies": 3' in f.attrs["structure_json"]
     assert summary["n_atoms"] == 2 * len(atoms) - 3
     assert summary["n_electrons"] == 4 * summary["n_atoms"]
+
+
+def test_fast_sample_modes(setup, tmp_path):
+    """--samples K: the first K of the N_s weight samples, so its fields equal a serial
+    prediction with those K; --samples mean: the posterior-mean network (epistemic std 0);
+    recorded as sample_mode; bad values refused before any output."""
+    from hpcdens.errors import InputError
+    from hpcdens.io.model import read_predictor
+
+    model, structure, atoms = setup
+    predictor = read_predictor(model)
+    n_s = predictor.record.n_samples
+    shape = (23, 11, 12)
+    predict_self(model, structure, tmp_path / "k2.h5", shape=shape, samples="2")
+    predict_self(model, structure, tmp_path / "mean.h5", shape=shape, samples="mean")
+    k2, attrs_k2 = read_fields(tmp_path / "k2.h5")
+    mean, attrs_mean = read_fields(tmp_path / "mean.h5")
+    assert attrs_k2["sample_mode"] == f"first 2 of {n_s}" and attrs_k2["n_samples"] == 2
+    assert attrs_mean["sample_mode"] == "mean" and attrs_mean["n_samples"] == 1
+    from hpcdens.bnn import WeightSamples
+    from hpcdens.descriptors import descriptors
+    from hpcdens.neighbors import NeighborSearch
+
+    grid = Grid(atoms.cell.array / Bohr, shape)
+    search = NeighborSearch(atoms.positions / Bohr, atoms.numbers, grid.cell_bohr, m=M)
+    x = descriptors(grid.cartesian_points(), search)
+    s = predictor.samples
+    first2 = WeightSamples(tuple(w[:2] for w in s.weights), tuple(b[:2] for b in s.biases), s.seed)
+    for samples, fields in ((first2, k2), (predictor.net.mean_weights(), mean)):
+        want = bnn_predict.predict(predictor.net, x, samples, dtype="float32")["mean"]
+        assert np.abs(fields["rho"] - want.reshape(shape)).max() <= 1e-12 * np.abs(want).max()
+    assert np.all(mean["epistemic_std"] == 0) and np.all(k2["epistemic_std"] > 0)
+    for bad in ("0", str(n_s + 1), "many"):
+        with pytest.raises(InputError, match="--samples"):
+            predict_self(model, structure, tmp_path / f"bad{bad}.h5", shape=shape, samples=bad)
+        assert not (tmp_path / f"bad{bad}.h5").exists()

@@ -72,7 +72,7 @@ def test_scf_from_prediction_writes_a_label(setup, capsys):
 def test_bad_input_is_refused_before_any_work(setup, capsys):
     from hpcdens.cli import main
 
-    d, gen = setup
+    d, _ = setup
     (d / "exists.h5").write_text("x")
     assert main(["scf", str(d / "model.pt"), str(d / "cell.xyz"), "--out",
                  str(d / "exists.h5")]) == 2

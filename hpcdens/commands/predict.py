@@ -39,7 +39,7 @@ def run(args) -> int:
                           spacing_bohr=args.spacing_bohr, shape=args.shape,
                           supercell=args.supercell, vacancies=args.vacancies, seed=args.seed,
                           chunk_points=args.chunk_points, overwrite=args.overwrite,
-                          valence=args.valence, precision=args.precision)
+                          valence=args.valence, precision=args.precision, samples=args.samples)
     if comm.rank == 0:
         print(format_summary(summary), flush=True)
     return 0
@@ -79,6 +79,11 @@ def register(sub):
                    "about twice as fast as float64; "
                    "moments are accumulated in float64 either way, and the two agree to about "
                    "1e-6 of the target's spread)")
+    p.add_argument("--samples", metavar="K|mean", help="fast-sample mode: the first K of the "
+                   "model's N_s weight samples (K network passes instead of N_s; the epistemic std "
+                   "from those K), or 'mean' for the posterior-mean network (one pass, epistemic "
+                   "std 0); default all N_s. Recorded as the file's sample_mode. See "
+                   "docs/commands/predict.md for the measured cost in energy")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
     return p

@@ -258,13 +258,49 @@ def weights_sha256(path) -> str:
 class Predictor:
     """A model ready to predict: the network (evaluation mode), its record, the record's N_s
     weight samples (float64, drawn once from its seed: the same on every rank and every run) and
-    the file it came from (path, SHA-256)."""
+    the file it came from (path, SHA-256). ``sample_mode`` says which samples a prediction uses
+    (:func:`with_samples`); the record's ``n_samples`` is their number."""
 
     net: object
     record: ModelRecord
     samples: object
     path: str
     sha256: str
+    sample_mode: str = "all"
+
+
+def with_samples(predictor: Predictor, samples) -> Predictor:
+    """The predictor with fewer network passes (the fast-sample mode of ``hpcdens predict``).
+
+    samples : None or "all" (the model's N_s), an int K in 1..N_s (the first K of the N_s
+        weight samples: the same weights as the full prediction's first K; the epistemic std
+        from K samples, zero for K = 1), or "mean" (the posterior-mean network: one pass,
+        epistemic std zero). InputError otherwise.
+    """
+    from dataclasses import replace
+
+    from ..bnn import WeightSamples
+    from ..errors import InputError
+
+    n_s = predictor.record.n_samples
+    if samples is None or samples == "all":
+        return predictor
+    if samples == "mean":
+        return replace(predictor, samples=predictor.net.mean_weights(), sample_mode="mean",
+                       record=replace(predictor.record, n_samples=1))
+    try:
+        k = int(samples)
+    except (TypeError, ValueError):
+        k = 0
+    if str(samples) != str(k) or not 1 <= k <= n_s:
+        raise InputError(f"--samples must be 'mean' or a number of weight samples from 1 to the "
+                         f"model's N_s = {n_s}, got {samples!r}. Fix: e.g. --samples 5")
+    if k == n_s:
+        return predictor
+    s = predictor.samples
+    first = WeightSamples(tuple(w[:k] for w in s.weights), tuple(b[:k] for b in s.biases), s.seed)
+    return replace(predictor, samples=first, sample_mode=f"first {k} of {n_s}",
+                   record=replace(predictor.record, n_samples=k))
 
 
 def read_predictor(path) -> Predictor:

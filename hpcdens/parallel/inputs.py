@@ -43,6 +43,8 @@ class PredictPlan:
         RadialDensity}, "r_cut": Bohr}
     keep_samples : also predict the density of each of the N_s weight samples (kept in memory
         only, fields ``rho_sample_<j>``; see :func:`hpcdens.parallel.block.sample_field_names`)
+    sample_mode : which weight samples (``hpcdens.io.model.with_samples``): "all", "first K of
+        N_s" or "mean"; ``record.n_samples`` is their number
     """
 
     model_path: str
@@ -61,6 +63,7 @@ class PredictPlan:
     structure_info: dict = field(default_factory=dict)
     sad: dict | None = None
     keep_samples: bool = False
+    sample_mode: str = "all"
 
     @property
     def grid(self) -> Grid:

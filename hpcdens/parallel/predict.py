@@ -38,7 +38,7 @@ import json
 import logging
 import resource
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
@@ -48,7 +48,7 @@ from ..descriptors import DESCRIPTOR_VERSION
 from ..errors import HpcdensError, InputError
 from ..grid import DEFAULT_CHUNK_POINTS
 from ..io.files import output_file
-from ..io.model import Predictor, read_predictor
+from ..io.model import Predictor, read_predictor, with_samples
 from ..io.prediction import FIELD_UNITS, FORMAT, FORMAT_VERSION
 from .block import (
     COMPUTE_PHASES,
@@ -117,6 +117,7 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
              "model_sha256": plan.model_sha256, "model_path": plan.model_path,
              "target": plan.record.target, "n_neighbors": plan.record.n_neighbors,
              "n_samples": plan.record.n_samples, "sample_seed": plan.record.sample_seed,
+             "sample_mode": plan.sample_mode,
              "descriptor_version": DESCRIPTOR_VERSION,
              "n_electrons": plan.n_electrons, "valence_source": plan.valence_source,
              "valence_electrons_json": json.dumps({str(z): n for z, n in plan.valence.items()}),
@@ -249,8 +250,9 @@ def _plan_atoms(atoms, predictor: Predictor, out, overwrite: bool, kwargs: dict)
     """Rank 0: the output path (when given) and :func:`plan_for_atoms`."""
     if out is not None:
         out = output_file(out, overwrite)
-    return plan_for_atoms(atoms, predictor.record, model_path=predictor.path,
+    plan = plan_for_atoms(atoms, predictor.record, model_path=predictor.path,
                           model_sha256=predictor.sha256, out=out, **kwargs)
+    return replace(plan, sample_mode=predictor.sample_mode)
 
 
 def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape=None,
@@ -307,12 +309,15 @@ def gather_fields(comm, prediction: Prediction, names=None, root: int = 0) -> di
 
 def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,
                 vacancies=0, seed=0, chunk_points=DEFAULT_CHUNK_POINTS, overwrite=False,
-                valence=None, dims=None, precision: str = DEFAULT_PRECISION) -> dict:
+                valence=None, dims=None, precision: str = DEFAULT_PRECISION,
+                samples=None) -> dict:
     """Predict the density of ``structure`` with ``model`` on all ranks of ``comm`` into ``out``.
 
     Parameters are those of ``hpcdens predict`` (docs/commands/predict.md); ``dims`` forces a
     process grid; ``precision`` ("float32" or "float64") is that of the network pass (moments
-    are accumulated in float64 either way; docs/model.md). Returns the same summary dict on every
+    are accumulated in float64 either way; docs/model.md); ``samples``: the fast-sample mode
+    (:func:`hpcdens.io.model.with_samples`: None for all N_s, K, or "mean"). Returns the same
+    summary dict on every
     rank. Raises InputError (all ranks) for bad inputs, ParallelIOError without parallel HDF5.
 
     Memory per rank is bounded by the chunk, not the block: each chunk is written as soon as it
@@ -327,7 +332,9 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
                        chunk_points=chunk_points, overwrite=overwrite, valence=valence)
         if comm.rank == 0:
             log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
-        predictor = load_predictor(comm, plan.model_path)
+        predictor = on_every_rank(comm, with_samples, load_predictor(comm, plan.model_path),
+                                  samples)
+        plan = replace(plan, record=predictor.record, sample_mode=predictor.sample_mode)
     summary = _execute(comm, plan, predictor, timer, precision, dims, keep=False).summary
     if comm.rank == 0:
         log.info("predict: wrote %s (%s points, %d ranks, grid %s); halo grew %d times in %d "
