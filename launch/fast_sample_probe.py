@@ -5,37 +5,62 @@ the full N_s = 30 mean, on every 4th of the 64-atom study's 45 test cells (runs/
     python launch/fast_sample_probe.py    # from the repository root, after the study's test stage
 
 Prints one JSON line per cell and writes them to runs/reproduction64/fast_sample.json."""
-import json, time
+
+import json
 from dataclasses import replace
+
 import numpy as np
 from mpi4py import MPI
-from hpcdens.io.training_set import read_snapshot, snapshot_keys
-from hpcdens.parallel.predict import load_predictor, predict_atoms, gather_fields
-from hpcdens.parallel.block import sample_field_names
-from hpcdens.dft import settings_from_record, harris_foulkes_evaluator
+
 from hpcdens import energy as en
+from hpcdens.dft import harris_foulkes_evaluator, settings_from_record
+from hpcdens.io.training_set import read_snapshot, snapshot_keys
 from hpcdens.metrics import nrmse
-T = "runs/reproduction64/test.h5"
-pr = load_predictor(MPI.COMM_SELF, "runs/reproduction64/bayesian-train0/round_02/model.pt")
-mean_pr = replace(pr, samples=pr.net.mean_weights())
-keys = snapshot_keys(T)[::4][:12]
-rows = []
-for key in keys:
-    snap = read_snapshot(T, key)
-    s = settings_from_record({"backend": "pyscf", **snap.settings})
-    f = gather_fields(MPI.COMM_SELF, predict_atoms(MPI.COMM_SELF, snap.atoms, pr, shape=snap.grid.shape, keep_samples=True))
-    samples = np.array([f[n] for n in sample_field_names(30)])
-    t0 = time.perf_counter()
-    fm = gather_fields(MPI.COMM_SELF, predict_atoms(MPI.COMM_SELF, snap.atoms, mean_pr, shape=snap.grid.shape))
-    ev = harris_foulkes_evaluator(snap.atoms, snap.grid, s)
-    E = lambda rho: en.energy_of_density(snap.atoms, snap.grid, rho, s, evaluator=ev)["free_energy_ha"] / len(snap.atoms)
-    full = samples.mean(0); e_full = E(full)
-    row = {"key": key, "e_full_err": e_full - snap.attrs["free_energy_ha"] / len(snap.atoms)}
+from hpcdens.parallel.block import sample_field_names
+from hpcdens.parallel.predict import gather_fields, load_predictor, predict_atoms
+
+TEST = "runs/reproduction64/test.h5"
+MODEL = "runs/reproduction64/bayesian-train0/round_02/model.pt"
+OUT = "runs/reproduction64/fast_sample.json"
+
+
+def probe(snap, predictor, mean_predictor) -> dict:
+    """Energies and NRMSE of each mode's mean density against the full mean, for one cell."""
+    comm = MPI.COMM_SELF
+    settings = settings_from_record({"backend": "pyscf", **snap.settings})
+    full_fields = gather_fields(comm, predict_atoms(comm, snap.atoms, predictor,
+                                                    shape=snap.grid.shape, keep_samples=True))
+    samples = np.array([full_fields[n] for n in sample_field_names(predictor.record.n_samples)])
+    mean_net = gather_fields(comm, predict_atoms(comm, snap.atoms, mean_predictor,
+                                                 shape=snap.grid.shape))["rho"]
+    evaluator = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
+
+    def energy(rho):
+        return en.energy_of_density(snap.atoms, snap.grid, rho, settings,
+                                    evaluator=evaluator)["free_energy_ha"] / len(snap.atoms)
+
+    full = samples.mean(0)
+    e_full = energy(full)
+    row = {"key": snap.key, "e_full_err": e_full - snap.attrs["free_energy_ha"] / len(snap.atoms)}
     for k in (1, 3, 5, 10):
-        m = samples[:k].mean(0)
-        row[f"dE_{k}"] = E(m) - e_full; row[f"nrmse_{k}"] = nrmse(m, full)
+        mean_k = samples[:k].mean(0)
+        row[f"dE_{k}"], row[f"nrmse_{k}"] = energy(mean_k) - e_full, nrmse(mean_k, full)
         if k >= 3:
             row[f"sigma_ratio_{k}"] = float(samples[:k].std(0).mean() / samples.std(0).mean())
-    row["dE_mean_net"] = E(fm["rho"]) - e_full; row["nrmse_mean_net"] = nrmse(fm["rho"], full)
-    rows.append(row); print(json.dumps(row), flush=True)
-json.dump(rows, open("runs/reproduction64/fast_sample.json", "w"), indent=1)
+    row["dE_mean_net"], row["nrmse_mean_net"] = energy(mean_net) - e_full, nrmse(mean_net, full)
+    return row
+
+
+def main() -> None:
+    predictor = load_predictor(MPI.COMM_SELF, MODEL)
+    mean_predictor = replace(predictor, samples=predictor.net.mean_weights())
+    rows = []
+    for key in snapshot_keys(TEST)[::4]:
+        rows.append(probe(read_snapshot(TEST, key), predictor, mean_predictor))
+        print(json.dumps(rows[-1]), flush=True)
+    with open(OUT, "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

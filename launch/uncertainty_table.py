@@ -44,8 +44,8 @@ def rows_of(eval_dir: Path, cal: dict) -> list[dict]:
 
 def table(name: str, rows: list[dict]) -> str:
     lines = [f"### {name}", "",
-             "| snapshot | E error (Ha/atom) | sigma_E raw | z raw | z calibrated | density "
-             "within 1 / 2 sigma | out of reach | flagged | aleatoric shift (Ha/atom) |",
+             ("| snapshot | E error (Ha/atom) | sigma_E raw | z raw | z calibrated | density "
+              "within 1 / 2 sigma | out of reach | flagged | aleatoric shift (Ha/atom) |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['key']} | {r['error']:+.2e} | {r['sigma_raw']:.1e} | "
