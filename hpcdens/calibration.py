@@ -80,8 +80,8 @@ def snapshot_statistics(snap, fields, settings, n_samples: int) -> dict:
         evaluator = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
         e = en.energy_of_density(snap.atoms, snap.grid, fields["rho"], settings,
                                  n_electrons=n_e, evaluator=evaluator)
-        spread = unc.energy_spread(snap.atoms, snap.grid, fields["samples"], settings, n_e,
-                                   evaluator)
+        spread = unc.energy_spread(fields["samples"], en.energy_per_atom(
+            snap.atoms, snap.grid, settings, n_e, evaluator))
         natm = len(snap.atoms)
         out.update(error_per_atom=(e["free_energy_ha"] - snap.attrs["free_energy_ha"]) / natm,
                    sigma_per_atom=spread["sigma_per_atom_ha"])

@@ -162,6 +162,18 @@ def energy_of_density(atoms, grid: Grid, rho, settings: DFTConfig, renormalise: 
 _scale = renormalise  # energy_of_density's keyword ``renormalise`` shadows the function
 
 
+def energy_per_atom(atoms, grid: Grid, settings: DFTConfig, n_electrons: float, evaluator=None):
+    """A callable rho -> the Harris-Foulkes free energy per atom (Ha) of rho renormalised to
+    ``n_electrons`` (Eq. 9), all calls sharing one set-up (``evaluator``, made here when None)."""
+    evaluator = evaluator or harris_foulkes_evaluator(atoms, grid, settings)
+
+    def energy(rho):
+        return energy_of_density(atoms, grid, rho, settings, n_electrons=n_electrons,
+                                 evaluator=evaluator)["free_energy_ha"] / len(atoms)
+
+    return energy
+
+
 # ----------------------------------------------------------------------------- reference
 def energy_errors(e_pred: float, e_ref: float, n_atoms: int, n_electrons: float) -> dict:
     """Signed difference (Ha), |error| per atom and per electron (metrics module), and whether
@@ -280,6 +292,29 @@ def scf_iterations_saved(atoms, grid: Grid, rho0, settings: DFTConfig) -> dict:
 
 
 # ----------------------------------------------------------------------------- command
+def _error_bar(pred, settings: DFTConfig, n_electrons: float, evaluator) -> dict | None:
+    """sigma_E (Ha/atom) from the prediction file's sample densities (``predict
+    --save-samples``), scaled by the model's energy calibration recorded in the file; None when
+    the file has fewer than two samples."""
+    import json
+
+    from .io.prediction import read_sample_densities
+    from .uncertainty import energy_spread
+
+    samples = read_sample_densities(pred.path)
+    if len(samples) < 2:
+        return None
+    spread = energy_spread(samples, energy_per_atom(pred.atoms, pred.grid, settings,
+                                                    n_electrons, evaluator))
+    cal = json.loads(pred.attrs.get("uncertainty_calibration_json", '"uncalibrated"'))
+    scale = cal.get("energy_scale", 1.0) if isinstance(cal, dict) else 1.0
+    return {"sigma_per_atom_ha": spread["sigma_per_atom_ha"] * scale,
+            "sigma_raw_per_atom_ha": spread["sigma_per_atom_ha"], "energy_scale": scale,
+            "calibrated": "energy_scale" in cal if isinstance(cal, dict) else False,
+            "n_samples": spread["n_samples"]}
+
+
+
 def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str = DEFAULT_FIELD,
                renormalise: bool = True, scf_from_prediction: bool = False) -> dict:
     """What ``hpcdens energy`` computes, as a JSON-serialisable dict. All inputs are checked
@@ -299,10 +334,13 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
     if n_file is not None and abs(float(n_file) - n_e) > 1e-6:
         log.warning("the prediction was normalised to %g electrons, the %s pseudopotentials "
                     "have %g: using %g", n_file, settings.backend, n_e, n_e)
-    energy = energy_of_density(atoms, grid, pred.rho, settings, renormalise, n_e)
+    evaluator = harris_foulkes_evaluator(atoms, grid, settings)
+    energy = energy_of_density(atoms, grid, pred.rho, settings, renormalise, n_e,
+                               evaluator=evaluator)
     rho = _scale(pred.rho, grid, n_e)[0] if renormalise else pred.rho
     summary = {"prediction": str(pred.path), "field": field,
-               "formula": atoms.get_chemical_formula(), **energy}
+               "formula": atoms.get_chemical_formula(), **energy,
+               "error_bar": _error_bar(pred, settings, n_e, evaluator)}
     if ref is not None:
         summary["reference"] = {"file": str(reference), "key": ref.key,
                                 **compare_to_reference(energy, ref, rho)}

@@ -187,9 +187,10 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
                    chemically_accurate=bool(abs(diff) / natm
                                             <= en.CHEMICAL_ACCURACY_HA_PER_ATOM))
         if fields.get("samples"):
-            spread = unc.energy_spread(snap.atoms, snap.grid, fields["samples"], settings, n_e,
-                                       evaluator, fields["rho"], fields["aleatoric_std"],
-                                       unc.key_seed(snap.key))
+            spread = unc.energy_spread(
+                fields["samples"], en.energy_per_atom(snap.atoms, snap.grid, settings, n_e,
+                                                      evaluator),
+                fields["rho"], fields["aleatoric_std"], unc.key_seed(snap.key))
             sigma = spread["sigma_per_atom_ha"] * (calibration or {}).get("energy_scale", 1.0)
             row.update(e_ml_std_per_atom_ha=sigma, energy_samples=spread["n_samples"],
                        e_ml_std_raw_per_atom_ha=spread["sigma_per_atom_ha"],

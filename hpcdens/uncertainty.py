@@ -27,8 +27,6 @@ import zlib
 
 import numpy as np
 
-from . import energy as en
-
 #: Coverage of +-1 and +-2 standard deviations for a Gaussian.
 GAUSSIAN_COVERAGE = {1: math.erf(1 / math.sqrt(2)), 2: math.erf(2 / math.sqrt(2))}
 #: Nominal coverages of the reliability diagram (central intervals of a Gaussian).
@@ -37,12 +35,12 @@ NOMINAL = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.683, 0.8, 0.9, 0.954, 0.99)
 LEVELS = (("low", 0.0, 1 / 3), ("mid", 1 / 3, 2 / 3), ("high", 2 / 3, 1.0))
 
 
-def energy_spread(atoms, grid, samples, settings, n_electrons: float, evaluator,
-                  mean_rho=None, aleatoric_std=None, seed: int = 0) -> dict:
+def energy_spread(samples, energy, mean_rho=None, aleatoric_std=None, seed: int = 0) -> dict:
     """The energy error bar of a prediction from its sample densities.
 
     samples : sequence of (n1, n2, n3) raw densities (e/Bohr^3), one per weight sample.
-    evaluator : :func:`hpcdens.dft.harris_foulkes_evaluator` of ``atoms`` on ``grid`` (reused).
+    energy : rho -> Harris-Foulkes free energy per atom (Ha) of the renormalised density, with
+        one set-up for the structure (:func:`hpcdens.energy.energy_per_atom`).
     mean_rho, aleatoric_std : the mean density and the aleatoric standard deviation (same grid);
         when both are given, one draw of Gaussian noise with that standard deviation, capped at
         |mean_rho| (``seed``), is added to the mean density and the change of its energy
@@ -56,12 +54,6 @@ def energy_spread(atoms, grid, samples, settings, n_electrons: float, evaluator,
     """
     if len(samples) < 2:
         raise ValueError(f"an energy spread needs at least 2 sample densities, got {len(samples)}")
-    natm = len(atoms)
-
-    def energy(rho):
-        return en.energy_of_density(atoms, grid, rho, settings, n_electrons=n_electrons,
-                                    evaluator=evaluator)["free_energy_ha"] / natm
-
     values = np.array([energy(rho) for rho in samples])
     out = {"sigma_per_atom_ha": float(values.std(ddof=1)),
            "sample_mean_per_atom_ha": float(values.mean()),

@@ -147,3 +147,35 @@ def test_fit_of_synthetic_statistics():
     assert cal["calibrated_coverage_2sigma"] == pytest.approx(0.954, abs=0.005)
     assert cal["energy_scale"] == pytest.approx(np.sqrt(12.5))
     assert cal["raw_energy_coverage_2sigma"] == 0.0
+
+
+def test_energy_command_error_bar_from_saved_samples(setup, tmp_path):
+    """predict --save-samples writes the N_s sample densities; hpcdens energy turns them into
+    sigma_E (their one-shot energies' std, times the calibration's energy scale)."""
+    from mpi4py import MPI
+
+    from hpcdens.dft import settings_from_record
+    from hpcdens.energy import run_energy
+    from hpcdens.io.prediction import read_sample_densities
+    from hpcdens.parallel.predict import run_predict
+
+    model, calibrated, cal, train = setup
+    snap = read_snapshot(train, cal["fitted_on"][0])
+    snap.atoms.write(tmp_path / "s.xyz")
+    settings = settings_from_record(load_model(model)[1].dft)
+    out = {}
+    for name, path in (("raw", model), ("cal", calibrated)):
+        run_predict(MPI.COMM_SELF, path, tmp_path / "s.xyz", tmp_path / f"{name}.h5",
+                    shape=snap.grid.shape, save_samples=True)
+        out[name] = run_energy(tmp_path / f"{name}.h5", settings)["error_bar"]
+    samples = read_sample_densities(tmp_path / "raw.h5")
+    assert len(samples) == load_model(model)[1].n_samples
+    energies = [en.energy_of_density(snap.atoms, snap.grid, rho, settings)["free_energy_ha"]
+                / len(snap.atoms) for rho in samples]
+    assert out["raw"]["sigma_per_atom_ha"] == pytest.approx(np.std(energies, ddof=1), rel=1e-6)
+    assert not out["raw"]["calibrated"] and out["cal"]["calibrated"]
+    assert out["cal"]["sigma_per_atom_ha"] == pytest.approx(
+        cal["energy_scale"] * out["raw"]["sigma_per_atom_ha"], rel=1e-9)
+    run_predict(MPI.COMM_SELF, model, tmp_path / "s.xyz", tmp_path / "plain.h5",
+                shape=snap.grid.shape)
+    assert run_energy(tmp_path / "plain.h5", settings)["error_bar"] is None

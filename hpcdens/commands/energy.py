@@ -19,6 +19,12 @@ def format_report(s: dict) -> str:
              f"E_HF = {s['free_energy_per_atom_ha']:.8f} Ha/atom ({s['free_energy_ha']:.8f} Ha; "
              f"free energy E - TS, -TS = {s['entropy_term_ha']:.3e} Ha) [{s['backend']}]",
              f"Harris-Foulkes time {s['wall_time_s']:.2f} s"]
+    bar = s.get("error_bar")
+    lines.append("error bar: none (predict with --save-samples to get one)" if bar is None else
+                 f"error bar: sigma_E = {bar['sigma_per_atom_ha']:.2e} Ha/atom from "
+                 f"{bar['n_samples']} sample densities ("
+                 + (f"calibrated, x {bar['energy_scale']:.2f}" if bar["calibrated"]
+                    else "uncalibrated: 'hpcdens calibrate MODEL' fits its scale") + ")")
     if "reference" in s:
         r, e = s["reference"], s["reference"]["free_energy"]
         verdict = "within" if e["chemically_accurate"] else "NOT within"

@@ -39,7 +39,8 @@ def run(args) -> int:
                           spacing_bohr=args.spacing_bohr, shape=args.shape,
                           supercell=args.supercell, vacancies=args.vacancies, seed=args.seed,
                           chunk_points=args.chunk_points, overwrite=args.overwrite,
-                          valence=args.valence, precision=args.precision, samples=args.samples)
+                          valence=args.valence, precision=args.precision, samples=args.samples,
+                          save_samples=args.save_samples)
     if comm.rank == 0:
         print(format_summary(summary), flush=True)
     return 0
@@ -84,6 +85,9 @@ def register(sub):
                    "from those K), or 'mean' for the posterior-mean network (one pass, epistemic "
                    "std 0); default all N_s. Recorded as the file's sample_mode. See "
                    "docs/commands/predict.md for the measured cost in energy")
+    p.add_argument("--save-samples", action="store_true", help="also write the density of each "
+                   "weight sample used (datasets rho_sample_<j>, N_s times the size of rho): "
+                   "'hpcdens energy' then reports the energy error bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
     return p

@@ -32,6 +32,7 @@ FORMAT = "hpcdens-prediction"
 FORMAT_VERSION = 1
 FIELD_UNITS = {"rho": "e/Bohr^3", "rho_normalised": "e/Bohr^3", "epistemic_std": "e/Bohr^3",
                "aleatoric_std": "e/Bohr^3", "rho_sad": "e/Bohr^3",
+               # and rho_sample_<j> (predict --save-samples): e/Bohr^3, weight sample j's density
                "out_of_reach": "1 where the raw epistemic std exceeds the model's out-of-reach "
                                "threshold (hpcdens calibrate), else 0"}
 """Units of every field a prediction file may hold (the ``units`` attribute of each dataset)."""
@@ -71,6 +72,15 @@ def read_atoms(f) -> Atoms:
 def fields_of(f) -> list[str]:
     """Names of the 3-D fields in an open prediction file."""
     return sorted(k for k, v in f.items() if getattr(v, "ndim", 0) == 3)
+
+
+def read_sample_densities(path) -> list[np.ndarray]:
+    """The per-weight-sample densities ``rho_sample_<j>`` of a prediction written with
+    ``--save-samples`` (raw, e/Bohr^3), in the order of j; an empty list when it has none."""
+    with open_prediction(path) as f:
+        names = sorted((n for n in fields_of(f) if n.startswith("rho_sample_")),
+                       key=lambda n: int(n.rsplit("_", 1)[1]))
+        return [np.asarray(f[n][()], dtype=np.float64) for n in names]
 
 
 def _check_field(f, path, field: str) -> None:

@@ -74,7 +74,7 @@ def block_field_names(plan: PredictPlan) -> list[str]:
     N_s sample densities."""
     return (["rho", "epistemic_std", "aleatoric_std"] + (["rho_sad"] if plan.sad else [])
             + (["out_of_reach"] if calibration(plan) else [])
-            + (sample_field_names(plan.record.n_samples) if plan.keep_samples else []))
+            + (sample_field_names(plan.record.n_samples) if plan.sample_fields else []))
 
 
 def calibration(plan: PredictPlan) -> dict:
@@ -166,7 +166,7 @@ class BlockStream:
                       time.process_time() - c0 - grown)
             with timer("network"):
                 out = predict(self.model, x, self.samples, dtype=self.dtype,
-                              keep_samples=plan.keep_samples)
+                              keep_samples=plan.sample_fields)
             del x
             fields = {"rho": out["mean"], "epistemic_std": np.sqrt(out["epistemic_var"]),
                       "aleatoric_std": np.sqrt(out["aleatoric_var"])}
@@ -176,7 +176,7 @@ class BlockStream:
                 with timer("sad"):
                     fields["rho_sad"] = sad(points)
                 fields["rho"] = fields["rho"] + fields["rho_sad"]
-            if plan.keep_samples:
+            if plan.sample_fields:
                 base = fields.get("rho_sad", 0.0)
                 for name, values in zip(sample_field_names(len(out["samples"])), out["samples"]):
                     fields[name] = values + base

@@ -43,6 +43,8 @@ class PredictPlan:
         RadialDensity}, "r_cut": Bohr}
     keep_samples : also predict the density of each of the N_s weight samples (kept in memory
         only, fields ``rho_sample_<j>``; see :func:`hpcdens.parallel.block.sample_field_names`)
+    save_samples : also write the per-sample densities into the prediction file (datasets
+        ``rho_sample_<j>``; ``hpcdens energy`` then gives the energy error bar)
     sample_mode : which weight samples (``hpcdens.io.model.with_samples``): "all", "first K of
         N_s" or "mean"; ``record.n_samples`` is their number
     """
@@ -64,6 +66,12 @@ class PredictPlan:
     sad: dict | None = None
     keep_samples: bool = False
     sample_mode: str = "all"
+    save_samples: bool = False
+
+    @property
+    def sample_fields(self) -> bool:
+        """Whether the chunks carry the per-sample densities (kept or written)."""
+        return self.keep_samples or self.save_samples
 
     @property
     def grid(self) -> Grid:

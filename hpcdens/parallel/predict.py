@@ -59,6 +59,7 @@ from .block import (
     PhaseTimer,
     block_field_names,
     calibration,
+    sample_field_names,
     predict_chunks,
 )
 from .collective import (
@@ -135,7 +136,8 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
 def field_names(plan: PredictPlan) -> list[str]:
     """The datasets of a prediction file, in the order they are created."""
     return ["rho", "rho_normalised", "epistemic_std", "aleatoric_std"] \
-        + (["rho_sad"] if plan.sad else []) + (["out_of_reach"] if calibration(plan) else [])
+        + (["rho_sad"] if plan.sad else []) + (["out_of_reach"] if calibration(plan) else []) \
+        + (sample_field_names(plan.record.n_samples) if plan.save_samples else [])
 
 
 def stream_predictions(comm, plan: PredictPlan, decomp, writer, net, samples, timer: PhaseTimer,
@@ -209,7 +211,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
         if writer is not None:
             with timer("write"):
                 for name in field_names(plan):
-                    writer.create(name, plan.grid_shape, "f8", {"units": FIELD_UNITS[name]})
+                    writer.create(name, plan.grid_shape, "f8",
+                                  {"units": FIELD_UNITS.get(name, "e/Bohr^3")})
         kept = BlockFields(decomp, block_field_names(plan)) if keep else None
         stream, partial = stream_predictions(comm, plan, decomp, writer, predictor.net,
                                              predictor.samples, timer, precision, kept)
@@ -310,13 +313,14 @@ def gather_fields(comm, prediction: Prediction, names=None, root: int = 0) -> di
 def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,
                 vacancies=0, seed=0, chunk_points=DEFAULT_CHUNK_POINTS, overwrite=False,
                 valence=None, dims=None, precision: str = DEFAULT_PRECISION,
-                samples=None) -> dict:
+                samples=None, save_samples: bool = False) -> dict:
     """Predict the density of ``structure`` with ``model`` on all ranks of ``comm`` into ``out``.
 
     Parameters are those of ``hpcdens predict`` (docs/commands/predict.md); ``dims`` forces a
     process grid; ``precision`` ("float32" or "float64") is that of the network pass (moments
     are accumulated in float64 either way; docs/model.md); ``samples``: the fast-sample mode
-    (:func:`hpcdens.io.model.with_samples`: None for all N_s, K, or "mean"). Returns the same
+    (:func:`hpcdens.io.model.with_samples`: None for all N_s, K, or "mean"); ``save_samples``:
+    also write each weight sample's density (``rho_sample_<j>``, raw). Returns the same
     summary dict on every
     rank. Raises InputError (all ranks) for bad inputs, ParallelIOError without parallel HDF5.
 
@@ -334,7 +338,8 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
             log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
         predictor = on_every_rank(comm, with_samples, load_predictor(comm, plan.model_path),
                                   samples)
-        plan = replace(plan, record=predictor.record, sample_mode=predictor.sample_mode)
+        plan = replace(plan, record=predictor.record, sample_mode=predictor.sample_mode,
+                       save_samples=bool(save_samples))
     summary = _execute(comm, plan, predictor, timer, precision, dims, keep=False).summary
     if comm.rank == 0:
         log.info("predict: wrote %s (%s points, %d ranks, grid %s); halo grew %d times in %d "
