@@ -32,7 +32,7 @@ import numpy as np
 
 from . import energy as en
 from . import uncertainty as unc
-from .dft import harris_foulkes_evaluator, settings_from_record
+from .dft import settings_from_record
 from .errors import InputError
 
 log = logging.getLogger("hpcdens.calibrate")
@@ -77,14 +77,11 @@ def snapshot_statistics(snap, fields, settings, n_samples: int) -> dict:
     out = {"key": snap.key, "abs_z": abs_z.astype(np.float32).ravel(),
            "epistemic": fields["epistemic_std"].astype(np.float32).ravel()}
     if n_samples:
-        evaluator = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
-        e = en.energy_of_density(snap.atoms, snap.grid, fields["rho"], settings,
-                                 n_electrons=n_e, evaluator=evaluator)
-        spread = unc.energy_spread(fields["samples"], en.energy_per_atom(
-            snap.atoms, snap.grid, settings, n_e, evaluator))
-        natm = len(snap.atoms)
-        out.update(error_per_atom=(e["free_energy_ha"] - snap.attrs["free_energy_ha"]) / natm,
-                   sigma_per_atom=spread["sigma_per_atom_ha"])
+        energy = en.energy_per_atom(snap.atoms, snap.grid, settings, n_e)
+        out.update(error_per_atom=energy(fields["rho"])
+                   - snap.attrs["free_energy_ha"] / len(snap.atoms),
+                   sigma_per_atom=unc.energy_spread(fields["samples"], energy)[
+                       "sigma_per_atom_ha"])
     return out
 
 

@@ -49,7 +49,7 @@ from . import energy as en
 from . import regions as rg
 from . import uncertainty as unc
 from .config import DFTConfig
-from .dft import harris_foulkes_evaluator, settings_from_record, valence_electrons
+from .dft import settings_from_record, valence_electrons
 from .errors import InputError
 from .io.files import write_csv, write_json
 from .parallel.collective import on_root
@@ -176,21 +176,19 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
     row["energy_s"] = 0.0
     if with_energy:
         t0 = time.perf_counter()
-        evaluator = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
-        e = en.energy_of_density(snap.atoms, snap.grid, fields["rho"], settings,
-                                 n_electrons=n_e, evaluator=evaluator)
+        energy = en.energy_per_atom(snap.atoms, snap.grid, settings, n_e)
+        e_ml = energy(fields["rho"])
         natm, e_ref = len(snap.atoms), float(snap.attrs["free_energy_ha"])
-        diff = e["free_energy_ha"] - e_ref
-        row.update(e_ml_per_atom_ha=e["free_energy_per_atom_ha"], e_dft_per_atom_ha=e_ref / natm,
+        diff = e_ml * natm - e_ref
+        row.update(e_ml_per_atom_ha=e_ml, e_dft_per_atom_ha=e_ref / natm,
                    error_ha_per_atom=diff / natm, abs_error_ha_per_atom=abs(diff) / natm,
                    error_ha_per_electron=diff / n_e, abs_error_ha_per_electron=abs(diff) / n_e,
                    chemically_accurate=bool(abs(diff) / natm
                                             <= en.CHEMICAL_ACCURACY_HA_PER_ATOM))
         if fields.get("samples"):
-            spread = unc.energy_spread(
-                fields["samples"], en.energy_per_atom(snap.atoms, snap.grid, settings, n_e,
-                                                      evaluator),
-                fields["rho"], fields["aleatoric_std"], unc.key_seed(snap.key))
+            spread = unc.energy_spread(fields["samples"], energy)
+            spread.update(unc.aleatoric_shift(energy, fields["rho"], fields["aleatoric_std"],
+                                              e_ml, unc.key_seed(snap.key)))
             sigma = spread["sigma_per_atom_ha"] * (calibration or {}).get("energy_scale", 1.0)
             row.update(e_ml_std_per_atom_ha=sigma, energy_samples=spread["n_samples"],
                        e_ml_std_raw_per_atom_ha=spread["sigma_per_atom_ha"],

@@ -1,14 +1,14 @@
 """What the Bayesian network's uncertainty says about a prediction, and how well it says it.
 
-* :func:`energy_spread`: the Harris-Foulkes energy error bar. Each of the N_s weight samples of a
-  prediction is a whole density field (the weights of sample j are the same at every grid point,
+* :func:`energy_spread`, :func:`aleatoric_shift`: the Harris-Foulkes energy error bar. Each of
+  the N_s weight samples of a prediction is a whole density field (the weights of sample j are the same at every grid point,
   :func:`hpcdens.bnn_predict.predict` with ``keep_samples``); each is renormalised to N_e (Eq. 9)
   and its Harris-Foulkes energy (Eq. 10) computed with one set-up for the structure
   (:func:`hpcdens.dft.harris_foulkes_evaluator`). sigma_E is the standard deviation of those
   energies: the epistemic error bar of the energy. The aleatoric part is the network's
   heteroscedastic noise, independent from point to point; its effect on the energy is measured by
-  adding one draw of that noise to the mean density (``aleatoric_shift``), not assumed. The draw's
-  std is capped at the local density: the aleatoric variance of Eq. 7 is a mean over the weight
+  adding one draw of that noise to the mean density (:func:`aleatoric_shift`), not assumed. The
+  draw's std is capped at the local density: the aleatoric variance of Eq. 7 is a mean over the weight
   samples of exp(s_j), and at a few points per 64-atom cell (0.05 %, measured on the SiGeSn study's
   AL2 model) a single sample's log-variance explodes (std up to 1e16 e/Bohr^3), a noise no density
   can carry; ``aleatoric_capped_fraction`` counts those points.
@@ -35,37 +35,35 @@ NOMINAL = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.683, 0.8, 0.9, 0.954, 0.99)
 LEVELS = (("low", 0.0, 1 / 3), ("mid", 1 / 3, 2 / 3), ("high", 2 / 3, 1.0))
 
 
-def energy_spread(samples, energy, mean_rho=None, aleatoric_std=None, seed: int = 0) -> dict:
+def energy_spread(samples, energy) -> dict:
     """The energy error bar of a prediction from its sample densities.
 
     samples : sequence of (n1, n2, n3) raw densities (e/Bohr^3), one per weight sample.
     energy : rho -> Harris-Foulkes free energy per atom (Ha) of the renormalised density, with
         one set-up for the structure (:func:`hpcdens.energy.energy_per_atom`).
-    mean_rho, aleatoric_std : the mean density and the aleatoric standard deviation (same grid);
-        when both are given, one draw of Gaussian noise with that standard deviation, capped at
-        |mean_rho| (``seed``), is added to the mean density and the change of its energy
-        reported.
 
     Returns (Ha/atom): sigma_per_atom_ha (standard deviation of the sample energies, ddof 1),
-    sample_mean_per_atom_ha, sample_energies_per_atom_ha (list), n_samples, and with the mean and
-    aleatoric std aleatoric_shift_per_atom_ha (signed: noisy minus clean) and
-    mean_energy_per_atom_ha (the clean mean density's energy) and aleatoric_capped_fraction (the
-    fraction of points whose aleatoric std exceeds the density).
+    sample_mean_per_atom_ha, sample_energies_per_atom_ha (list), n_samples.
     """
     if len(samples) < 2:
         raise ValueError(f"an energy spread needs at least 2 sample densities, got {len(samples)}")
     values = np.array([energy(rho) for rho in samples])
-    out = {"sigma_per_atom_ha": float(values.std(ddof=1)),
-           "sample_mean_per_atom_ha": float(values.mean()),
-           "sample_energies_per_atom_ha": values.tolist(), "n_samples": len(values)}
-    if mean_rho is not None and aleatoric_std is not None:
-        rng = np.random.default_rng(seed)
-        cap = np.abs(mean_rho)
-        noisy = mean_rho + rng.standard_normal(np.shape(mean_rho)) * np.minimum(aleatoric_std, cap)
-        clean = energy(mean_rho)
-        out.update(mean_energy_per_atom_ha=clean, aleatoric_shift_per_atom_ha=energy(noisy) - clean,
-                   aleatoric_capped_fraction=float(np.mean(aleatoric_std > cap)))
-    return out
+    return {"sigma_per_atom_ha": float(values.std(ddof=1)),
+            "sample_mean_per_atom_ha": float(values.mean()),
+            "sample_energies_per_atom_ha": values.tolist(), "n_samples": len(values)}
+
+
+def aleatoric_shift(energy, mean_rho, aleatoric_std, clean: float, seed: int = 0) -> dict:
+    """The energy change (Ha/atom, signed: noisy minus ``clean``, the energy of ``mean_rho``)
+    from one draw (``seed``) of Gaussian noise with the aleatoric std, capped at |mean_rho|,
+    added to the mean density; ``energy`` as in :func:`energy_spread`. Returns
+    {"aleatoric_shift_per_atom_ha", "aleatoric_capped_fraction" (the fraction of points whose
+    aleatoric std exceeds the density)}."""
+    rng = np.random.default_rng(seed)
+    cap = np.abs(mean_rho)
+    noisy = mean_rho + rng.standard_normal(np.shape(mean_rho)) * np.minimum(aleatoric_std, cap)
+    return {"aleatoric_shift_per_atom_ha": energy(noisy) - clean,
+            "aleatoric_capped_fraction": float(np.mean(aleatoric_std > cap))}
 
 
 def key_seed(key: str) -> int:

@@ -17,23 +17,22 @@ from .collective import on_every_rank
 from .predict import gather_fields, predict_atoms
 
 
-def judge_snapshots(comm, predictor, items, work, *, names=("rho", "epistemic_std",
-                                                             "aleatoric_std"),
-                    n_samples: int = 0, predictions_dir=None, info=None) -> list:
+def judge_snapshots(comm, predictor, items, work, *, n_samples: int = 0, predictions_dir=None,
+                    info=None) -> list:
     """``work(snapshot, fields, predict_s)`` for every ``(file, key)`` of ``items`` (the same
     list on every rank), in order; its results on every rank.
 
     The snapshot (:class:`hpcdens.io.training_set.Snapshot`) is read on rank 0 for its atoms and
-    grid shape and on the rank that judges it. ``fields``: the whole grid's ``names`` (e/Bohr^3)
-    and, with ``n_samples``, ``samples``: the densities of the first ``n_samples`` weight samples
-    (a list of arrays, raw, not renormalised). ``predictions_dir``: also write each prediction
+    grid shape and on the rank that judges it. ``fields``: the whole grid's fields of the
+    prediction (rho, epistemic_std, aleatoric_std, and rho_sad / out_of_reach where the model has
+    them; e/Bohr^3) and ``samples``: the densities of the first ``n_samples`` weight samples (a
+    list of arrays, raw, not renormalised; empty when ``n_samples`` is 0). ``predictions_dir``: also write each prediction
     file there (``<key>.h5``, ``/`` -> ``__``) with ``info`` in its structure record. A failure of
     ``work`` on any rank is raised on every rank.
     """
     from ..io.training_set import read_snapshot
 
-    names = list(names) + [n for n in _optional_names(predictor) if n not in names]
-    names += sample_field_names(n_samples)
+    unused = set(sample_field_names(predictor.record.n_samples)[n_samples:])
     results = []
     for first in range(0, len(items), comm.size):
         mine = None
@@ -46,7 +45,8 @@ def judge_snapshots(comm, predictor, items, work, *, names=("rho", "epistemic_st
                 comm, snap.atoms if snap is not None else None, predictor,
                 shape=snap.grid.shape if snap is not None else None, out=out, overwrite=True,
                 structure_info={**(info or {}), "key": key}, keep_samples=n_samples > 0)
-            fields = gather_fields(comm, prediction, names, root=owner)
+            fields = gather_fields(comm, prediction, [n for n in prediction.fields
+                                                      if n not in unused], root=owner)
             if comm.rank == owner:
                 mine = (path, key, fields, time.perf_counter() - t0)
             del prediction, snap
@@ -63,8 +63,3 @@ def judge_snapshots(comm, predictor, items, work, *, names=("rho", "epistemic_st
             results += batch[:len(items[first:first + comm.size])]
     return comm.bcast(results, root=0)
 
-
-def _optional_names(predictor) -> list[str]:
-    """Fields a calibrated model adds (the out-of-reach flag)."""
-    return ["out_of_reach"] if (predictor.record.calibration or {}).get("epistemic_threshold") \
-        else []
