@@ -277,16 +277,20 @@ def scf_from_density(atoms, grid: Grid, rho0, settings: DFTConfig, callback=None
                                                           callback=callback)
 
 
-def scf_iterations_saved(atoms, grid: Grid, rho0, settings: DFTConfig) -> dict:
+def scf_iterations_saved(atoms, grid: Grid, rho0, settings: DFTConfig, seeded=None) -> dict:
     """SCF iterations from ``rho0`` versus the backend's default start (PySCF ``minao``), same
-    cell, grid and settings. Returns iteration counts, wall times, final energies, converged."""
-    seeded = scf_from_density(atoms, grid, rho0, settings)
+    cell, grid and settings; ``seeded``: the SCF from ``rho0`` when already run (its
+    :class:`~hpcdens.dft.base.DFTResult`). Returns iteration counts, wall times, final energies
+    (and free energies), converged."""
+    seeded = seeded or scf_from_density(atoms, grid, rho0, settings)
     default = get_backend(settings.backend).scf_from_density(atoms, grid, settings)
     return {"iterations_default": default.n_iterations, "iterations_from_prediction":
             seeded.n_iterations, "iterations_saved": default.n_iterations - seeded.n_iterations,
             "wall_time_default_s": default.wall_time_s,
             "wall_time_from_prediction_s": seeded.wall_time_s,
             "energy_default_ha": default.energy_ha, "energy_from_prediction_ha": seeded.energy_ha,
+            "free_energy_default_ha": default.free_energy_ha,
+            "free_energy_from_prediction_ha": seeded.free_energy_ha,
             "converged": bool(default.converged and seeded.converged),
             "message": seeded.message or default.message}
 

@@ -81,13 +81,13 @@ def _label(atoms, grid, fields, settings, path, key, predictor, compare_default,
                "free_energy_per_atom_ha": seeded.free_energy_ha / len(atoms),
                "start_nrmse": nrmse(rho0, seeded.rho)}
     if compare_default:
-        default = get_backend(settings.backend).scf_from_density(atoms, grid, settings)
-        summary.update(iterations_default=default.n_iterations,
-                       wall_time_default_s=default.wall_time_s,
-                       iterations_saved=default.n_iterations - seeded.n_iterations,
-                       energy_difference_ha_per_atom=(seeded.free_energy_ha
-                                                      - default.free_energy_ha) / len(atoms),
-                       default_converged=bool(default.converged))
+        c = en.scf_iterations_saved(atoms, grid, rho0, settings, seeded=seeded)
+        summary.update(iterations_default=c["iterations_default"],
+                       wall_time_default_s=c["wall_time_default_s"],
+                       iterations_saved=c["iterations_saved"],
+                       energy_difference_ha_per_atom=(c["free_energy_from_prediction_ha"]
+                                                      - c["free_energy_default_ha"]) / len(atoms),
+                       default_converged=c["converged"])
     rho_sad = atomic_density(atoms, grid, settings)
     extra = {"scf_start": "prediction", "start_model_sha256": predictor.sha256,
              "start_nrmse": summary["start_nrmse"], "structure_path": structure}
