@@ -102,3 +102,21 @@ def write_input_file(path, changes=None) -> Path:
     path = Path(path)
     path.write_text(to_toml(data))
     return path
+
+
+def label_and_train(d: Path, changes: dict) -> Path:
+    """Label TINY with PySCF into ``d/train.h5`` and train ``d/model.pt`` on it (one torch
+    thread, no progress bars), from the input file ``d/gen.toml`` = TINY + ``changes``, which is
+    returned."""
+    import torch
+    from mpi4py import MPI
+
+    from hpcdens.config import load_config
+    from hpcdens.labelling import run_generate
+    from hpcdens.training.run import run_train
+
+    gen = write_input_file(d / "gen.toml", {**TINY, **changes, "output.directory": str(d / "r")})
+    run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
+    torch.set_num_threads(1)
+    run_train(load_config(gen), [d / "train.h5"], d / "model.pt", progress=False)
+    return gen

@@ -14,11 +14,10 @@ pytest.importorskip("pyscf")
 
 from hpcdens import energy as en
 from hpcdens.calibration import describe, fit, run_calibrate
-from hpcdens.config import load_config
 from hpcdens.errors import InputError
 from hpcdens.io.model import load_model
 from hpcdens.io.training_set import read_snapshot
-from tests.input_helpers import TINY, write_input_file
+from tests.input_helpers import label_and_train
 
 TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32], "model.n_samples": 8,
          "train.points_per_snapshot": 0, "train.validation_fraction": 0.25, "train.epochs": 6,
@@ -28,18 +27,11 @@ TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32], "model.
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """(uncalibrated model, calibrated model, calibration, training set, test set)."""
-    import torch
+    """(uncalibrated model, calibrated model, calibration, training set)."""
     from mpi4py import MPI
 
-    from hpcdens.labelling import run_generate
-    from hpcdens.training.run import run_train
-
     d = tmp_path_factory.mktemp("calibrate")
-    gen = write_input_file(d / "gen.toml", {**TINY, **TRAIN, "output.directory": str(d / "r")})
-    run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
-    torch.set_num_threads(1)
-    run_train(load_config(gen), [d / "train.h5"], d / "model.pt", progress=False)
+    label_and_train(d, TRAIN)
     cal = run_calibrate(MPI.COMM_SELF, d / "model.pt", d / "calibrated.pt")
     return d / "model.pt", d / "calibrated.pt", cal, d / "train.h5"
 

@@ -11,9 +11,8 @@ import pytest
 
 pytest.importorskip("pyscf")
 
-from hpcdens.config import load_config
 from hpcdens.io.training_set import read_training_set
-from tests.input_helpers import TINY, write_input_file
+from tests.input_helpers import TINY, label_and_train, write_input_file
 
 TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32], "model.n_samples": 4,
          "train.points_per_snapshot": 0, "train.validation_fraction": 0.25, "train.epochs": 6,
@@ -22,18 +21,10 @@ TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32], "model.
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    import torch
     from ase.build import bulk
-    from mpi4py import MPI
-
-    from hpcdens.labelling import run_generate
-    from hpcdens.training.run import run_train
 
     d = tmp_path_factory.mktemp("scf")
-    gen = write_input_file(d / "gen.toml", {**TINY, **TRAIN, "output.directory": str(d / "r")})
-    run_generate(load_config(gen), d / "train.h5", MPI.COMM_SELF, progress=False)
-    torch.set_num_threads(1)
-    run_train(load_config(gen), [d / "train.h5"], d / "model.pt", progress=False)
+    gen = label_and_train(d, TRAIN)
     atoms = bulk("Si", "diamond", a=5.54)
     atoms.numbers[1] = 32
     atoms.rattle(0.03, seed=5)
