@@ -31,6 +31,7 @@ from itertools import product
 import numpy as np
 
 from .errors import InputError
+from .frame_kernels import frame_features, second_moments
 from .grid import DEFAULT_CHUNK_POINTS
 from .neighbors import Neighbors, NeighborSearch
 
@@ -150,20 +151,51 @@ def _positive_int(value, name):
 def from_neighbors(nb: Neighbors, m: int) -> np.ndarray:
     """Descriptors from a :meth:`NeighborSearch.query_shell` result for M = ``m`` neighbours.
 
+    Points without distance ties and with a frame fixed by PCA go through the compiled kernels
+    of :mod:`hpcdens.frame_kernels`; the others through the numpy definition below
+    (:func:`from_neighbors_reference` gives that path for every point).
+
     Returns
     -------
     (n, 5m) float64, block layout
     """
-    if nb.k != m:
-        raise InputError(f"neighbour shell was queried for k={nb.k}, descriptors need k=m={m}")
+    _check_shell(nb, m)
+    lam, vec = np.linalg.eigh(second_moments(nb.disp, nb.mask))
+    out, frames, undetermined, tied = frame_features(
+        nb.disp, nb.dist, nb.z, nb.group, nb.mask, vec, m, ON_ATOM_BOHR, SIGN_REL_TOL)
+    cols = (nb.disp, nb.dist, nb.z, nb.group, nb.mask)
+    lam = lam[:, ::-1]
+    special = _special(lam, undetermined)
+    rows = np.flatnonzero(tied & ~special)
+    if len(rows):
+        feats = _features(*(a[rows] for a in cols), frames[rows], m)
+        out[rows] = feats.transpose(0, 2, 1).reshape(len(rows), 5 * m)
+    for i in np.flatnonzero(special):
+        out[i] = _canonical_row(tuple(a[i] for a in cols), lam[i], frames[i], undetermined[i], m)
+    return out
+
+
+def from_neighbors_reference(nb: Neighbors, m: int) -> np.ndarray:
+    """:func:`from_neighbors` in numpy only, for every point: the definition the kernels
+    reproduce (to rounding), kept for tests and ``hpcdens bench descriptors``."""
+    _check_shell(nb, m)
     cols = (nb.disp, nb.dist, nb.z, nb.group, nb.mask)
     lam, frames, undetermined = pca_frames(nb.disp, nb.mask.astype(float))
-    feats = _features(*cols, frames, m)
+    feats = _features(*cols, frames, m).transpose(0, 2, 1).reshape(len(nb.dist), 5 * m)
     for i in np.flatnonzero(_special(lam, undetermined)):
-        one = tuple(a[i] for a in cols)
-        cands = _candidate_frames(one, lam[i], frames[i], undetermined[i])
-        feats[i] = _canonical(one, cands, m)
-    return feats.transpose(0, 2, 1).reshape(len(feats), 5 * m)
+        feats[i] = _canonical_row(tuple(a[i] for a in cols), lam[i], frames[i], undetermined[i],
+                                  m)
+    return feats
+
+
+def _check_shell(nb: Neighbors, m: int) -> None:
+    if nb.k != m:
+        raise InputError(f"neighbour shell was queried for k={nb.k}, descriptors need k=m={m}")
+
+
+def _canonical_row(one, lam, frame, undetermined, m: int) -> np.ndarray:
+    """(5m,) block-layout row of one special point (see :func:`_canonical`)."""
+    return _canonical(one, _candidate_frames(one, lam, frame, undetermined), m).T.reshape(-1)
 
 
 def pca_frames(disp: np.ndarray, weight: np.ndarray):

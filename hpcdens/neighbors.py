@@ -33,12 +33,14 @@ Ties
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import InputError
+from .neighbor_bins import (EXTRA_COLUMNS, OK, bin_candidates, bin_points, gather_shell,
+                            nearest_in_bins)
 
 TIE_TOL_BOHR = 1e-8
 """Distances closer than this (Bohr) are ties."""
@@ -208,13 +210,19 @@ class NeighborSearch:
         Default number of neighbours of :meth:`query`; the initial image set is sized for it.
     periodic : bool
         True: periodic images of the cell. False: halo mode, the atoms as given, no images.
+    binned : bool
+        True (default): points in bins with shared candidate lists (:mod:`hpcdens.neighbor_bins`),
+        the KD-tree only for the rows that path cannot answer exactly. False: the KD-tree for
+        every point, the reference the tests and ``hpcdens bench descriptors`` compare with;
+        both give the same result, bit for bit.
     """
 
     def __init__(self, positions_bohr, numbers, cell_bohr=None, m: int = 55,
-                 periodic: bool = True):
+                 periodic: bool = True, binned: bool = True):
         pos, z = _check_atoms(positions_bohr, numbers)
         self.m = _check_k(m)
         self.periodic = bool(periodic)
+        self.binned = bool(binned)
         self.numbers = z
         self._geom = _PeriodicImages(cell_bohr, pos) if self.periodic else None
         if self.periodic:
@@ -236,6 +244,7 @@ class NeighborSearch:
     def _set_images(self, pos, atom, offset, covered):
         self._pos, self._atom, self._offset, self._covered = pos, atom, offset, covered
         self._tree = cKDTree(pos)
+        self._reach_estimate, self._bin_width = 0.0, 4 * self.m
 
     def _build(self, radius: float) -> None:
         self._radius = radius
@@ -273,14 +282,14 @@ class NeighborSearch:
                              f"{len(self._pos)} atoms: grow the halo")
         p = _as_points(points_bohr)
         if not self.periodic:
-            return self._search(p, k)
+            return self._assemble(p, np.zeros((len(p), 3), np.int64), self._search(p, k), k)
         p, shift = self._geom.wrap(p)
         while True:
-            nb = self._search(p, k)
-            if len(p) == 0 or nb.reach.max() < self._covered:
-                image = nb.image + shift[:, None, :] * nb.mask[..., None]
-                return replace(nb, image=image)
-            self._grow(nb.reach.max(), k)
+            padded = self._search(p, k)
+            reach = padded[3][:, k - 1] + TIE_TOL_BOHR
+            if len(p) == 0 or reach.max() < self._covered:
+                return self._assemble(p, shift, padded, k)
+            self._grow(reach.max(), k)
 
     def _grow(self, needed: float, k: int) -> None:
         bound = self._geom.radius_bound(k)
@@ -293,14 +302,47 @@ class NeighborSearch:
         dist, idx = self._tree.query(p, k=width)
         return np.asarray(dist).reshape(len(p), width), np.asarray(idx).reshape(len(p), width)
 
-    def _search(self, p: np.ndarray, k: int) -> Neighbors:
-        """Candidates closed over the k-th tie group, padded to a common width.
-
-        The tree returns candidates sorted by distance; a row whose last candidate is still in
-        the k-th neighbour's tie group is asked again with twice the width.
-        """
+    def _search(self, p: np.ndarray, k: int):
+        """Candidates closed over the k-th tie group, padded to a common width, as (dist, idx,
+        group, start): the binned fast path (:mod:`hpcdens.neighbor_bins`), the KD-tree for the
+        rows it cannot answer exactly."""
         n_img = len(self._pos)
-        width, rows, pieces = k + 1, np.arange(len(p)), []
+        width = min(k + EXTRA_COLUMNS, n_img)
+        if not self.binned or len(p) == 0 or width <= k:
+            return _pad(self._tree_pieces(p, np.arange(len(p)), k), len(p), n_img)
+        point_bin, centres, half = bin_points(p)
+        radius = self._bin_reach(p, k) + half
+        cand, from_centre = bin_candidates(self._tree, centres, radius, self._bin_width)
+        self._bin_width = cand.shape[1]
+        dist, idx, group, start, status, used = nearest_in_bins(
+            p, point_bin, centres, cand, from_centre, radius, self._pos, k, width, TIE_TOL_BOHR)
+        cut = slice(0, min(used + 1, width))
+        padded = tuple(np.ascontiguousarray(a[:, cut]) for a in (dist, idx, group, start))
+        ok = status == OK
+        if not ok.all():
+            pieces = self._tree_pieces(p, np.flatnonzero(~ok), k)
+            reach = max(piece[4][:, k - 1].max() for piece in pieces if len(piece[0]))
+            reach += TIE_TOL_BOHR
+            self._reach_estimate = max(self._reach_estimate, 1.05 * reach)
+            rows = np.flatnonzero(ok)
+            padded = _pad([(rows,) + tuple(a[rows] for a in padded)] + pieces, len(p), n_img)
+        return padded
+
+    def _bin_reach(self, p: np.ndarray, k: int) -> float:
+        """Estimate (Bohr) of the points' reach; from the KD-tree on a few points at first, then
+        raised whenever a row's reach exceeded it."""
+        if self._reach_estimate == 0.0:
+            sample = p[np.linspace(0, len(p) - 1, min(len(p), 32)).astype(int)]
+            dist, _ = self._tree_query(sample, k)
+            self._reach_estimate = 1.15 * float(dist[:, -1].max())
+        return self._reach_estimate
+
+    def _tree_pieces(self, p: np.ndarray, rows: np.ndarray, k: int) -> list:
+        """KD-tree candidates of ``p[rows]`` closed over the k-th tie group, as ``_pad`` pieces
+        (rows, dist, idx, group, start). A row whose last candidate is still in the k-th
+        neighbour's tie group is asked again with twice the width."""
+        n_img = len(self._pos)
+        width, pieces = k + 1, []
         while True:
             dist, idx = self._tree_query(p[rows], width)
             group, start = tie_groups(dist)
@@ -309,34 +351,15 @@ class NeighborSearch:
             pieces.append((rows[done], dist[done], idx[done], group[done], start[done]))
             rows, width = rows[is_open], min(2 * width, n_img)
             if not len(rows):
-                break
-        return self._assemble(p, _pad(pieces, len(p), n_img), k)
+                return pieces
 
-    def _tie_order(self, idx: np.ndarray, group: np.ndarray) -> np.ndarray:
-        """Column order by (tie group, atom index, lattice offset); only rows with ties move."""
-        order = np.broadcast_to(np.arange(idx.shape[1]), idx.shape).copy()
-        tied = np.flatnonzero((np.diff(group, axis=1) == 0).any(1))
-        if len(tied):
-            safe = np.minimum(idx[tied], len(self._pos) - 1)
-            off = self._offset[safe]
-            order[tied] = np.lexsort((off[..., 2], off[..., 1], off[..., 0], self._atom[safe],
-                                      group[tied]), axis=1)
-        return order
-
-    def _assemble(self, p: np.ndarray, padded, k: int) -> Neighbors:
+    def _assemble(self, p: np.ndarray, shift: np.ndarray, padded, k: int) -> Neighbors:
         dist, idx, group, start = padded
-        order = self._tie_order(idx, group)
-        dist, idx, group, start = (np.take_along_axis(a, order, 1)
-                                   for a in (dist, idx, group, start))
-        valid = idx < len(self._pos)
-        mask = valid & (group <= group[:, k - 1:k])
-        safe = np.where(mask, idx, 0)
-        atom = self._atom[safe]
-        disp = np.where(mask[..., None], self._pos[safe] - p[:, None, :], 0.0)
-        return Neighbors(
-            disp=disp, dist=np.where(mask, dist, np.inf), z=np.where(mask, self.numbers[atom], 0),
-            atom=np.where(mask, atom, -1), image=np.where(mask[..., None], self._offset[safe], 0),
-            group=group, mask=mask, reach=start[:, k - 1] + TIE_TOL_BOHR, k=k)
+        disp, dist, z, atom, image, mask, reach = gather_shell(
+            p, shift, dist, idx, group, start, self._pos, self._atom, self._offset, self.numbers, k,
+            TIE_TOL_BOHR)
+        return Neighbors(disp=disp, dist=dist, z=z, atom=atom, image=image, group=group,
+                         mask=mask, reach=reach, k=k)
 
 
 def _pad(pieces, n: int, n_img: int):

@@ -115,6 +115,19 @@ def test_ties_ordered_by_atom_then_offset_and_shell_is_complete():
     assert (shell.group[0, 1:13] == 1).all()
 
 
+@pytest.mark.parametrize("k", [4, 17, 55])
+def test_ties_between_atoms_ordered_by_atom_index(k):
+    """Perfect diamond at grid points of 1/8 fractions: shells of equidistant images of
+    different atoms, cut at the k-th place, are ordered (and picked) by atom index."""
+    pos, numbers, cell = diamond_cubic()
+    frac = np.array(list(itertools.product(range(0, 8, 3), repeat=3))) / 8.0
+    points = frac @ cell
+    nb = NeighborSearch(pos, numbers, cell, k).query(points)
+    shell = NeighborSearch(pos, numbers, cell, k).query_shell(points)
+    assert (shell.mask.sum(1) > k).any()  # the k-th place is tied somewhere
+    assert_same(nb, brute_force(points, pos, numbers, cell, k))
+
+
 def test_tie_groups_are_greedy_and_bounded():
     d = np.array([[0.0, 0.5 * TIE_TOL_BOHR, 0.9 * TIE_TOL_BOHR, 1.6 * TIE_TOL_BOHR, 1.0, np.inf]])
     group, start = tie_groups(d)

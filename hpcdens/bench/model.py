@@ -3,11 +3,16 @@ compute kernels of a prediction (printed, never a test).
 
 ``bench descriptors``
     Grid points per second per core of :func:`hpcdens.descriptors.descriptors` on a rattled
-    Si/Ge diamond supercell of about ``--atoms`` atoms (the cell of ``bench predict``), at
-    ``--points`` uniformly random points of the cell. The time is split into the neighbour query
+    Si/Ge diamond supercell of about ``--atoms`` atoms (the cell of ``bench predict``), at the
+    first ``--points`` points of its grid at ``--spacing`` Bohr in C order (what a prediction
+    streams) and at as many uniformly random points of the cell. The time is split into the neighbour query
     (:meth:`NeighborSearch.query_shell`) and the descriptor assembly
     (:func:`hpcdens.descriptors.from_neighbors`: PCA frame, canonical order, features). The
     search is built once before the clock starts (as in a prediction, where it is built per block).
+    The same points also go through the reference path (``NeighborSearch(binned=False)``, the
+    KD-tree for every point, and :func:`hpcdens.descriptors.from_neighbors_reference`), which
+    gives the same descriptors; the ratio of the two is the speed-up of the binned search and the
+    compiled kernels, measured in one run.
 
 ``bench bnn``
     Grid points per second per core of :func:`hpcdens.bnn_predict.predict` in float32 and in
@@ -44,23 +49,40 @@ def _threads_line() -> str:
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
 
 
-def bench_descriptors(atoms: int = 64, m: int = 55, points: int = 20000, chunk: int = 4096,
-                      seed: int = 0) -> dict:
-    """Time the neighbour query and the descriptor assembly on ``points`` random points."""
+def bench_descriptors(atoms: int = 64, m: int = 55, points: int = 20000, spacing: float = 0.4,
+                      chunk: int = 4096, seed: int = 0) -> dict:
+    """Time the neighbour query and the descriptor assembly on ``points`` points of the cell's
+    grid at ``spacing`` Bohr (the first ones in C order, chunk by chunk, as a prediction streams
+    them) and on as many uniformly random points (no spatial coherence)."""
     from ase.units import Bohr
 
-    from ..descriptors import from_neighbors
+    from ..descriptors import from_neighbors, from_neighbors_reference
+    from ..grid import Grid
     from ..neighbors import NeighborSearch
 
     supercell = near_cubic_supercell(max(1, math.ceil(atoms / 8)))
     cell = bench_atoms(supercell, seed)
     cell_bohr = cell.cell.array / Bohr
-    search = NeighborSearch(cell.positions / Bohr, cell.numbers, cell_bohr, m=m)
-    rng = np.random.default_rng(seed)
-    pts = rng.random((points, 3)) @ cell_bohr
-    search.query_shell(pts[:min(64, points)], m)  # grow the image set outside the clock
+    grid = Grid.from_spacing(cell_bohr, spacing)
+    flat = np.arange(min(points, grid.size))
+    sets = {"grid": (np.stack(np.unravel_index(flat, grid.shape), 1) / grid.shape) @ cell_bohr,
+            "random": np.random.default_rng(seed).random((points, 3)) @ cell_bohr}
+    out = {"atoms": len(cell), "supercell": "x".join(map(str, supercell)), "m": m,
+           "grid_shape": list(grid.shape), "spacing": spacing}
+    for name, pts in sets.items():
+        for binned in (True, False):
+            search = NeighborSearch(cell.positions / Bohr, cell.numbers, cell_bohr, m=m,
+                                    binned=binned)
+            out[name if binned else f"{name}_reference"] = _time_descriptors(
+                search, pts, m, chunk, from_neighbors if binned else from_neighbors_reference)
+        out["n_images"] = search.n_images
+    return out
+
+
+def _time_descriptors(search, pts: np.ndarray, m: int, chunk: int, from_neighbors) -> dict:
+    from_neighbors(search.query_shell(pts[:min(64, len(pts))], m), m)  # warm up outside the clock
     t_query = t_desc = 0.0
-    for start in range(0, points, chunk):
+    for start in range(0, len(pts), chunk):
         p = pts[start:start + chunk]
         t0 = time.perf_counter()
         nb = search.query_shell(p, m)
@@ -70,9 +92,8 @@ def bench_descriptors(atoms: int = 64, m: int = 55, points: int = 20000, chunk: 
         t_query += t1 - t0
         t_desc += t2 - t1
     total = t_query + t_desc
-    return {"atoms": len(cell), "supercell": "x".join(map(str, supercell)), "m": m,
-            "points": points, "query_s": t_query, "assembly_s": t_desc, "total_s": total,
-            "points_per_s": points / total, "n_images": search.n_images}
+    return {"points": len(pts), "query_s": t_query, "assembly_s": t_desc, "total_s": total,
+            "points_per_s": len(pts) / total}
 
 
 def layer_shapes(n_in: int, hidden) -> list[tuple[int, int]]:
@@ -171,11 +192,20 @@ def bench_bnn(m: int = 55, hidden=(128, 128, 64), samples: int = 30, points: int
 
 
 def format_descriptors(r: dict) -> str:
-    return (f"descriptors, {_threads_line()}: {r['atoms']} atoms (supercell {r['supercell']}, "
-            f"{r['n_images']} images), M={r['m']}, {r['points']} random points\n"
-            f"  {r['points_per_s']:.0f} points/s/core; {r['total_s']:.2f} s = neighbour query "
-            f"{r['query_s']:.2f} s ({100 * r['query_s'] / r['total_s']:.0f}%) + descriptor "
-            f"assembly {r['assembly_s']:.2f} s ({100 * r['assembly_s'] / r['total_s']:.0f}%)")
+    lines = [f"descriptors, {_threads_line()}: {r['atoms']} atoms (supercell {r['supercell']}, "
+             f"{r['n_images']} images), M={r['m']}"]
+    for name, what in (("grid", f"grid points at {r['spacing']} Bohr (grid "
+                                f"{'x'.join(map(str, r['grid_shape']))}, C order, as predict)"),
+                       ("random", "random points")):
+        t, ref = r[name], r[f"{name}_reference"]
+        lines.append(f"  {t['points']} {what}: {t['points_per_s']:.0f} points/s/core; "
+                     f"{t['total_s']:.2f} s = neighbour query {t['query_s']:.2f} s "
+                     f"({100 * t['query_s'] / t['total_s']:.0f}%) + descriptor assembly "
+                     f"{t['assembly_s']:.2f} s ({100 * t['assembly_s'] / t['total_s']:.0f}%)")
+        lines.append(f"    reference path (KD-tree for every point, numpy descriptors): "
+                     f"{ref['points_per_s']:.0f} points/s/core; binned + compiled kernels "
+                     f"{t['points_per_s'] / ref['points_per_s']:.1f}x faster")
+    return "\n".join(lines)
 
 
 def format_bnn(r: dict) -> str:

@@ -69,7 +69,8 @@ def cmd_bench_descriptors(args) -> int:
     from ..bench.model import bench_descriptors, format_descriptors
 
     _single_thread()
-    print(format_descriptors(bench_descriptors(args.atoms, args.m, args.points)), flush=True)
+    print(format_descriptors(bench_descriptors(args.atoms, args.m, args.points, args.spacing)),
+          flush=True)
     return 0
 
 
@@ -87,11 +88,13 @@ def register_bench_descriptors(what):
     p = what.add_parser(
         "descriptors", help="single-core descriptor throughput",
         description="Points per second per core of the descriptors (one thread) on a rattled "
-        "SiGe diamond supercell at random points, split into neighbour query and descriptor "
-        "assembly. See docs/model.md (Benchmarks).")
+        "SiGe diamond supercell, at grid points (C order, as a prediction streams them) and at "
+        "random points, split into neighbour query and descriptor assembly. See docs/model.md (Benchmarks).")
     p.add_argument("--atoms", type=int, default=64, help="about this many atoms (default 64)")
     p.add_argument("--m", type=int, default=55, help="neighbours M (default 55)")
-    p.add_argument("--points", type=int, default=20000, help="random points (default 20000)")
+    p.add_argument("--points", type=int, default=20000,
+                   help="grid points, and as many random points (default 20000)")
+    p.add_argument("--spacing", type=float, default=0.4, help="grid spacing, Bohr (default 0.4)")
     p.set_defaults(func=cmd_bench_descriptors)
     return p
 
@@ -124,7 +127,7 @@ def cmd_bench_predict(args) -> int:
 
     comm = MPI.COMM_WORLD
     row = bench_predict(comm, args.model, args.atoms_per_rank, args.supercell, args.spacing_bohr,
-                        args.chunk_points, args.label)
+                        args.chunk_points, args.label, args.samples, args.vacancy_cluster)
     if comm.rank == 0:
         print(format_row(row), flush=True)
         if args.csv:
@@ -150,6 +153,10 @@ def register_bench_predict(bench_subparsers):
     p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS)
     p.add_argument("--csv", help="append the result row to this CSV file")
     p.add_argument("--label", default="", help="label column of the CSV row")
+    p.add_argument("--samples", metavar="K|mean", help="fast-sample mode, as 'hpcdens predict "
+                   "--samples' (default all N_s)")
+    p.add_argument("--vacancy-cluster", type=int, default=0, metavar="N",
+                   help="remove the N atoms nearest the cell centre (default 0)")
     p.set_defaults(func=cmd_bench_predict)
     return p
 
