@@ -11,7 +11,7 @@
 #   SPACING [0.6]            grid spacing, Bohr
 #   REPEATS [2]              runs per (cell, ranks); the plot and table use the fastest
 #   MODEL                    model file; default: an untrained M=20, 64x64, N_s=10 model
-#   LAUNCH ["mpirun -n"]     launcher followed by the rank count (srun: "srun -n")
+#   LAUNCH ["mpirun -n"]     launcher followed by the rank count (srun: "srun --mpi=pmix -n")
 #   CORES [$(nproc)]         cores available (caps the ideal line of the plot)
 # Ratios are against the 1-rank run of the same script run: the box is shared and noisy.
 # shellcheck disable=SC1091
