@@ -70,36 +70,45 @@ def near_cubic_supercell(cells: int) -> tuple[int, int, int]:
     return best[1]
 
 
-def bench_atoms(supercell, seed: int = 0):
-    """Random Si/Ge diamond cell (50/50, rattled 0.05 Angstrom), ASE Atoms."""
+def bench_atoms(supercell, seed: int = 0, vacancy_cluster: int = 0):
+    """Random Si/Ge diamond cell (50/50, rattled 0.05 Angstrom), ASE Atoms; with
+    ``vacancy_cluster`` = n, the n atoms nearest the cell centre removed (a void)."""
     from ..structures import build_cell, decorate, rattle
 
     atoms = build_cell("diamond", LATTICE_A_ANGSTROM, tuple(supercell))
     n = len(atoms)
     rng = np.random.default_rng(seed)
-    atoms = decorate(atoms, {"Si": n // 2, "Ge": n - n // 2}, rng)
-    return rattle(atoms, 0.05, rng)
+    atoms = rattle(decorate(atoms, {"Si": n // 2, "Ge": n - n // 2}, rng), 0.05, rng)
+    if vacancy_cluster:
+        centre = atoms.cell.array.sum(0) / 2
+        del atoms[np.argsort(np.linalg.norm(atoms.positions - centre, axis=1))[:vacancy_cluster]]
+    return atoms
 
 
 def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None,
                   spacing_bohr: float = 0.6, chunk_points: int = DEFAULT_CHUNK_POINTS,
-                  label: str = "") -> dict:
+                  label: str = "", samples=None, vacancy_cluster: int = 0) -> dict:
     """One timed prediction on ``comm``; returns the result row (same on every rank).
 
+    ``samples``: the fast-sample mode of ``hpcdens predict --samples`` (None: all N_s, K, or
+    "mean"); ``vacancy_cluster``: atoms removed around the cell centre (:func:`bench_atoms`).
     Imports (torch: ~2 s) happen before the clock starts; ``setup_s`` is the rest of the set-up
     (model read and checked on rank 0, weight samples, broadcast, input checks)."""
     from .. import bnn  # noqa: F401 - torch is imported before the clock starts
-    from ..parallel.collective import allreduce
+    from ..io.model import with_samples
+    from ..parallel.collective import allreduce, on_every_rank
     from ..parallel.predict import load_predictor, predict_atoms
 
     if supercell is None:
         supercell = near_cubic_supercell(math.ceil((atoms_per_rank or 64) * comm.size / 8))
-    atoms = bench_atoms(supercell) if comm.rank == 0 else None
+    atoms = bench_atoms(supercell, vacancy_cluster=vacancy_cluster) if comm.rank == 0 else None
     workdir = comm.bcast(tempfile.mkdtemp(prefix="hpcdens-bench-") if comm.rank == 0 else None)
     try:
         comm.Barrier()
         t0 = time.perf_counter()
         predictor = load_predictor(comm, model)
+        if samples is not None:
+            predictor = on_every_rank(comm, with_samples, predictor, samples)
         loaded = time.perf_counter() - t0
         s = predict_atoms(comm, atoms, predictor, spacing_bohr=spacing_bohr,
                           chunk_points=chunk_points, out=Path(workdir) / "pred.h5",
