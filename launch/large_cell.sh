@@ -5,8 +5,8 @@
 # 128-128-64, N_s = 30; untrained: the speed does not depend on the weights), in the fast-sample
 # mode (--samples K) and in the full mode, streamed to a prediction file. Each run prints points/s,
 # ms per atom, peak RSS per rank and phase timings; rows are appended to $OUT/large_cell.csv and a
-# table of the per-atom cost against the 64-atom cell of the same mode and run is printed at the
-# end. Resumable: a (cell, mode) row already in the CSV is not run again.
+# table of the per-atom cost against the 64-atom cell of the same mode and run, and of each phase's
+# points/s/core (points / ranks / the phase's seconds, max over ranks), is printed at the end. Resumable: a (cell, mode) row already in the CSV is not run again.
 #
 #   bash launch/large_cell.sh                      # 2 ranks, fast K=10; full mode up to 4,096 atoms
 #   RANKS=4 FULL_MAX=32768 bash launch/large_cell.sh
@@ -41,13 +41,15 @@ import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 base = {r["label"].split("-")[0]: float(r["s_per_atom"]) for r in rows if r["label"].endswith("-2")}
 print("| mode | atoms | grid | ranks | wall s | ms/atom | vs 64 atoms | points/s | peak RSS MB/rank "
-      "| descriptors s | network s | write s | setup s |")
+      "| descriptors s (points/s/core) | network s (points/s/core) | write s | setup s |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     mode = r["label"].split("-")[0]
     ratio = float(r["s_per_atom"]) / base[mode] if mode in base else float("nan")
+    per_core = lambda phase: float(r["points"]) / int(r["ranks"]) / float(r[f"{phase}_s"])
     print(f"| {mode} | {r['atoms']} | {r['grid']} | {r['ranks']} | {float(r['wall_s']):.1f} | "
           f"{1e3 * float(r['s_per_atom']):.3f} | {ratio:.2f} | {float(r['points_per_s']):.0f} | "
-          f"{float(r['peak_rss_mb_max']):.0f} | {float(r['descriptors_s']):.1f} | "
-          f"{float(r['network_s']):.1f} | {float(r['write_s']):.1f} | {float(r['setup_s']):.1f} |")
+          f"{float(r['peak_rss_mb_max']):.0f} | {float(r['descriptors_s']):.1f} "
+          f"({per_core('descriptors'):.0f}) | {float(r['network_s']):.1f} "
+          f"({per_core('network'):.0f}) | {float(r['write_s']):.1f} | {float(r['setup_s']):.1f} |")
 PY
