@@ -303,7 +303,7 @@ def _error_bar(pred, settings: DFTConfig, n_electrons: float, evaluator) -> dict
     import json
 
     from .io.prediction import read_sample_densities
-    from .uncertainty import energy_spread
+    from .uncertainty import energy_scale, energy_spread
 
     samples = read_sample_densities(pred.path)
     if len(samples) < 2:
@@ -311,10 +311,10 @@ def _error_bar(pred, settings: DFTConfig, n_electrons: float, evaluator) -> dict
     spread = energy_spread(samples, energy_per_atom(pred.atoms, pred.grid, settings,
                                                     n_electrons, evaluator))
     cal = json.loads(pred.attrs.get("uncertainty_calibration_json", '"uncalibrated"'))
-    scale = cal.get("energy_scale", 1.0) if isinstance(cal, dict) else 1.0
+    scale = energy_scale(cal)
     return {"sigma_per_atom_ha": spread["sigma_per_atom_ha"] * scale,
             "sigma_raw_per_atom_ha": spread["sigma_per_atom_ha"], "energy_scale": scale,
-            "calibrated": "energy_scale" in cal if isinstance(cal, dict) else False,
+            "calibrated": isinstance(cal, dict) and "energy_scale" in cal,
             "n_samples": spread["n_samples"]}
 
 

@@ -189,7 +189,7 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
             spread = unc.energy_spread(fields["samples"], energy)
             spread.update(unc.aleatoric_shift(energy, fields["rho"], fields["aleatoric_std"],
                                               e_ml, unc.key_seed(snap.key)))
-            sigma = spread["sigma_per_atom_ha"] * (calibration or {}).get("energy_scale", 1.0)
+            sigma = spread["sigma_per_atom_ha"] * unc.energy_scale(calibration)
             row.update(e_ml_std_per_atom_ha=sigma, energy_samples=spread["n_samples"],
                        e_ml_std_raw_per_atom_ha=spread["sigma_per_atom_ha"],
                        e_samples_mean_per_atom_ha=spread["sample_mean_per_atom_ha"],

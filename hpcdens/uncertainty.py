@@ -53,6 +53,12 @@ def energy_spread(samples, energy) -> dict:
             "sample_energies_per_atom_ha": values.tolist(), "n_samples": len(values)}
 
 
+def energy_scale(calibration) -> float:
+    """The factor on sigma_E of a model's calibration (``hpcdens calibrate``; a dict, or None /
+    anything else when uncalibrated): its ``energy_scale``, else 1."""
+    return float(calibration.get("energy_scale", 1.0)) if isinstance(calibration, dict) else 1.0
+
+
 def aleatoric_shift(energy, mean_rho, aleatoric_std, clean: float, seed: int = 0) -> dict:
     """The energy change (Ha/atom, signed: noisy minus ``clean``, the energy of ``mean_rho``)
     from one draw (``seed``) of Gaussian noise with the aleatoric std, capped at |mean_rho|,
