@@ -9,7 +9,10 @@
 #             is copied from the pool (hpcdens learn --reuse-labels), none is computed twice;
 # 4. compare: learning curves of every run on the test set (held-out compositions, and all 45);
 # 5. suite:   the generalisation suite (launch/generalisation_sigesn.sh) for AL2, T2, T4 and
-#             random with 6 compositions.
+#             random with 6 compositions;
+# 6. vacancy: the data lever for vacancy cells (not in the default stages): AL2's 24 pool
+#             snapshots plus one 63-atom mono-vacancy thermal snapshot per AL2 composition (6 new
+#             labels), trained with AL2's settings, on the test set and the 64-site suite cells.
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
 # 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
@@ -81,6 +84,25 @@ if want suite; then
     bash launch/generalisation_sigesn.sh "AL2=$OUT/bayesian-train0/round_02/model.pt" \
         "T2=$OUT/tessellation-train0/round_02/model.pt" "T4=$OUT/tessellation-train0/round_03/model.pt" \
         "random6=$OUT/random-learn0/round_02/model.pt"
+fi
+if want vacancy; then
+    V="$OUT/vacancy-lever"
+    step "6. vacancy snapshots: AL2's pool snapshots + 6 mono-vacancy snapshots -> $V"
+    mkdir -p "$V"
+    mpirun -n "$NP" hpcdens generate "$IN/sigesn-al2.toml" --out "$V/al2.h5" --reuse "$OUT/pool.h5" \
+        --extend --no-progress
+    mpirun -n "$NP" hpcdens generate "$IN/sigesn-al2-vacancy.toml" --out "$V/vacancy.h5" --extend \
+        --no-progress
+    if [[ ! -f "$V/model.pt" ]]; then
+        RESUME=(); [[ -f "$V/model.pt.ckpt" ]] && RESUME=(--resume)
+        mpirun -n "$NP" hpcdens train "$IN/sigesn-al2-vacancy.toml" --data "$V/al2.h5" "$V/vacancy.h5" \
+            --out "$V/model.pt" --no-progress "${RESUME[@]}"
+    fi
+    [[ -f "$V/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$V/model.pt" "$OUT/test.h5" \
+        --config "$IN/sigesn-test.toml" --out "$V/test45" --energy-samples 0 --overwrite
+    bash launch/generalisation_sigesn.sh \
+        --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c" \
+        "AL2-64=$OUT/bayesian-train0/round_02/model.pt" "AL2vac-64=$V/model.pt"
 fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
