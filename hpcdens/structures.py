@@ -205,6 +205,17 @@ def add_vacancies(atoms: Atoms, n: int, rng: np.random.Generator) -> Atoms:
     return _remove(atoms, rng.choice(len(atoms), size=int(n), replace=False))
 
 
+def add_void(atoms: Atoms, n: int) -> Atoms:
+    """A copy of ``atoms`` without the ``n`` atoms nearest the cell centre (0 <= n < len(atoms)):
+    a vacancy cluster, recorded as :func:`add_vacancies` records vacancies."""
+    if isinstance(n, bool) or not isinstance(n, Integral) or not 0 <= n < len(atoms):
+        raise StructureError(f"cannot remove {n!r} atoms around the centre of a cell of "
+                             f"{len(atoms)} atoms; the count must be an integer from 0 to "
+                             f"{len(atoms) - 1}")
+    centre = atoms.cell.array.sum(0) / 2
+    return _remove(atoms, np.argsort(np.linalg.norm(atoms.positions - centre, axis=1))[:n])
+
+
 def add_divacancy(atoms: Atoms, rng: np.random.Generator) -> Atoms:
     """A copy of ``atoms`` without a random atom and one of its nearest neighbours.
 

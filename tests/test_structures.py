@@ -1,5 +1,6 @@
 """Tests of hpcdens.structures: lattices, Vegard, decoration, snapshots, defects, segregation."""
 
+import json
 import sys
 from collections import Counter
 
@@ -169,6 +170,19 @@ def test_vacancies_exact():
     for bad in (len(cell), -1):
         with pytest.raises(StructureError, match=f"cannot make {bad} vacancies in a cell of 54"):
             st.add_vacancies(cell, bad, rng())
+
+
+def test_void_removes_the_atoms_nearest_the_centre():
+    cell = st.build_cell("diamond", A_SI, 3)
+    centre = cell.cell.array.sum(0) / 2
+    holed = st.add_void(cell, 6)
+    assert len(holed) == len(cell) - 6 and holed.info["vacancies"] == 6
+    removed = np.array(json.loads(holed.info["vacancy_sites_angstrom"]))
+    kept = np.linalg.norm(holed.positions - centre, axis=1)
+    assert np.linalg.norm(removed - centre, axis=1).max() <= kept.min()
+    for bad in (len(cell), -3):
+        with pytest.raises(StructureError, match=f"cannot remove {bad} atoms around the centre"):
+            st.add_void(cell, bad)
 
 
 @pytest.mark.parametrize("lattice,a,primitive", [("diamond", A_SI, False), ("fcc", 3.6, True),

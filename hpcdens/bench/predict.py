@@ -72,17 +72,15 @@ def near_cubic_supercell(cells: int) -> tuple[int, int, int]:
 
 def bench_atoms(supercell, seed: int = 0, vacancy_cluster: int = 0):
     """Random Si/Ge diamond cell (50/50, rattled 0.05 Angstrom), ASE Atoms; with
-    ``vacancy_cluster`` = n, the n atoms nearest the cell centre removed (a void)."""
-    from ..structures import build_cell, decorate, rattle
+    ``vacancy_cluster`` = n, the n atoms nearest the cell centre removed (a void,
+    :func:`hpcdens.structures.add_void`)."""
+    from ..structures import add_void, build_cell, decorate, rattle
 
     atoms = build_cell("diamond", LATTICE_A_ANGSTROM, tuple(supercell))
     n = len(atoms)
     rng = np.random.default_rng(seed)
     atoms = rattle(decorate(atoms, {"Si": n // 2, "Ge": n - n // 2}, rng), 0.05, rng)
-    if vacancy_cluster:
-        centre = atoms.cell.array.sum(0) / 2
-        del atoms[np.argsort(np.linalg.norm(atoms.positions - centre, axis=1))[:vacancy_cluster]]
-    return atoms
+    return add_void(atoms, vacancy_cluster) if vacancy_cluster else atoms
 
 
 def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None,
@@ -96,12 +94,12 @@ def bench_predict(comm, model, atoms_per_rank: int | None = None, supercell=None
     (model read and checked on rank 0, weight samples, broadcast, input checks)."""
     from .. import bnn  # noqa: F401 - torch is imported before the clock starts
     from ..io.model import with_samples
-    from ..parallel.collective import allreduce, on_every_rank
+    from ..parallel.collective import allreduce, on_every_rank, on_root
     from ..parallel.predict import load_predictor, predict_atoms
 
     if supercell is None:
         supercell = near_cubic_supercell(math.ceil((atoms_per_rank or 64) * comm.size / 8))
-    atoms = bench_atoms(supercell, vacancy_cluster=vacancy_cluster) if comm.rank == 0 else None
+    atoms = on_root(comm, bench_atoms, supercell, vacancy_cluster=vacancy_cluster)
     workdir = comm.bcast(tempfile.mkdtemp(prefix="hpcdens-bench-") if comm.rank == 0 else None)
     try:
         comm.Barrier()
