@@ -23,12 +23,12 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config
-from .dft import atomic_density, get_backend
-from .errors import DFTFailed, HpcdensError, InputError
+from .dft import atomic_density, check_mesh_resolves, get_backend
+from .errors import DFTFailed, DFTSetupError, HpcdensError, InputError
 from .io import training_set as data
 from .io.files import write_json
 from .parallel.collective import on_root
-from .plan import Task, build_plan
+from .plan import Task, build_plan, template_cell
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +179,28 @@ class _Progress:
             self.bar.close()
 
 
+def check_dft_inputs(config: Config, composition) -> dict:
+    """Before any structure is built or DFT run: every element has a basis and pseudopotential in
+    the backend's families, and the grid of the input's cell resolves every element's atomic
+    density (:func:`hpcdens.dft.check_mesh_resolves`; the cell of ``composition``). Raises
+    InputError with the fix; returns element -> typical charge error."""
+    cell = template_cell(config, composition)
+    try:
+        return check_mesh_resolves(cell, config.system.elements, config.dft)
+    except DFTSetupError as err:
+        raise InputError(str(err)) from err
+
+
 def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,
                  retry_failed=False, progress=True, reuse=None) -> dict:
     """Label the tasks of ``config`` into ``out`` on all ranks of ``comm``; returns the summary
     (on every rank). ``reuse``: label pools (:func:`reuse_sources`) whose snapshots of the same
     task key are copied instead of labelled. Input problems raise InputError on every rank
-    together, before anything is written."""
+    together, before anything is written; so does a mesh too coarse for the elements' atomic
+    densities (:func:`hpcdens.dft.check_mesh_resolves`), before any DFT runs."""
     tasks = build_plan(config)
+    if tasks:
+        on_root(comm, check_dft_inputs, config, tasks[0].composition)
     pools = on_root(comm, reuse_sources, config, reuse)
     status = on_root(comm, prepare_output, out, config, overwrite, extend)
     reused = on_root(comm, reuse_labels, out, tasks, pools)

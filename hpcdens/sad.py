@@ -66,6 +66,27 @@ def tabulate(element: str, n_electrons: float, r, rho) -> RadialDensity:
                          CubicSpline(r[keep], rho[keep]))
 
 
+def aliasing_error(radial: RadialDensity, grid_cell_bohr, shape) -> float:
+    """Typical relative error of one atom's charge summed on a periodic grid: the root mean square
+    over the atom's position of (grid integral - n_electrons) / n_electrons.
+
+    The grid with ``shape`` points along the rows of ``grid_cell_bohr`` (Bohr) integrates a
+    periodic density exactly up to aliasing (Poisson summation): for one atom at R the error is
+    sum over K != 0 of f(|G_K|) exp(i G_K . R), G_K the reciprocal vectors of the grid step
+    (2 pi K (H^-1)^T, H the step vectors) and f(q) = 4 pi int r^2 rho(r) sin(qr)/(qr) dr the
+    atom's form factor; its mean square over R is sum_K f(|G_K|)^2. Position-free and cheap (no
+    grid is built); |K_i| <= 2 suffices, f falls off fast beyond the first shell.
+    """
+    step = np.asarray(grid_cell_bohr, dtype=float) / np.asarray(shape, dtype=float)[:, None]
+    recip = 2 * np.pi * np.linalg.inv(step).T
+    k = np.stack(np.meshgrid(*[np.arange(-2, 3)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    q = np.linalg.norm(k[np.any(k != 0, axis=1)] @ recip, axis=1)
+    r = np.linspace(0.0, radial.r_cut, int(radial.r_cut / 0.001) // 2 * 2 + 1)
+    weight = 4 * np.pi * r ** 2 * radial(r)
+    form = simpson(weight * np.sinc(np.outer(q, r) / np.pi), x=r, axis=1)
+    return float(np.sqrt(np.sum(form ** 2)) / radial.n_electrons)
+
+
 def _plane_spacings(cell_bohr: np.ndarray) -> np.ndarray:
     """(3,) distances between neighbouring lattice planes (Bohr)."""
     recip = np.linalg.inv(cell_bohr).T

@@ -139,6 +139,17 @@ def test_example_inputs_load():
         assert study[f"sigesn-{strategy}"].learn.strategy == strategy
     board = study["sigesn-checkerboard"]
     assert not board.compositions.requested() and board.snapshots.checkerboard_bins == 2
+    # the CrFeCoNi study: every strategy's labels come from the pool, so [system], [snapshots] and
+    # [dft] must be the pool's; the test set differs only in compositions and MD seed
+    crfeconi = {p.stem: load_config(p) for p in sorted((root / "reproduction-crfeconi").glob("*.toml"))}
+    pool = crfeconi["crfeconi-pool"]
+    assert pool.system.n_sites() == 16 and pool.dft.mesh_spacing_bohr == 0.2
+    for strategy in ("bayesian", "tessellation", "random"):
+        run = crfeconi[f"crfeconi-{strategy}"]
+        assert run.learn.strategy == strategy and run.model.target == "delta_rho"
+        assert (run.system, run.snapshots, run.dft) == (pool.system, pool.snapshots, pool.dft)
+    test = crfeconi["crfeconi-test"]
+    assert (test.system, test.dft) == (pool.system, pool.dft) and test.snapshots.seed != pool.snapshots.seed
 
 
 def test_console_script_help_and_version():

@@ -33,8 +33,9 @@ Optional capabilities (test with :func:`has_capability`):
     ``setup_wall_time_s``; each result's ``wall_time_s`` is that evaluation's). PySCF has it.
 
 Backend-independent helpers built on the interface: :func:`valence_electrons` (N_e),
-:func:`harris_foulkes_evaluator`, :func:`atomic_density_points` / :func:`atomic_density` (the SAD)
-and :func:`settings_from_record`.
+:func:`harris_foulkes_evaluator`, :func:`atomic_density_points` / :func:`atomic_density` (the SAD),
+:func:`sad_charge_error` / :func:`check_mesh_resolves` (does the mesh resolve the valence and
+semicore densities?) and :func:`settings_from_record`.
 """
 
 from __future__ import annotations
@@ -48,14 +49,21 @@ from ase.units import Bohr
 from ..config import DFTConfig
 from ..errors import DFTSetupError
 from ..grid import Grid
-from ..sad import superpose
+from ..sad import aliasing_error, superpose
 from .base import DFTResult, cell_bohr, check_grid_cell
 
 BACKENDS = {"pyscf": "hpcdens.dft.pyscf_backend", "sparc": "hpcdens.dft.sparc_backend"}
 
-__all__ = ["BACKENDS", "DFTResult", "atomic_density", "atomic_density_points", "get_backend",
-           "harris_foulkes_evaluator", "has_capability", "settings_from_record",
-           "valence_electrons"]
+__all__ = ["BACKENDS", "MAX_CHARGE_ERROR", "DFTResult", "atomic_density", "atomic_density_points",
+           "check_mesh_resolves", "get_backend", "harris_foulkes_evaluator", "has_capability",
+           "mesh_charge_errors", "sad_charge_error", "settings_from_record", "valence_electrons"]
+
+#: Largest typical relative charge error of one atom on the DFT grid (:func:`mesh_charge_errors`)
+#: accepted for labels. The atomic densities are exact (radial integral = valence charge to
+#: ~1e-10), so the error is the mesh's aliasing alone; the crystal's SCF density has errors of
+#: the same size (docs/dft.md, "Charge on the grid"): semicore Ni at 0.3 / 0.25 / 0.2 Bohr
+#: about 4e-4 / 4e-5 / 3e-7 (refused / accepted / accepted), Ge at 0.6 Bohr 4e-5.
+MAX_CHARGE_ERROR = 1e-4
 
 
 def get_backend(name: str):
@@ -110,6 +118,45 @@ def atomic_density(atoms, grid: Grid, settings: DFTConfig) -> np.ndarray:
     resolves the atomic densities."""
     check_grid_cell(atoms, grid, "the SAD")
     return atomic_density_points(atoms, grid.cartesian_points(), settings).reshape(grid.shape)
+
+
+def sad_charge_error(atoms, settings: DFTConfig) -> float:
+    """|int rho_SAD dV - N_e| / N_e of ``atoms`` on the grid ``settings.backend`` would use: how
+    well that grid resolves this cell's superposition of atomic densities."""
+    grid = get_backend(settings.backend).make_grid(atoms, settings)
+    n_e = valence_electrons(atoms, settings)
+    return abs(grid.integrate(atomic_density(atoms, grid, settings)) - n_e) / n_e
+
+
+def mesh_charge_errors(atoms, elements, settings: DFTConfig) -> dict:
+    """element -> typical relative charge error of one atom of it on the grid ``settings.backend``
+    would use for the cell of ``atoms`` (:func:`hpcdens.sad.aliasing_error`); a missing basis or
+    pseudopotential raises :class:`DFTSetupError`."""
+    grid = get_backend(settings.backend).make_grid(atoms, settings)
+    radial = get_backend(settings.backend).radial_densities(sorted(set(elements)), settings)
+    return {el: aliasing_error(radial[el], grid.cell_bohr, grid.shape) for el in elements}
+
+
+def check_mesh_resolves(atoms, elements, settings: DFTConfig, tol: float = MAX_CHARGE_ERROR) -> dict:
+    """Refuse, before any DFT, a mesh too coarse for the atomic densities of ``elements`` in the
+    cell of ``atoms``: :class:`DFTSetupError` when an element's :func:`mesh_charge_errors` entry
+    exceeds ``tol``, naming the elements, the error and the largest spacing (in steps of 0.025
+    Bohr) at which all pass. Returns element -> error when all pass."""
+    errors = mesh_charge_errors(atoms, elements, settings)
+    bad = {el: err for el, err in errors.items() if err > tol}
+    if not bad:
+        return errors
+    spacing = settings.mesh_spacing_bohr
+    while spacing > 0.1 and max(mesh_charge_errors(atoms, bad, dataclasses.replace(
+            settings, mesh_spacing_bohr=spacing)).values()) > tol:
+        spacing = round(spacing - 0.025, 3)
+    worst = max(bad, key=bad.get)
+    raise DFTSetupError(
+        f"mesh_spacing_bohr = {settings.mesh_spacing_bohr} is too coarse for {', '.join(bad)}: an "
+        f"atom's density sums to its valence charge on this grid only to {bad[worst]:.1e} relative "
+        f"({worst}, typical over positions; accepted <= {tol:.0e}), so the grid does not resolve "
+        f"its (semicore) valence density and labels and energies would carry that error. Fix: "
+        f"mesh_spacing_bohr = {spacing:g} or finer (settings key dft.mesh_spacing_bohr)")
 
 
 def settings_from_record(record: dict | None) -> DFTConfig:
