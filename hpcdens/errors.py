@@ -39,6 +39,12 @@ class DFTSetupError(HpcdensError):
     pseudopotential for an element)."""
 
 
+class DFTInputError(DFTSetupError, InputError):
+    """A DFT setting of the input file that cannot work, found before any DFT runs (an element the
+    basis or pseudopotential family lacks, a mesh too coarse for the atomic densities): an input
+    error (exit code 2) that is also a DFT set-up error."""
+
+
 class DFTFailed(HpcdensError):
     """Raised when a DFT run started but did not produce a usable result (crash, no output)."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from . import __version__
 from .config import Config
 from .dft import atomic_density, check_mesh_resolves, get_backend
-from .errors import DFTFailed, DFTSetupError, HpcdensError, InputError
+from .errors import DFTFailed, HpcdensError, InputError
 from .io import training_set as data
 from .io.files import write_json
 from .parallel.collective import on_root
@@ -183,12 +183,8 @@ def check_dft_inputs(config: Config, composition) -> dict:
     """Before any structure is built or DFT run: every element has a basis and pseudopotential in
     the backend's families, and the grid of the input's cell resolves every element's atomic
     density (:func:`hpcdens.dft.check_mesh_resolves`; the cell of ``composition``). Raises
-    InputError with the fix; returns element -> typical charge error."""
-    cell = template_cell(config, composition)
-    try:
-        return check_mesh_resolves(cell, config.system.elements, config.dft)
-    except DFTSetupError as err:
-        raise InputError(str(err)) from err
+    :class:`DFTInputError` (an InputError) with the fix; returns element -> typical charge error."""
+    return check_mesh_resolves(template_cell(config, composition), config.system.elements, config.dft)
 
 
 def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,

@@ -17,7 +17,7 @@ import logging
 import time
 
 from . import energy as en
-from .dft import atomic_density, get_backend, settings_from_record, valence_electrons
+from .dft import atomic_density, check_mesh_resolves, get_backend, settings_from_record, valence_electrons
 from .errors import DFTFailed
 from .io import training_set as data
 from .io.files import output_file
@@ -48,6 +48,7 @@ def run_seeded_scf(comm, model, structure, out, *, settings=None, key: str | Non
         en.require_scf_from_density(settings)
         path = output_file(out, overwrite, "training set")
         atoms = build_structure(structure)
+        check_mesh_resolves(atoms, sorted(set(atoms.get_chemical_symbols())), settings)
         grid = get_backend(settings.backend).make_grid(atoms, settings)
         return path, atoms, grid, key or atoms.get_chemical_formula()
 

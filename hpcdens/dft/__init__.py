@@ -47,7 +47,7 @@ import numpy as np
 from ase.units import Bohr
 
 from ..config import DFTConfig
-from ..errors import DFTSetupError
+from ..errors import DFTInputError, DFTSetupError
 from ..grid import Grid
 from ..sad import aliasing_error, superpose
 from .base import DFTResult, cell_bohr, check_grid_cell
@@ -131,7 +131,7 @@ def sad_charge_error(atoms, settings: DFTConfig) -> float:
 def mesh_charge_errors(atoms, elements, settings: DFTConfig) -> dict:
     """element -> typical relative charge error of one atom of it on the grid ``settings.backend``
     would use for the cell of ``atoms`` (:func:`hpcdens.sad.aliasing_error`); a missing basis or
-    pseudopotential raises :class:`DFTSetupError`."""
+    pseudopotential raises the backend's error (PySCF: :class:`DFTInputError`)."""
     grid = get_backend(settings.backend).make_grid(atoms, settings)
     radial = get_backend(settings.backend).radial_densities(sorted(set(elements)), settings)
     return {el: aliasing_error(radial[el], grid.cell_bohr, grid.shape) for el in elements}
@@ -139,7 +139,7 @@ def mesh_charge_errors(atoms, elements, settings: DFTConfig) -> dict:
 
 def check_mesh_resolves(atoms, elements, settings: DFTConfig, tol: float = MAX_CHARGE_ERROR) -> dict:
     """Refuse, before any DFT, a mesh too coarse for the atomic densities of ``elements`` in the
-    cell of ``atoms``: :class:`DFTSetupError` when an element's :func:`mesh_charge_errors` entry
+    cell of ``atoms``: :class:`DFTInputError` when an element's :func:`mesh_charge_errors` entry
     exceeds ``tol``, naming the elements, the error and the largest spacing (in steps of 0.025
     Bohr) at which all pass. Returns element -> error when all pass."""
     errors = mesh_charge_errors(atoms, elements, settings)
@@ -151,7 +151,7 @@ def check_mesh_resolves(atoms, elements, settings: DFTConfig, tol: float = MAX_C
             settings, mesh_spacing_bohr=spacing)).values()) > tol:
         spacing = round(spacing - 0.025, 3)
     worst = max(bad, key=bad.get)
-    raise DFTSetupError(
+    raise DFTInputError(
         f"mesh_spacing_bohr = {settings.mesh_spacing_bohr} is too coarse for {', '.join(bad)}: an "
         f"atom's density sums to its valence charge on this grid only to {bad[worst]:.1e} relative "
         f"({worst}, typical over positions; accepted <= {tol:.0e}), so the grid does not resolve "

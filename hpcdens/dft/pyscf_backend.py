@@ -30,7 +30,7 @@ import warnings
 import numpy as np
 from ase.units import Bohr, Hartree, kB
 
-from ..errors import DFTSetupError, InputError
+from ..errors import DFTInputError, DFTSetupError, InputError
 from ..grid import Grid
 from . import pyscf_mixing, pyscf_sad
 from .base import DFTResult, cell_bohr, check_grid_cell
@@ -64,7 +64,7 @@ def _has(kind: str, family: str, element: str) -> bool:
 
 
 def check_species(symbols, basis: str, pseudo: str):
-    """Raise :class:`DFTSetupError` naming the element, the family and one that would work when
+    """Raise :class:`DFTInputError` naming the element, the family and one that would work when
     ``basis`` or ``pseudo`` lacks an element of ``symbols``."""
     elements = sorted(set(symbols))
     for kind, family, families in (("basis", basis, BASIS_FAMILIES),
@@ -75,7 +75,7 @@ def check_species(symbols, basis: str, pseudo: str):
             fix = (f"use {kind} = {works[0]!r}, which covers {', '.join(elements)}" if works else
                    f"no {kind} family among {', '.join(families)} covers {', '.join(elements)}")
             also = f" (nor for {', '.join(missing[1:])})" if missing[1:] else ""
-            raise DFTSetupError(f"PySCF {kind} {family!r} has no entry for element {missing[0]}"
+            raise DFTInputError(f"PySCF {kind} {family!r} has no entry for element {missing[0]}"
                                 f"{also}. Fix: {fix} (settings key dft.{kind})")
 
 
