@@ -3,7 +3,7 @@
 # learning vs tessellation (T1 -> T2 -> T4) vs random on 16-atom fcc CrFeCoNi cells with thermal
 # snapshots (SevenNet-0 MD at the paper's 5000 K, the mlip extra), labelled with the embedded PySCF
 # backend (semicore GTH pseudopotentials) at the paper's 0.2 Bohr, delta-rho models.
-#   bash launch/reproduce_crfeconi.sh [STAGE ...]   stages: pool test learn compare rho checks
+#   bash launch/reproduce_crfeconi.sh [STAGE ...]   stages: pool test learn compare rho suite checks
 #                                                   (default: all; "seeds" adds more seeds)
 # 1. pool:    the 35 compositions k/4 x 2 snapshots, labelled once (runs/reproduction-crfeconi/pool.h5);
 # 2. test:    12 random compositions, one snapshot each (test.h5);
@@ -13,13 +13,17 @@
 #             energy errors in Ha/atom and Ha/electron;
 # 5. rho:     a rho model trained on the bayesian run's last training set, beside its delta-rho
 #             model, both on the test set (the paper: delta-rho halves the maximum energy error);
-# 6. checks:  SAD grid charge of every labelled cell, and how much Eq. 9 rescales each prediction;
+# 6. suite:   generalisation to 32-atom cells (twice the training cells; the paper's cell): two
+#             compositions and the equiatomic one with a vacancy, for the last bayesian model, T4
+#             and the rho model;
+# 7. checks:  SAD grid charge of every labelled cell, and how much Eq. 9 rescales each prediction;
 # seeds:      (not in the default stages) random seeds 1-2 and bayesian [train] seeds 1-2, then
 #             compare again.
 # Everything lands in runs/reproduction-crfeconi/; started again, every stage resumes (finished
 # labels, models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores:
 # one label ~1 min per core (16 atoms, 69 x 69 x 35 points, ~45 SCF iterations): pool ~40 min,
-# test set ~7 min; each learn run 10-20 min; each model on the test set ~2 min.
+# test set ~7 min; each learn run 10-20 min; each model on the test set ~2 min; the three 32-atom
+# labels of the suite ~6 min each per core.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -30,7 +34,7 @@ IN=inputs/reproduction-crfeconi
 OUT=runs/reproduction-crfeconi
 NP="${HPCDENS_RANKS:-2}"
 STAGES=("$@")
-((${#STAGES[@]})) || STAGES=(pool test learn compare rho checks)
+((${#STAGES[@]})) || STAGES=(pool test learn compare rho suite checks)
 mkdir -p "$OUT/inputs"
 
 step() { printf '\n=== %s ===\n' "$*"; }
@@ -81,10 +85,11 @@ if want test; then
 fi
 want learn && learn "${RUNS[@]}"
 want compare && compare "${RUNS[@]}"
+AL="$(run_dir bayesian:train:0)"
+R="$OUT/rho-model"
+last_round() { ls -d "$AL"/round_* | tail -n 1; }   # the bayesian run's last round
 if want rho; then
-    AL="$(run_dir bayesian:train:0)"
-    LAST="$(ls -d "$AL"/round_* | tail -n 1)"
-    R="$OUT/rho-model"
+    LAST="$(last_round)"
     step "5. rho vs delta-rho: a rho model on $LAST's training set -> $R"
     mkdir -p "$R"
     variant "$IN/crfeconi-bayesian.toml" model target '"rho"' "$OUT/inputs/crfeconi-rho.toml" >/dev/null
@@ -99,8 +104,22 @@ if want rho; then
             --config "$IN/crfeconi-test.toml" --out "$R/test-$name" --energy-samples 0 --overwrite
     done
 fi
+if want suite; then
+    step "6. generalisation: 32-atom cells, one with a vacancy -> $OUT/suite"
+    for cells in large vacancy; do
+        mpirun -n "$NP" hpcdens generate "$IN/crfeconi-$cells.toml" --out "$OUT/$cells.h5" --extend --no-progress
+    done
+    for m in "AL:$(last_round)/model.pt" "T4:$(run_dir tessellation:train:0)/round_03/model.pt" "rho:$R/model.pt"; do
+        name="${m%%:*}"; model="${m#*:}"
+        for cells in large vacancy; do
+            [[ -f "$OUT/suite/$name-$cells/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$model" \
+                "$OUT/$cells.h5" --config "$IN/crfeconi-$cells.toml" --out "$OUT/suite/$name-$cells" \
+                --energy-samples 0 --overwrite
+        done
+    done
+fi
 if want checks; then
-    step "6. SAD charge of every labelled cell; Eq. 9 rescaling of the delta-rho predictions"
+    step "7. SAD charge of every labelled cell; Eq. 9 rescaling of the delta-rho predictions"
     python launch/crfeconi_checks.py "$OUT"
 fi
 if want seeds; then
@@ -110,3 +129,4 @@ fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
 echo "rho vs delta-rho: $OUT/rho-model/test-{delta,rho}/evaluate.json"
+echo "32-atom cells:    $OUT/suite/{AL,T4,rho}-{large,vacancy}/evaluate.json"
