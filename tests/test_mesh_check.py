@@ -12,13 +12,20 @@ import pytest
 
 from hpcdens.cli import main
 from hpcdens.config import DFTConfig
-from hpcdens.dft import MAX_CHARGE_ERROR, mesh_charge_errors, sad_charge_error
+from hpcdens.dft import MAX_CHARGE_ERROR, atomic_density, get_backend, mesh_charge_errors, valence_electrons
 from hpcdens.structures import build_cell
 
 FCC = {"system.elements": ["Cr", "Fe", "Co", "Ni"], "system.lattice": "fcc",
        "system.lattice_constants_angstrom": {"Cr": 3.60, "Fe": 3.60, "Co": 3.54, "Ni": 3.52},
        "compositions.list": ["Cr0.25Fe0.25Co0.25Ni0.25"], "snapshots.per_composition": 1,
        "snapshots.rattle_stdev_angstrom": 0.03}
+
+
+def sad_charge_error(atoms, settings):
+    """|int rho_SAD dV - N_e| / N_e on the grid the backend would use: the brute-force sum."""
+    grid = get_backend(settings.backend).make_grid(atoms, settings)
+    n_e = valence_electrons(atoms, settings)
+    return abs(grid.integrate(atomic_density(atoms, grid, settings)) - n_e) / n_e
 
 
 @pytest.mark.parametrize("element, spacing", [("Ni", 0.3), ("Cr", 0.25), ("Ge", 0.6)])

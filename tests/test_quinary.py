@@ -83,9 +83,7 @@ def test_delta_rho_model_evaluates_on_a_held_out_pair(learned, tmp_path):
     d, state = learned
     trained = state["rounds"][-1]["training"]
     held_out = next(c for c in state["rounds"][0]["scores"] if c not in trained)
-    fractions = dict(zip(ELEMENTS, (float(p[len(el):]) for el, p in zip(ELEMENTS, held_out.split("_")))))
-    spec = "".join(f"{el}{x:g}" for el, x in fractions.items() if x > 0)
-    test_inp = write_input_file(tmp_path / "test.toml", {**QUINARY, "compositions.list": [spec],
+    test_inp = write_input_file(tmp_path / "test.toml", {**QUINARY, "compositions.list": [held_out],
                                                           "snapshots.seed": 7})
     testset = tmp_path / "test.h5"
     assert main(["generate", str(test_inp), "--out", str(testset), "--no-progress"]) == 0

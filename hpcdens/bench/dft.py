@@ -27,6 +27,8 @@ REFERENCE_CELLS = {
     "CrFeCoNi": ("fcc", 1, {"Cr": 1, "Fe": 1, "Co": 1, "Ni": 1}, _CRFECONI_A, 0.3),
     "CrFeCoNi32": ("fcc", 2, {"Cr": 8, "Fe": 8, "Co": 8, "Ni": 8}, _CRFECONI_A, 0.2),
 }
+#: The cells ``bench dft`` runs unless told otherwise (CrFeCoNi32 takes minutes per SCF).
+DEFAULT_CELLS = ("Si8", "Si4Ge2Sn2", "CrFeCoNi")
 
 
 def reference_atoms(name: str, seed: int = 0):
@@ -38,7 +40,7 @@ def reference_atoms(name: str, seed: int = 0):
     return decorate(build_cell(lattice, a, supercell), counts, np.random.default_rng(seed))
 
 
-def bench_dft(backends=("pyscf", "sparc"), cells=tuple(REFERENCE_CELLS), base: DFTConfig = DFTConfig(),
+def bench_dft(backends=("pyscf", "sparc"), cells=DEFAULT_CELLS, base: DFTConfig = DFTConfig(),
               spacing_bohr: float | None = None):
     """Run one SCF per (backend, cell); yields result rows (dicts). ``base`` gives the settings
     (e.g. another basis); ``spacing_bohr`` replaces every cell's own mesh spacing. A backend that

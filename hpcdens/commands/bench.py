@@ -14,10 +14,10 @@ from ..errors import InputError
 def run_dft(args) -> int:
     from dataclasses import replace
 
-    from ..bench.dft import REFERENCE_CELLS, bench_dft, format_dft_rows
+    from ..bench.dft import DEFAULT_CELLS, REFERENCE_CELLS, bench_dft, format_dft_rows
     from ..config import DFTConfig
 
-    cells = args.cells or [c for c in REFERENCE_CELLS if c != "CrFeCoNi32"]
+    cells = args.cells or list(DEFAULT_CELLS)
     unknown = [c for c in cells if c not in REFERENCE_CELLS]
     if unknown:
         raise InputError(f"unknown benchmark cell(s) {unknown}; choose from {list(REFERENCE_CELLS)}")

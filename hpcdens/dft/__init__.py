@@ -34,7 +34,7 @@ Optional capabilities (test with :func:`has_capability`):
 
 Backend-independent helpers built on the interface: :func:`valence_electrons` (N_e),
 :func:`harris_foulkes_evaluator`, :func:`atomic_density_points` / :func:`atomic_density` (the SAD),
-:func:`sad_charge_error` / :func:`check_mesh_resolves` (does the mesh resolve the valence and
+:func:`mesh_charge_errors` / :func:`check_mesh_resolves` (does the mesh resolve the valence and
 semicore densities?) and :func:`settings_from_record`.
 """
 
@@ -56,7 +56,7 @@ BACKENDS = {"pyscf": "hpcdens.dft.pyscf_backend", "sparc": "hpcdens.dft.sparc_ba
 
 __all__ = ["BACKENDS", "MAX_CHARGE_ERROR", "DFTResult", "atomic_density", "atomic_density_points",
            "check_mesh_resolves", "get_backend", "harris_foulkes_evaluator", "has_capability",
-           "mesh_charge_errors", "sad_charge_error", "settings_from_record", "valence_electrons"]
+           "mesh_charge_errors", "settings_from_record", "valence_electrons"]
 
 #: Largest typical relative charge error of one atom on the DFT grid (:func:`mesh_charge_errors`)
 #: accepted for labels. The atomic densities are exact (radial integral = valence charge to
@@ -120,20 +120,13 @@ def atomic_density(atoms, grid: Grid, settings: DFTConfig) -> np.ndarray:
     return atomic_density_points(atoms, grid.cartesian_points(), settings).reshape(grid.shape)
 
 
-def sad_charge_error(atoms, settings: DFTConfig) -> float:
-    """|int rho_SAD dV - N_e| / N_e of ``atoms`` on the grid ``settings.backend`` would use: how
-    well that grid resolves this cell's superposition of atomic densities."""
-    grid = get_backend(settings.backend).make_grid(atoms, settings)
-    n_e = valence_electrons(atoms, settings)
-    return abs(grid.integrate(atomic_density(atoms, grid, settings)) - n_e) / n_e
-
-
 def mesh_charge_errors(atoms, elements, settings: DFTConfig) -> dict:
     """element -> typical relative charge error of one atom of it on the grid ``settings.backend``
     would use for the cell of ``atoms`` (:func:`hpcdens.sad.aliasing_error`); a missing basis or
     pseudopotential raises the backend's error (PySCF: :class:`DFTInputError`)."""
-    grid = get_backend(settings.backend).make_grid(atoms, settings)
-    radial = get_backend(settings.backend).radial_densities(sorted(set(elements)), settings)
+    backend = get_backend(settings.backend)
+    grid = backend.make_grid(atoms, settings)
+    radial = backend.radial_densities(sorted(set(elements)), settings)
     return {el: aliasing_error(radial[el], grid.cell_bohr, grid.shape) for el in elements}
 
 
