@@ -345,6 +345,12 @@ class TrainConfig:
     learning_rate : Adam step size.
     patience : stop after this many epochs without a better validation loss.
     seed : seed of the point subsampling, the split, the initial weights and the minibatches.
+    density_fraction : fraction of each training snapshot's points drawn with probability
+        proportional to its SAD density (so near the nuclei), the rest uniformly; validation
+        points are always uniform. 0 = all uniform.
+    kl_divisor : N of the loss KL/N + mean NLL: "sampled" (the drawn training points) or "grid"
+        (every grid point of the training snapshots, the ELBO of the full grids that the sample
+        estimates; the posterior then does not depend on points_per_snapshot).
     """
 
     SECTION = "train"
@@ -355,6 +361,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     patience: int = 20
     seed: int = 0
+    density_fraction: float = 0.0
+    kl_divisor: str = "sampled"
 
     def __post_init__(self):
         s = self.SECTION
@@ -368,6 +376,9 @@ class TrainConfig:
         _require(self.learning_rate > 0, s, "learning_rate", self.learning_rate, "must be > 0",
                  "use e.g. 1e-3")
         _require(self.patience >= 1, s, "patience", self.patience, "must be >= 1", "use e.g. 20")
+        _require(0 <= self.density_fraction <= 1, s, "density_fraction", self.density_fraction,
+                 "must be in [0, 1]", "use 0 (uniform) or e.g. 0.5")
+        _one_of(s, "kl_divisor", self.kl_divisor, ("sampled", "grid"))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from hpcdens.training.data import (
     load_snapshots,
     n_validation,
     normalisation_stats,
+    sample_points,
     split,
 )
 from hpcdens.training.loop import prepare_data, steps_per_epoch
@@ -257,3 +258,42 @@ def test_pure_helpers():
         assert max(b - a for a, b in blocks) - min(b - a for a, b in blocks) <= 1
     assert steps_per_epoch(1000, 1, 128) == 8 and steps_per_epoch(1000, 3, 128) == 3
     assert steps_per_epoch(5, 3, 1) == 1
+
+
+def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_path):
+    """[train] density_fraction draws training points where the SAD density is high (validation
+    points stay uniform); kl_divisor = "grid" divides the KL by the grid points the sample stands
+    for instead of the sampled points."""
+    from mpi4py import MPI
+
+    item = load_snapshots([training_set])[0]
+    sad = item.snapshot.rho_sad.reshape(-1)
+    uniform, dense = (sample_points(item, 300, 0, f) for f in (0.0, 1.0))
+    half = sample_points(item, 300, 0, 0.5)
+    for idx in (uniform, dense, half):
+        assert len(np.unique(idx)) == 300 and np.all(np.diff(idx) > 0)
+    assert np.array_equal(half, sample_points(item, 300, 0, 0.5))
+    weighted = float(np.sum(sad ** 2) / np.sum(sad))      # E[rho_SAD] at points drawn ~ rho_SAD
+    assert sad[dense].mean() > 0.5 * (sad.mean() + weighted) > 1.1 * sad.mean()
+    assert sad[dense].mean() > sad[half].mean() > sad[uniform].mean()
+
+    base = {"train.points_per_snapshot": 300, "train.epochs": 4}
+    plain = prepare_data(config(base), [training_set], MPI.COMM_SELF)
+    changes = {**base, "train.density_fraction": 0.5, "train.kl_divisor": "grid"}
+    both = prepare_data(config(changes, name="both.toml"), [training_set], MPI.COMM_SELF)
+    assert plain.n_kl == plain.train.n_global == 300 * len(plain.train_idx)
+    assert both.n_kl == sum(both.labelled[i].snapshot.grid.size for i in both.train_idx)
+    assert np.array_equal(plain.val.target, both.val.target), "validation points stay uniform"
+    assert not np.array_equal(plain.train.target, both.train.target)
+
+    for divisor, n_kl in (("sampled", plain.n_kl), ("grid", sum(
+            plain.labelled[i].snapshot.grid.size for i in plain.train_idx))):
+        cfg = config({**base, "train.kl_divisor": divisor}, name=f"{divisor}.toml")
+        summary = run_train(cfg, [training_set], tmp_path / f"{divisor}.pt", progress=False)
+        h = summary["history"][-1]        # loss = KL / N + NLL with N = n_kl
+        assert (h["train_loss"] - h["train_nll"]) * n_kl == pytest.approx(h["train_kl"], rel=1e-6)
+        assert load_model(tmp_path / f"{divisor}.pt")[1].config["train"]["kl_divisor"] == divisor
+    with pytest.raises(InputError, match=r"\[train\] kl_divisor.*sampled, grid"):
+        config({"train.kl_divisor": "points"}, name="bad.toml")
+    with pytest.raises(InputError, match=r"\[train\] density_fraction"):
+        config({"train.density_fraction": 1.5}, name="bad2.toml")

@@ -67,7 +67,8 @@ class TrainingDiverged(HpcdensError):
 @dataclass
 class Dataset:
     """Everything one rank trains on: its blocks of training and validation points (``val`` is
-    None without validation snapshots), the split, and what goes into the model's metadata."""
+    None without validation snapshots), the split, what goes into the model's metadata, and
+    ``n_kl``, the N of the loss KL/N + mean NLL (``[train] kl_divisor``)."""
 
     labelled: list[Labelled]
     train_idx: list[int]
@@ -77,6 +78,7 @@ class Dataset:
     features: dict
     data_sha256: str
     files: list[str]
+    n_kl: int
 
 
 def prepare_data(config, paths, comm, m: int | None = None, labelled=None) -> Dataset:
@@ -90,14 +92,16 @@ def prepare_data(config, paths, comm, m: int | None = None, labelled=None) -> Da
     common = dict(m=m, target=config.model.target, seed=tc.seed,
                   points_per_snapshot=tc.points_per_snapshot, comm=comm,
                   chunk_points=config.descriptors.chunk_points)
-    train = build_points(labelled, train_idx, **common)
+    train = build_points(labelled, train_idx, density_fraction=tc.density_fraction, **common)
     if train.n_global < comm.size:
         raise InputError(f"{train.n_global} training points for {comm.size} ranks. Fix: raise "
                          f"[train] points_per_snapshot or run on fewer ranks")
     val = build_points(labelled, val_idx, **common) if val_idx else None
     sha = comm.bcast(data_hash(labelled) if comm.rank == 0 else None, root=0)
+    n_kl = (train.n_global if tc.kl_divisor == "sampled"
+            else sum(labelled[i].snapshot.grid.size for i in train_idx))
     return Dataset(labelled, train_idx, val_idx, train, val, feature_spec(labelled, train_idx, m),
-                   sha, [str(p) for p in paths])
+                   sha, [str(p) for p in paths], n_kl)
 
 
 def new_model(config, data: Dataset, comm) -> bnn.BayesianNet:
@@ -270,7 +274,7 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
     t0 = time.perf_counter()
     gen = torch.Generator().manual_seed(
         torch_seed(config.train.seed, _STREAM_EPOCH, state.epoch, comm.rank))
-    n_train = data.train.n_global
+    n_train = data.n_kl
     terms = bnn.train_epoch(net, optimizer, epoch_batches(x, y, n_steps, gen), n_train, gen)
     terms = {k: allreduce(comm, v) / comm.size for k, v in terms.items()}
     t1 = time.perf_counter()

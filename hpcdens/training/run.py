@@ -132,7 +132,8 @@ def fingerprint(config, d: Dataset, model) -> dict:
         "architecture": model.architecture(),
         "train": {"points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
                   "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
-                  "learning_rate": tc.learning_rate}}))
+                  "learning_rate": tc.learning_rate, "density_fraction": tc.density_fraction,
+                  "kl_divisor": tc.kl_divisor}}))
 
 
 def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, config,

@@ -1,0 +1,69 @@
+"""Where a predicted density's Harris-Foulkes energy error comes from, by distance to the nearest
+nucleus (docs/reproduction-crfeconi.md, "Where the energy error sits").
+
+For one prediction file (``hpcdens evaluate`` writes them under DIR/predictions/) and its DFT
+label, with d = rho_ML (renormalised, Eq. 9) - rho_DFT: the energy error of rho_DFT + d restricted
+to each shell of distance from the nearest nucleus (the rest of the cell keeps the DFT density; each
+such density renormalised to N_e), next to the error of the whole prediction and the shells' share
+of |d|^2. One Harris-Foulkes set-up per cell; each energy is one further evaluation.
+
+    python launch/energy_by_region.py PREDICTION.h5 TEST.h5 CONFIG.toml [--shells 0.8 1.6]
+"""
+
+import argparse
+from pathlib import Path
+
+import h5py
+import numpy as np
+from ase.units import Bohr
+
+from hpcdens.config import load_config
+from hpcdens.dft import harris_foulkes_evaluator
+from hpcdens.energy import renormalise
+from hpcdens.io.training_set import read_training_set
+from hpcdens.neighbors import NeighborSearch
+
+
+def nearest_nucleus(snap) -> np.ndarray:
+    """Distance (Bohr) of every grid point to its nearest nucleus, periodic images included."""
+    search = NeighborSearch(snap.atoms.positions / Bohr, snap.atoms.numbers, snap.grid.cell_bohr,
+                            m=1)
+    return search.query(snap.grid.cartesian_points(), k=1).dist[:, 0].reshape(snap.grid.shape)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("prediction", type=Path)
+    parser.add_argument("test", type=Path)
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--shells", type=float, nargs="+", default=[0.8, 1.6],
+                        help="shell boundaries, Bohr (default 0.8 1.6)")
+    args = parser.parse_args()
+    key = args.prediction.stem.replace("__", "/")
+    snap = next(s for s in read_training_set(args.test) if s.key == key)
+    settings = load_config(args.config).dft
+    n_e = float(snap.attrs["n_electrons"])
+    with h5py.File(args.prediction, "r") as f:
+        ml = renormalise(f["rho"][...], snap.grid, n_e)[0]
+    d = ml - snap.rho
+    r = nearest_nucleus(snap)
+    edges = [0.0, *args.shells, np.inf]
+    evaluate = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
+    n = len(snap.atoms)
+
+    def energy(rho) -> float:
+        return evaluate(renormalise(rho, snap.grid, n_e)[0]).free_energy_ha / n
+
+    e_dft = energy(snap.rho)
+    print(f"{key}: E_HF(rho_DFT) - E_DFT = {e_dft - snap.attrs['free_energy_ha'] / n:+.2e} Ha/atom")
+    print(f"{'region':<22}{'volume %':>10}{'share of |d|^2':>16}{'E error Ha/atom':>18}")
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        mask = (r >= lo) & (r < hi)
+        print(f"{f'{lo:g} <= r < {hi:g} Bohr':<22}{100 * mask.mean():>10.1f}"
+              f"{np.sum(d[mask] ** 2) / np.sum(d ** 2):>16.3f}"
+              f"{energy(snap.rho + d * mask) - e_dft:>+18.2e}")
+    print(f"{'whole cell':<22}{100.0:>10.1f}{1.0:>16.3f}{energy(ml) - e_dft:>+18.2e}")
+
+
+if __name__ == "__main__":
+    main()
