@@ -22,6 +22,9 @@ BACKENDS = ("pyscf", "sparc")
 TESSELLATIONS = ("T1", "T2", "T4")
 TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
+# Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
+# they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
+LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled"}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
 
@@ -40,6 +43,13 @@ DEFAULT_LATTICE_CONSTANTS = {
 def _fail(section: str, key: str, value, problem: str, fix: str):
     shown = f" = {value!r}" if value is not None else ""
     raise ConfigError(f"[{section}] {key}{shown}: {problem}. Fix: {fix}")
+
+
+def without_later_defaults(section: str, values: dict) -> dict:
+    """``values`` (a section's settings) less those of ``LATER_DEFAULTS[section]`` that are at
+    their defaults: what a fingerprint hashes."""
+    later = LATER_DEFAULTS.get(section, {})
+    return {k: v for k, v in values.items() if not (k in later and v == later[k])}
 
 
 def _require(ok: bool, section: str, key: str, value, problem: str, fix: str):

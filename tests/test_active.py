@@ -7,12 +7,14 @@ M = 12, a 60-32-32-2 network, 15 epochs, N_s = 10, 500 scoring points per struct
 Measured numbers are in docs/commands/learn.md."""
 
 import csv
+import dataclasses
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -202,6 +204,18 @@ def test_changed_settings_are_refused(reference, tmp_path, capsys):
     other = write(tmp_path, {"learn.score_points": 400})
     assert main([str(other), "--out", str(directory), "--no-plots"]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_settings_added_later_keep_older_journals_resumable():
+    """A setting added with a default must not change the fingerprint of inputs that leave it at
+    that default: f5de3cf1d615ad5a is what the CrFeCoNi study journaled (state.json) before
+    [train] density_fraction and kl_divisor existed. Setting them does change it."""
+    config = load_config(Path(__file__).resolve().parents[1] / "inputs" / "reproduction-crfeconi"
+                         / "crfeconi-bayesian.toml")
+    assert active.settings_fingerprint(config) == "f5de3cf1d615ad5a"
+    for key, value in (("density_fraction", 0.5), ("kl_divisor", "grid")):
+        changed = dataclasses.replace(config, train=dataclasses.replace(config.train, **{key: value}))
+        assert active.settings_fingerprint(changed) != "f5de3cf1d615ad5a", key
 
 
 def test_help_documents_the_aggregate(capsys):

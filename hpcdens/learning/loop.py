@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from ..composition import atom_counts, parse_composition, simplex_grid, tessellation
+from ..config_sections import without_later_defaults
 from ..errors import InputError
 from ..io.files import sha256_file, write_json
 from ..parallel.collective import on_root, self_comm
@@ -79,8 +80,9 @@ def read_state(directory: Path) -> dict | None:
 
 
 def settings_fingerprint(config) -> str:
-    """Hash of every setting that decides the choices (all sections but output)."""
-    relevant = {s: asdict(getattr(config, s)) for s in
+    """Hash of every setting that decides the choices (all sections but output; settings added
+    later only when they differ from their defaults, ``config_sections.LATER_DEFAULTS``)."""
+    relevant = {s: without_later_defaults(s, asdict(getattr(config, s))) for s in
                 ("system", "snapshots", "dft", "descriptors", "model", "train", "learn")}
     relevant["learn"].pop("max_rounds")            # may be raised to continue a finished run
     relevant["learn"].pop("max_compositions")

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
+from ..config_sections import without_later_defaults
 from ..errors import InputError
 from ..io.files import output_file
 from ..io.model import ModelRecord, save_model
@@ -132,8 +133,9 @@ def fingerprint(config, d: Dataset, model) -> dict:
         "architecture": model.architecture(),
         "train": {"points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
                   "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
-                  "learning_rate": tc.learning_rate, "density_fraction": tc.density_fraction,
-                  "kl_divisor": tc.kl_divisor}}))
+                  **without_later_defaults("train", {"learning_rate": tc.learning_rate,
+                                                     "density_fraction": tc.density_fraction,
+                                                     "kl_divisor": tc.kl_divisor})}}))
 
 
 def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, config,
