@@ -108,10 +108,14 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
 
 
 def _log_data(config, d: Dataset, ranks: int):
-    log.info("%d snapshots: %d training (%d points), %d validation (%d points); M = %d, "
-             "species %s, target %s, %d ranks", len(d.labelled), len(d.train_idx),
-             d.train.n_global, len(d.val_idx), d.val.n_global if d.val else 0,
-             d.features["M"], d.features["species"], config.model.target, ranks)
+    tc = config.train
+    drawn = (f"{tc.density_fraction:g} of them drawn by SAD density"
+             if tc.density_fraction else "uniform")
+    log.info("%d snapshots: %d training (%d points, %s), %d validation (%d points); M = %d, "
+             "species %s, target %s, KL / %d (%s points), %d ranks", len(d.labelled),
+             len(d.train_idx), d.train.n_global, drawn, len(d.val_idx),
+             d.val.n_global if d.val else 0, d.features["M"], d.features["species"],
+             config.model.target, d.n_kl, tc.kl_divisor, ranks)
     wanted = n_validation(len(d.labelled), config.train.validation_fraction)
     if len(d.val_idx) < wanted:
         log.warning("%d of the %d validation snapshots asked for: holding out more would remove "
