@@ -2,8 +2,9 @@
 # Training levers for the CrFeCoNi delta-rho model's under-fitted semicore peaks
 # (docs/reproduction-crfeconi.md, "Training levers"): the bayesian run's last training set
 # (AL3, 20 compositions) trained again with [train] settings changed one at a time, and T4's
-# (tessellation round 3) with the chosen one, each model evaluated on the 12-composition test set
-# (density and Harris-Foulkes energy).
+# (tessellation round 3) with the chosen one, and the bayesian and random learn runs again with it
+# (picks made by the better-trained models; labels from the pool), each last model evaluated on
+# the 12-composition test set (density and Harris-Foulkes energy).
 #   bash launch/crfeconi_levers.sh [VARIANT ...]   (default: all below)
 # Needs the pool, test and learn stages of launch/reproduce_crfeconi.sh. Results in
 # runs/reproduction-crfeconi/levers/<variant>/{model.pt,test/evaluate.json}; resumable.
@@ -26,10 +27,13 @@ declare -A TRAIN=(   # variant -> [train] lines added to crfeconi-bayesian.toml'
     [dens50-e80]=$'density_fraction = 0.5\nepochs = 80'
     [dens50-p24k]=$'density_fraction = 0.5\npoints_per_snapshot = 24000'
     [T4-dens50]='density_fraction = 0.5'
+    [AL-dens50]='density_fraction = 0.5'
+    [random-dens50]='density_fraction = 0.5'
 )
 declare -A DATA=([T4-dens50]="$T4")   # variant -> training set (default: AL3's)
+declare -A LEARN=([AL-dens50]=bayesian [random-dens50]=random)   # variants that run hpcdens learn
 VARIANTS=("$@")
-((${#VARIANTS[@]})) || VARIANTS=(grid dens50 grid-dens50 dens80 dens50-e80 dens50-p24k T4-dens50)
+((${#VARIANTS[@]})) || VARIANTS=(grid dens50 grid-dens50 dens80 dens50-e80 dens50-p24k T4-dens50 AL-dens50 random-dens50)
 for f in "$AL" "$T4"; do
     [[ -f "$f" ]] || { echo "no $f: run launch/reproduce_crfeconi.sh pool test learn first" >&2; exit 2; }
 done
@@ -38,7 +42,7 @@ for v in "${VARIANTS[@]}"; do
     [[ -n "${TRAIN[$v]+x}" ]] || { echo "unknown variant $v (known: ${!TRAIN[*]})" >&2; exit 2; }
     D="$OUT/levers/$v"
     mkdir -p "$D"
-    python - "$IN/crfeconi-bayesian.toml" "${TRAIN[$v]}" "$D/input.toml" <<'PY'
+    python - "$IN/crfeconi-${LEARN[$v]:-bayesian}.toml" "${TRAIN[$v]}" "$D/input.toml" <<'PY'
 import re, sys
 src, extra, dst = sys.argv[1:]
 head, sep, rest = open(src).read().partition("\n[train]\n")
@@ -49,12 +53,17 @@ for line in extra.splitlines():   # replace the key in [train], or add it there
 open(dst, "w").write(head + sep + rest)
 PY
     printf '\n=== %s: %s ===\n' "$v" "${TRAIN[$v]//$'\n'/, }"
-    if [[ ! -f "$D/model.pt" ]]; then
-        RESUME=(); [[ -f "$D/model.pt.ckpt" ]] && RESUME=(--resume)
-        mpirun -n "$NP" hpcdens train "$D/input.toml" --data "${DATA[$v]:-$AL}" --out "$D/model.pt" \
+    MODEL="$D/model.pt"
+    if [[ -n "${LEARN[$v]+x}" ]]; then   # resumes by itself; its last round's model
+        mpirun -n "$NP" hpcdens learn "$D/input.toml" --out "$D/learn" --reuse-labels "$OUT/pool.h5" \
+            --no-progress
+        MODEL="$(ls -d "$D"/learn/round_* | tail -n 1)/model.pt"
+    elif [[ ! -f "$MODEL" ]]; then
+        RESUME=(); [[ -f "$MODEL.ckpt" ]] && RESUME=(--resume)
+        mpirun -n "$NP" hpcdens train "$D/input.toml" --data "${DATA[$v]:-$AL}" --out "$MODEL" \
             --no-progress "${RESUME[@]}"
     fi
-    [[ -f "$D/test/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$D/model.pt" "$OUT/test.h5" \
+    [[ -f "$D/test/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$MODEL" "$OUT/test.h5" \
         --config "$IN/crfeconi-test.toml" --out "$D/test" --energy-samples 0 --overwrite
 done
 python launch/levers_table.py "$OUT/rho-model/test-delta" "$OUT"/levers/*/test
