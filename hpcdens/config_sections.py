@@ -24,8 +24,7 @@ TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
 # Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
-LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "core_radius_bohr": 0.0,
-                            "kl_divisor": "sampled"}}
+LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled"}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
 
@@ -359,8 +358,6 @@ class TrainConfig:
     density_fraction : fraction of each training snapshot's points drawn with probability
         proportional to its SAD density (so near the nuclei), the rest uniformly; validation
         points are always uniform. 0 = all uniform.
-    core_radius_bohr : every grid point within this distance (Bohr) of a nucleus is added to each
-        training snapshot's sample, beyond points_per_snapshot (0 = none).
     kl_divisor : N of the loss KL/N + mean NLL: "sampled" (the drawn training points) or "grid"
         (every grid point of the training snapshots, the ELBO of the full grids that the sample
         estimates; the posterior then does not depend on points_per_snapshot).
@@ -375,7 +372,6 @@ class TrainConfig:
     patience: int = 20
     seed: int = 0
     density_fraction: float = 0.0
-    core_radius_bohr: float = 0.0
     kl_divisor: str = "sampled"
 
     def __post_init__(self):
@@ -392,8 +388,6 @@ class TrainConfig:
         _require(self.patience >= 1, s, "patience", self.patience, "must be >= 1", "use e.g. 20")
         _require(0 <= self.density_fraction <= 1, s, "density_fraction", self.density_fraction,
                  "must be in [0, 1]", "use 0 (uniform) or e.g. 0.5")
-        _require(0 <= self.core_radius_bohr <= 2, s, "core_radius_bohr", self.core_radius_bohr,
-                 "must be in [0, 2] Bohr", "use 0 (none) or e.g. 0.3")
         _one_of(s, "kl_divisor", self.kl_divisor, ("sampled", "grid"))
 
 

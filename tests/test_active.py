@@ -209,11 +209,11 @@ def test_changed_settings_are_refused(reference, tmp_path, capsys):
 def test_settings_added_later_keep_older_journals_resumable():
     """A setting added with a default must not change the fingerprint of inputs that leave it at
     that default: f5de3cf1d615ad5a is what the CrFeCoNi study journaled (state.json) before
-    [train] density_fraction, core_radius_bohr and kl_divisor existed. Setting them does change it."""
+    [train] density_fraction and kl_divisor existed. Setting them does change it."""
     config = load_config(Path(__file__).resolve().parents[1] / "inputs" / "reproduction-crfeconi"
                          / "crfeconi-bayesian.toml")
     assert active.settings_fingerprint(config) == "f5de3cf1d615ad5a"
-    for key, value in (("density_fraction", 0.5), ("core_radius_bohr", 0.3), ("kl_divisor", "grid")):
+    for key, value in (("density_fraction", 0.5), ("kl_divisor", "grid")):
         changed = dataclasses.replace(config, train=dataclasses.replace(config.train, **{key: value}))
         assert active.settings_fingerprint(changed) != "f5de3cf1d615ad5a", key
 

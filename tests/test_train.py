@@ -261,8 +261,8 @@ def test_pure_helpers():
 
 
 def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_path):
-    """[train] density_fraction draws training points where the SAD density is high, and
-    core_radius_bohr adds those near the nuclei (validation points stay uniform); kl_divisor = "grid" divides the KL by the grid points the sample stands
+    """[train] density_fraction draws training points where the SAD density is high (validation
+    points stay uniform); kl_divisor = "grid" divides the KL by the grid points the sample stands
     for instead of the sampled points."""
     from mpi4py import MPI
 
@@ -276,15 +276,6 @@ def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_pa
     weighted = float(np.sum(sad ** 2) / np.sum(sad))      # E[rho_SAD] at points drawn ~ rho_SAD
     assert sad[dense].mean() > 0.5 * (sad.mean() + weighted) > 1.1 * sad.mean()
     assert sad[dense].mean() > sad[half].mean() > sad[uniform].mean()
-
-    # core_radius_bohr adds every point within that distance of a nucleus (brute force over images)
-    snap = item.snapshot
-    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
-    atoms = (snap.atoms.positions / Bohr)[:, None] + (shifts @ snap.grid.cell_bohr)[None]
-    dist = np.linalg.norm(snap.grid.cartesian_points()[:, None, None] - atoms[None], axis=-1)
-    near = np.flatnonzero(dist.min(axis=(1, 2)) < 1.0)
-    with_core = sample_points(item, 300, 0, 0.5, core_radius_bohr=1.0)
-    assert len(near) > 10 and np.array_equal(with_core, np.union1d(half, near))
 
     base = {"train.points_per_snapshot": 300, "train.epochs": 4}
     plain = prepare_data(config(base), [training_set], MPI.COMM_SELF)
@@ -306,5 +297,3 @@ def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_pa
         config({"train.kl_divisor": "points"}, name="bad.toml")
     with pytest.raises(InputError, match=r"\[train\] density_fraction"):
         config({"train.density_fraction": 1.5}, name="bad2.toml")
-    with pytest.raises(InputError, match=r"\[train\] core_radius_bohr"):
-        config({"train.core_radius_bohr": -0.1}, name="bad3.toml")

@@ -172,34 +172,17 @@ def split(n_snapshots: int, fraction: float, seed: int, groups: list[str] | None
     return [i for i in range(n_snapshots) if i not in held], sorted(val)
 
 
-def sample_points(item: Labelled, n_points: int, seed: int, density_fraction: float = 0.0,
-                  core_radius_bohr: float = 0.0) -> np.ndarray:
+def sample_points(item: Labelled, n_points: int, seed: int,
+                  density_fraction: float = 0.0) -> np.ndarray:
     """Sorted flat (C-order) grid indices of the points drawn from ``item`` (0 or more than the
     grid has: all of them), without replacement, from the stream (seed, file, crc32(key)).
 
     ``density_fraction`` of them (rounded) are drawn with probability proportional to the
     snapshot's SAD density, which puts them near the nuclei where the density is sharpest; the
-    rest uniformly from the points not yet drawn. With 0 the draw is the plain uniform one.
-    Every grid point within ``core_radius_bohr`` of a nucleus (periodic images included) is added
-    to the draw (the GTH pseudo-density has a hole there that SAD weights skip)."""
+    rest uniformly from the points not yet drawn. With 0 the draw is the plain uniform one."""
     size = item.snapshot.grid.size
     if n_points <= 0 or n_points >= size:
         return np.arange(size)
-    drawn = _draw(item, n_points, seed, density_fraction)
-    if core_radius_bohr > 0:
-        drawn = np.union1d(drawn, _core_points(item.snapshot, core_radius_bohr))
-    return drawn
-
-
-def _core_points(s: Snapshot, radius: float) -> np.ndarray:
-    """Flat indices of the grid points of ``s`` within ``radius`` (Bohr) of a nucleus."""
-    search = NeighborSearch(s.atoms.positions / Bohr, s.atoms.numbers, s.grid.cell_bohr, m=1)
-    dist = search.query(s.grid.cartesian_points(), k=1).dist[:, 0]
-    return np.flatnonzero(dist < radius)
-
-
-def _draw(item: Labelled, n_points: int, seed: int, density_fraction: float) -> np.ndarray:
-    size = item.snapshot.grid.size
     words = (_STREAM_POINTS, item.file_index, zlib.crc32(item.key.encode()))
     rng = np.random.default_rng(seed_words(seed, *words))
     n_dense = int(round(density_fraction * n_points))
@@ -222,14 +205,14 @@ def block_range(n: int, size: int, rank: int) -> tuple[int, int]:
 
 def build_points(labelled: list[Labelled], indices: list[int], m: int, target: str, seed: int,
                  points_per_snapshot: int, comm, chunk_points: int = DEFAULT_CHUNK_POINTS,
-                 density_fraction: float = 0.0, core_radius_bohr: float = 0.0) -> PointSet:
+                 density_fraction: float = 0.0) -> PointSet:
     """This rank's block of the sampled points of the snapshots ``indices`` (see module doc).
 
-    m : M, neighbours per descriptor; target : "rho" or "delta_rho"; density_fraction,
-    core_radius_bohr: see :func:`sample_points`. Memory: the rank's block of descriptors,
-    (n_local, 5M) float64, computed in chunks of ``chunk_points``."""
-    samples = [sample_points(labelled[i], points_per_snapshot, seed, density_fraction,
-                             core_radius_bohr) for i in indices]
+    m : M, neighbours per descriptor; target : "rho" or "delta_rho"; density_fraction: see
+    :func:`sample_points`. Memory: the rank's block of descriptors, (n_local, 5M) float64,
+    computed in chunks of ``chunk_points``."""
+    samples = [sample_points(labelled[i], points_per_snapshot, seed, density_fraction)
+               for i in indices]
     counts = np.array([len(s) for s in samples], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     lo, hi = block_range(int(offsets[-1]), comm.size, comm.rank)

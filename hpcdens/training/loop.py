@@ -92,8 +92,7 @@ def prepare_data(config, paths, comm, m: int | None = None, labelled=None) -> Da
     common = dict(m=m, target=config.model.target, seed=tc.seed,
                   points_per_snapshot=tc.points_per_snapshot, comm=comm,
                   chunk_points=config.descriptors.chunk_points)
-    train = build_points(labelled, train_idx, density_fraction=tc.density_fraction,
-                         core_radius_bohr=tc.core_radius_bohr, **common)
+    train = build_points(labelled, train_idx, density_fraction=tc.density_fraction, **common)
     if train.n_global < comm.size:
         raise InputError(f"{train.n_global} training points for {comm.size} ranks. Fix: raise "
                          f"[train] points_per_snapshot or run on fewer ranks")

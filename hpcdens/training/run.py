@@ -139,7 +139,6 @@ def fingerprint(config, d: Dataset, model) -> dict:
                   "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
                   **without_later_defaults("train", {"learning_rate": tc.learning_rate,
                                                      "density_fraction": tc.density_fraction,
-                                                     "core_radius_bohr": tc.core_radius_bohr,
                                                      "kl_divisor": tc.kl_divisor})}}))
 
 
