@@ -286,8 +286,7 @@ def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_pa
     assert np.array_equal(plain.val.target, both.val.target), "validation points stay uniform"
     assert not np.array_equal(plain.train.target, both.train.target)
 
-    for divisor, n_kl in (("sampled", plain.n_kl), ("grid", sum(
-            plain.labelled[i].snapshot.grid.size for i in plain.train_idx))):
+    for divisor, n_kl in (("sampled", plain.n_kl), ("grid", both.n_kl)):
         cfg = config({**base, "train.kl_divisor": divisor}, name=f"{divisor}.toml")
         summary = run_train(cfg, [training_set], tmp_path / f"{divisor}.pt", progress=False)
         h = summary["history"][-1]        # loss = KL / N + NLL with N = n_kl

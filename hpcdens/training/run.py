@@ -135,11 +135,11 @@ def fingerprint(config, d: Dataset, model) -> dict:
     return json.loads(json.dumps({
         "data_sha256": d.data_sha256, "features": d.features, "target": config.model.target,
         "architecture": model.architecture(),
-        "train": {"points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
-                  "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
-                  **without_later_defaults("train", {"learning_rate": tc.learning_rate,
-                                                     "density_fraction": tc.density_fraction,
-                                                     "kl_divisor": tc.kl_divisor})}}))
+        "train": without_later_defaults("train", {
+            "points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
+            "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
+            "learning_rate": tc.learning_rate, "density_fraction": tc.density_fraction,
+            "kl_divisor": tc.kl_divisor})}))
 
 
 def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, config,
