@@ -201,7 +201,9 @@ def run_generate(config: Config, out: Path, comm, overwrite=False, extend=False,
     status = on_root(comm, prepare_output, out, config, overwrite, extend)
     reused = on_root(comm, reuse_labels, out, tasks, pools)
     todo = comm.bcast(pending(out, tasks, retry_failed) if comm.rank == 0 else None, root=0)
-    run_id = comm.bcast(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}", root=0)
+    # time, process and a random token: two runs started by one process in the same second differ
+    run_id = comm.bcast(f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}-{os.urandom(3).hex()}",
+                        root=0)
     shares = assign(todo, comm.size)
     if comm.rank == 0:
         log.info("%s: %d snapshots, %d to label on %d ranks", status, len(tasks), len(todo),
