@@ -18,8 +18,9 @@ from scipy.interpolate import CubicSpline
 
 #: Densities below this (e/Bohr^3) count as zero: a table's cutoff radius is where it drops below.
 DENSITY_CUTOFF = 1e-14
-#: Points per block in the lattice sum (bounds memory to a few tens of MB).
-POINTS_PER_BLOCK = 32768
+#: Points per block of the lattice sum: its pair list (24 bytes a pair, about 100 pairs a point for
+#: a transition metal's 12-Bohr tail) stays near 20 MB.
+POINTS_PER_BLOCK = 8192
 #: Table points kept beyond the cutoff radius, so the spline is smooth up to it.
 _TAIL_POINTS = 10
 
@@ -93,15 +94,21 @@ def _plane_spacings(cell_bohr: np.ndarray) -> np.ndarray:
     return 1.0 / np.linalg.norm(recip, axis=1)
 
 
-def _image_offsets(cell_bohr: np.ndarray, r_cut: float) -> np.ndarray:
-    """(m, 3) integer translations n whose images can come within ``r_cut`` of a minimum-image
-    displacement (fractional components in [-1/2, 1/2))."""
-    reach = np.ceil(r_cut / _plane_spacings(cell_bohr) + 0.5).astype(int)
-    axes = [np.arange(-m, m + 1) for m in reach]
-    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
-    half_diag = 0.5 * np.sum(np.linalg.norm(cell_bohr, axis=1))
-    keep = np.linalg.norm(offsets @ cell_bohr, axis=1) - half_diag <= r_cut
-    return offsets[keep]
+def _images_near(cell_bohr: np.ndarray, frac_atoms: np.ndarray, frac_lo: np.ndarray,
+                 frac_hi: np.ndarray, r_cut: float) -> np.ndarray:
+    """(m, 3) Cartesian positions (Bohr) of the lattice images of atoms at fractional coordinates
+    ``frac_atoms`` that can lie within ``r_cut`` of a point whose fractional coordinates are in
+    the box [frac_lo, frac_hi]: a displacement of length d changes fractional coordinate i by at
+    most d / (plane spacing i), so an image further than that outside the box along any axis is
+    further than r_cut from every point of it."""
+    margin = r_cut / _plane_spacings(cell_bohr)
+    n_lo = np.ceil(frac_lo - margin - frac_atoms.max(0)).astype(int)
+    n_hi = np.floor(frac_hi + margin - frac_atoms.min(0)).astype(int)
+    axes = [np.arange(lo, hi + 1) for lo, hi in zip(n_lo, n_hi)]
+    shifts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    frac = (frac_atoms[:, None, :] + shifts[None, :, :]).reshape(-1, 3)
+    inside = np.all((frac >= frac_lo - margin) & (frac <= frac_hi + margin), axis=1)
+    return frac[inside] @ cell_bohr
 
 
 def superpose(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict) -> np.ndarray:
@@ -110,23 +117,33 @@ def superpose(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict) -> 
     cell_bohr : (3, 3) lattice vectors as rows; positions_bohr : (natm, 3); symbols : natm element
     symbols; points_bohr : (npts, 3) arbitrary Cartesian points; radial : element ->
     :class:`RadialDensity` (every element of ``symbols``).
+
+    Linear in the number of points: per block of POINTS_PER_BLOCK points and per element, a
+    KD-tree pair search between the points and the atom images near the block finds every
+    (point, image) pair closer than the element's r_cut, and only those are evaluated. Equal to
+    the direct sum over all atoms and images to rounding (tests/test_sad.py).
     """
+    from scipy.spatial import cKDTree
+
     cell_bohr = np.asarray(cell_bohr, dtype=float)
     points = np.asarray(points_bohr, dtype=float).reshape(-1, 3)
+    positions = np.asarray(positions_bohr, dtype=float).reshape(-1, 3)
+    symbols = np.asarray(symbols, dtype=object)
     inv = np.linalg.inv(cell_bohr)
-    offsets = {el: _image_offsets(cell_bohr, rad.r_cut) for el, rad in radial.items()}
+    frac_atoms = {el: positions[symbols == el] @ inv for el in sorted(set(symbols.tolist()))}
     out = np.zeros(len(points))
     for p0 in range(0, len(points), POINTS_PER_BLOCK):
         block = points[p0:p0 + POINTS_PER_BLOCK]
-        acc = out[p0:p0 + POINTS_PER_BLOCK]
-        for symbol, position in zip(symbols, np.asarray(positions_bohr, dtype=float)):
-            rad = radial[symbol]
-            frac = (block - position) @ inv
-            frac -= np.floor(frac + 0.5)
-            disp = frac @ cell_bohr
-            for shift in offsets[symbol] @ cell_bohr:
-                dist = np.linalg.norm(disp + shift, axis=1)
-                near = dist < rad.r_cut
-                if near.any():
-                    acc[near] += rad.spline(dist[near])
+        frac = block @ inv
+        tree = cKDTree(block)
+        for el, fa in frac_atoms.items():
+            rad = radial[el]
+            images = _images_near(cell_bohr, fa, frac.min(0), frac.max(0), rad.r_cut)
+            if not len(images):
+                continue
+            pairs = tree.sparse_distance_matrix(cKDTree(images), rad.r_cut,
+                                                output_type="ndarray")
+            pairs = pairs[pairs["v"] < rad.r_cut]
+            out[p0:p0 + len(block)] += np.bincount(pairs["i"], weights=rad.spline(pairs["v"]),
+                                                   minlength=len(block))
     return out

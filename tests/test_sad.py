@@ -1,0 +1,67 @@
+"""The SAD lattice sum (hpcdens.sad.superpose) against the direct sum over every atom and every
+lattice image within reach, on cells where the cutoff spans many images, skewed cells, points
+outside the cell and blocks of points far apart."""
+
+import numpy as np
+import pytest
+
+from hpcdens import sad
+from hpcdens.sad import superpose, tabulate
+
+
+def gaussian_table(element: str, width: float, n_electrons: float):
+    """A RadialDensity of a normalised Gaussian (its tail drops below the cutoff near 6-9 Bohr)."""
+    r = np.arange(0.0, 20.0, 0.01)
+    rho = n_electrons * np.exp(-(r / width) ** 2) / (np.pi ** 1.5 * width ** 3)
+    return tabulate(element, n_electrons, r, rho)
+
+
+RADIAL = {"Si": gaussian_table("Si", 1.1, 4.0), "Ge": gaussian_table("Ge", 1.5, 4.0)}
+
+
+def direct_sum(cell, positions, symbols, points):
+    """Every atom, every image n in a box wide enough for the largest cutoff, atoms up to 2 cells
+    and points up to 3 cells outside the home cell."""
+    reach = max(r.r_cut for r in RADIAL.values())
+    spacing = 1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1)
+    m = np.ceil(reach / spacing).astype(int) + 6
+    shifts = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij"),
+                      axis=-1).reshape(-1, 3) @ cell
+    out = np.zeros(len(points))
+    for symbol, position in zip(symbols, positions):
+        for shift in shifts:
+            out += RADIAL[symbol](np.linalg.norm(points - position - shift, axis=1))
+    return out
+
+
+CELLS = {
+    "small cubic (cutoff spans 2-3 cells)": np.eye(3) * 4.0,
+    "skewed": np.array([[6.0, 0.0, 0.0], [2.5, 5.5, 0.0], [1.0, -1.5, 7.0]]),
+    "long thin": np.diag([3.5, 4.0, 22.0]),
+}
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_superpose_equals_the_direct_sum(name, monkeypatch):
+    cell = CELLS[name]
+    rng = np.random.default_rng(1)
+    symbols = ["Si", "Ge", "Si", "Si", "Ge"]
+    positions = rng.random((5, 3)) @ cell + rng.normal(0, 3.0, (5, 3))   # some outside the cell
+    inside = rng.random((300, 3)) @ cell
+    far = rng.random((50, 3)) @ cell + 3 * cell[0] - 2 * cell[2]         # periodic images of points
+    points = np.vstack([inside, far])
+    monkeypatch.setattr(sad, "POINTS_PER_BLOCK", 64)   # several blocks, one spanning both groups
+    got = superpose(cell, positions, symbols, points, RADIAL)
+    ref = direct_sum(cell, positions, symbols, points)
+    assert (ref > 1e-6).mean() > 0.9, "most points see density"
+    np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(got[300:], superpose(cell, positions, symbols,
+                                                    points[300:] - 3 * cell[0] + 2 * cell[2],
+                                                    RADIAL), rtol=1e-13)
+
+
+def test_superpose_of_no_points_and_of_one_atom_with_its_images():
+    cell = np.eye(3) * 5.0
+    assert superpose(cell, [[0, 0, 0]], ["Si"], np.zeros((0, 3)), RADIAL).shape == (0,)
+    one = superpose(cell, [[0, 0, 0]], ["Si"], [[0.0, 0.0, 0.1]], RADIAL)
+    assert one.shape == (1,) and one[0] > RADIAL["Si"](np.array([0.1]))[0]   # images add a little
