@@ -10,7 +10,7 @@ cutoff radius of rho_A. Units: Bohr and e/Bohr^3.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.integrate import simpson
@@ -32,7 +32,8 @@ class RadialDensity:
     element : str; n_electrons : float, valence electrons (the pseudopotential's charge);
     r_cut : float, Bohr, beyond which rho < DENSITY_CUTOFF and is taken as zero;
     integral : float, 4 pi int r^2 rho dr of the table (Simpson), in electrons;
-    spline : cubic spline of rho (e/Bohr^3) in r (Bohr), valid on [0, r_cut].
+    spline : cubic spline of rho (e/Bohr^3) in r (Bohr), valid on [0, r_cut];
+    r, rho : the table points it splines (Bohr, e/Bohr^3), what :meth:`to_table` stores.
     """
 
     element: str
@@ -40,11 +41,33 @@ class RadialDensity:
     r_cut: float
     integral: float
     spline: CubicSpline
+    r: np.ndarray = field(compare=False, repr=False, default=None)
+    rho: np.ndarray = field(compare=False, repr=False, default=None)
 
     def __call__(self, r) -> np.ndarray:
         """rho_A at distances ``r`` (Bohr), e/Bohr^3; zero beyond ``r_cut``."""
         r = np.asarray(r, dtype=float)
         return np.where(r < self.r_cut, self.spline(np.minimum(r, self.r_cut)), 0.0)
+
+    def to_table(self) -> dict:
+        """Plain values (a model record stores them): n_electrons, r_cut, integral and the splined
+        points r (Bohr) and rho (e/Bohr^3); :meth:`from_table` rebuilds the same spline."""
+        return {"n_electrons": self.n_electrons, "r_cut": self.r_cut, "integral": self.integral,
+                "r": self.r.tolist(), "rho": self.rho.tolist()}
+
+    @classmethod
+    def from_table(cls, element: str, table: dict) -> "RadialDensity":
+        """The density of a :meth:`to_table` dict, bit for bit; ValueError for a malformed one."""
+        try:
+            r, rho = (np.asarray(table[k], dtype=float) for k in ("r", "rho"))
+            scalars = [float(table[k]) for k in ("n_electrons", "r_cut", "integral")]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"radial table of {element} is malformed ({err!r})") from err
+        if (r.ndim != 1 or r.shape != rho.shape or len(r) < 4 or r[0] != 0
+                or np.any(np.diff(r) <= 0) or not np.all(np.isfinite(rho))):
+            raise ValueError(f"radial table of {element} needs increasing r from 0 and finite rho "
+                             "of the same length (at least 4 points)")
+        return cls(element, *scalars, CubicSpline(r, rho), r, rho)
 
 
 def radial_integral(r, rho) -> float:
@@ -64,7 +87,7 @@ def tabulate(element: str, n_electrons: float, r, rho) -> RadialDensity:
     step = float(r[1] - r[0])
     keep = r <= r_cut + _TAIL_POINTS * step
     return RadialDensity(element, float(n_electrons), r_cut, radial_integral(r, rho),
-                         CubicSpline(r[keep], rho[keep]))
+                         CubicSpline(r[keep], rho[keep]), r[keep], rho[keep])
 
 
 def aliasing_error(radial: RadialDensity, grid_cell_bohr, shape) -> float:

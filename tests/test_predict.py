@@ -204,7 +204,39 @@ def test_delta_rho_model_adds_the_sad_back(tmp_path):
     np.testing.assert_allclose(fields["rho_sad"], sad, rtol=0, atol=1e-13)
     np.testing.assert_allclose(fields["rho"] - fields["rho_sad"], ref["rho"], rtol=0, atol=1e-12)
     assert attrs["target"] == "delta_rho" and "gth-szv-molopt-sr" in attrs["sad_settings_json"]
+    assert attrs["sad_source"] == "dft-backend:pyscf", "a record without tables asks the backend"
     assert summary["timings"]["sad"] > 0
+
+
+def test_delta_rho_model_with_stored_sad_tables_runs_no_dft(tmp_path, monkeypatch):
+    """A record with sad_radial (what 'hpcdens train' stores) predicts without the backend and
+    adds back the same rho_SAD, bit for bit, as the backend's tables give."""
+    from hpcdens.config import DFTConfig
+    from hpcdens.dft import get_backend, pyscf_backend
+
+    dft = {"backend": "pyscf", "basis": "gth-szv-molopt-sr", "pseudo": "gth-pbe", "xc": "PBE"}
+    radial = get_backend("pyscf").radial_densities(["Si", "Ge"], DFTConfig(basis=dft["basis"]))
+    tables = {el: rad.to_table() for el, rad in radial.items()}
+    structure = write_cell(tmp_path / "cell.extxyz", sige_cell())
+    asks = make_model(tmp_path / "asks.pt", meta={"target": "delta_rho", "dft": dft})
+    stored = make_model(tmp_path / "stored.pt", meta={"target": "delta_rho", "dft": dft,
+                                                      "sad_radial": tables})
+    predict_self(asks, structure, tmp_path / "asks.h5", shape=(11, 11, 11))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the DFT backend was asked for the SAD tables")
+
+    monkeypatch.setattr(pyscf_backend, "radial_densities", refuse)
+    predict_self(stored, structure, tmp_path / "stored.h5", shape=(11, 11, 11))
+    broken = make_model(tmp_path / "broken.pt", meta={
+        "target": "delta_rho", "dft": dft,
+        "sad_radial": {**tables, "Ge": {**tables["Ge"], "rho": tables["Ge"]["rho"][:-2]}}})
+    with pytest.raises(InputError, match="sad_radial: radial table of Ge"):
+        predict_self(broken, structure, tmp_path / "broken.h5", shape=(11, 11, 11))
+    (a, attrs_a), (b, attrs_b) = (read_fields(tmp_path / f"{n}.h5") for n in ("asks", "stored"))
+    assert (attrs_a["sad_source"], attrs_b["sad_source"]) == ("dft-backend:pyscf", "model")
+    assert a["rho_sad"].tobytes() == b["rho_sad"].tobytes() and a["rho"].tobytes() == \
+        b["rho"].tobytes()
 
 
 def test_without_parallel_hdf5_the_error_names_the_fix(setup, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hpcdens import sad
-from hpcdens.sad import superpose, tabulate
+from hpcdens.sad import RadialDensity, superpose, tabulate
 
 
 def gaussian_table(element: str, width: float, n_electrons: float):
@@ -65,3 +65,17 @@ def test_superpose_of_no_points_and_of_one_atom_with_its_images():
     assert superpose(cell, [[0, 0, 0]], ["Si"], np.zeros((0, 3)), RADIAL).shape == (0,)
     one = superpose(cell, [[0, 0, 0]], ["Si"], [[0.0, 0.0, 0.1]], RADIAL)
     assert one.shape == (1,) and one[0] > RADIAL["Si"](np.array([0.1]))[0]   # images add a little
+
+
+def test_a_table_round_trips_bit_for_bit_and_a_bad_one_is_refused():
+    rad = RADIAL["Ge"]
+    back = RadialDensity.from_table("Ge", rad.to_table())
+    r = np.linspace(0.0, rad.r_cut + 1.0, 997)
+    assert (back.element, back.n_electrons, back.r_cut, back.integral) == \
+        (rad.element, rad.n_electrons, rad.r_cut, rad.integral)
+    assert back(r).tobytes() == rad(r).tobytes()
+    for broken in ({**rad.to_table(), "rho": rad.to_table()["rho"][:-1]},
+                   {**rad.to_table(), "r": rad.to_table()["r"][::-1]},
+                   {k: v for k, v in rad.to_table().items() if k != "integral"}):
+        with pytest.raises(ValueError, match="radial table of Ge"):
+            RadialDensity.from_table("Ge", broken)

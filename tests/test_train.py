@@ -21,6 +21,7 @@ from hpcdens.errors import InputError
 from hpcdens.io.model import load_model
 from hpcdens.metrics import nrmse
 from hpcdens.neighbors import NeighborSearch
+from hpcdens.sad import superpose
 from hpcdens.training.data import (
     block_range,
     data_hash,
@@ -115,6 +116,13 @@ def test_delta_rho_target_improves_on_the_sad_density(training_set, config, tmp_
     # 0.009-0.016 vs 0.076-0.078).
     assert nrmse(pred, snap.rho) < 0.5 * nrmse(snap.rho_sad, snap.rho)
     assert nrmse(pred, snap.rho) < 0.25 * nrmse(np.full(snap.rho.shape, snap.rho.mean()), snap.rho)
+    # the record keeps the radial tables the labels' rho_SAD came from: predict needs no DFT
+    radial = record.radial_densities()
+    atoms = snap.atoms
+    assert sorted(radial) == sorted(set(atoms.get_chemical_symbols()))
+    sad = superpose(atoms.cell.array / Bohr, atoms.positions / Bohr, atoms.get_chemical_symbols(),
+                    snap.grid.cartesian_points(), radial)
+    np.testing.assert_allclose(sad.reshape(snap.grid.shape), snap.rho_sad, rtol=0, atol=1e-13)
 
 
 def test_resume_reaches_the_model_of_an_uninterrupted_run(training_set, config, tmp_path):

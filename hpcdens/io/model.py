@@ -34,7 +34,7 @@ REQUIRED = ("n_neighbors", "species", "target", "n_samples", "sample_seed", "des
 """Record keys every model file must carry."""
 _RETRAIN = "Fix: retrain the model with 'hpcdens train' of this hpcdens version"
 _OPTIONAL = ("dft", "valence_electrons", "features", "training", "config", "hpcdens_version",
-             "calibration")
+             "calibration", "sad_radial")
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ class ModelRecord:
         hpcdens_version : the version that trained it (each None when not recorded)
     calibration : the uncertainty calibration fitted on the validation snapshots by
         ``hpcdens calibrate`` (:mod:`hpcdens.calibration`), or None: uncalibrated
+    sad_radial : a delta_rho model's radial atomic densities, {element: table of
+        :meth:`hpcdens.sad.RadialDensity.to_table`}, from the labels' DFT backend at training,
+        so that a prediction adds back the SAD its targets had without running that backend;
+        None for rho models and models trained before it was stored
     """
 
     n_neighbors: int
@@ -70,6 +74,7 @@ class ModelRecord:
     config: dict | None = None
     hpcdens_version: str | None = None
     calibration: dict | None = None
+    sad_radial: dict | None = None
 
     @property
     def mesh_spacing_bohr(self) -> float | None:
@@ -110,11 +115,24 @@ class ModelRecord:
                 training=_mapping(meta.get("training"), "training"),
                 config=_mapping(meta.get("config"), "config"),
                 hpcdens_version=meta.get("hpcdens_version"),
-                calibration=_mapping(meta.get("calibration"), "calibration"))
+                calibration=_mapping(meta.get("calibration"), "calibration"),
+                sad_radial=_mapping(meta.get("sad_radial"), "sad_radial"))
         except (TypeError, ValueError) as err:
             raise ModelError(f"model {path}: malformed metadata ({err}); n_neighbors, n_samples, "
                              "sample_seed and descriptor_version must be integers, species a "
                              f"list of atomic numbers. {_RETRAIN}") from err
+
+    def radial_densities(self, path="model") -> dict | None:
+        """``sad_radial`` as {element: :class:`hpcdens.sad.RadialDensity`}, or None when the
+        record has none; ModelError for a malformed table."""
+        from ..sad import RadialDensity
+
+        if not self.sad_radial:
+            return None
+        try:
+            return {el: RadialDensity.from_table(el, t) for el, t in self.sad_radial.items()}
+        except ValueError as err:
+            raise ModelError(f"model {path}: sad_radial: {err}. {_RETRAIN}") from err
 
     def check(self, path="model", n_in: int | None = None) -> None:
         """ModelError unless the record is usable by this hpcdens (and, given ``n_in``, fits a

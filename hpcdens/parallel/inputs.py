@@ -138,18 +138,27 @@ def valence_table(record: ModelRecord, option: str | None, species) -> tuple[dic
 
 
 def sad_tables(record: ModelRecord, symbols) -> dict:
-    """Radial SAD tables of a delta_rho model's elements from the DFT backend of its dft record
-    (the backend's ``radial_densities``)."""
+    """Radial SAD tables of a delta_rho model's elements: the ones its record stores
+    (``sad_radial``, source "model"), else from the DFT backend of its dft record (the backend's
+    ``radial_densities``, source "dft-backend:<name>"; models trained before the tables were
+    stored)."""
     from ..dft import get_backend, settings_from_record
 
     if not record.dft:
         raise InputError("this delta_rho model needs the SAD density, but its record has no dft "
                          "settings (its training snapshots did not share one). Fix: retrain it on "
                          "labels made with one DFT setting, or use a target 'rho' model")
-    settings = settings_from_record(record.dft)
-    radial = get_backend(settings.backend).radial_densities(sorted(set(symbols)), settings)
+    elements = sorted(set(symbols))
+    stored = record.radial_densities() or {}
+    if set(elements) <= set(stored):
+        radial, source = {el: stored[el] for el in elements}, "model"
+    else:
+        settings = settings_from_record(record.dft)
+        radial = get_backend(settings.backend).radial_densities(elements, settings)
+        source = f"dft-backend:{settings.backend}"
     used = {k: v for k, v in record.dft.items() if k != "mesh_spacing_bohr"}  # not a SAD setting
-    return {"settings": used, "radial": radial, "r_cut": max(r.r_cut for r in radial.values())}
+    return {"settings": used, "radial": radial, "source": source,
+            "r_cut": max(r.r_cut for r in radial.values())}
 
 
 def build_structure(path, supercell=None, vacancies: int = 0, seed: int = 0):

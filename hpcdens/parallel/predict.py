@@ -128,6 +128,7 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
              "structure_json": json.dumps(plan.structure_info)}
     if plan.sad:
         attrs["sad_settings_json"] = json.dumps(plan.sad["settings"])
+        attrs["sad_source"] = plan.sad["source"]
     attrs["uncertainty_calibration_json"] = json.dumps(plan.record.calibration or "uncalibrated")
     attrs.update(extra)
     return attrs

@@ -20,7 +20,7 @@ import torch
 
 from .. import __version__
 from ..config_sections import without_later_defaults
-from ..errors import InputError
+from ..errors import HpcdensError, InputError
 from ..io.files import output_file
 from ..io.model import ModelRecord, save_model
 from ..parallel.collective import on_root, self_comm
@@ -233,14 +233,38 @@ def model_record(config, d: Dataset, state: TrainState, summary: dict) -> ModelR
                     validation=dict(state.best_metrics), seed=config.train.seed,
                     history=state.history)
     valence = valence_electrons(d.labelled, d.train_idx)
+    dft = dft_settings(d.labelled, d.train_idx)
     return ModelRecord(
         n_neighbors=d.features["M"], species=tuple(d.features["species"]),
         target=config.model.target, n_samples=config.model.n_samples,
         sample_seed=config.model.seed, descriptor_version=d.features["descriptor_version"],
-        dft=dft_settings(d.labelled, d.train_idx),
-        valence_electrons=None if valence is None else {int(z): n for z, n in valence.items()},
+        dft=dft, valence_electrons=None if valence is None else {int(z): n for z, n in
+                                                                valence.items()},
         features=d.features, training=training, config=config_record(config),
-        hpcdens_version=__version__)
+        hpcdens_version=__version__,
+        sad_radial=sad_radial(config.model.target, dft, d.features["species"]))
+
+
+def sad_radial(target: str, dft: dict | None, species) -> dict | None:
+    """A delta_rho model's radial atomic densities (``ModelRecord.sad_radial``) from the DFT
+    backend and settings of its labels: the tables its targets' rho_SAD was built from. None for
+    rho models, for labels without one shared dft record, and when the backend cannot give them
+    on this machine (a warning; predict then asks the backend, as for older models)."""
+    from ase.data import chemical_symbols
+
+    from ..dft import get_backend, settings_from_record
+
+    if target != "delta_rho" or not dft:
+        return None
+    settings = settings_from_record(dft)
+    try:
+        radial = get_backend(settings.backend).radial_densities(
+            [chemical_symbols[int(z)] for z in species], settings)
+    except HpcdensError as err:
+        log.warning("the model does not store its SAD tables (%s backend: %s); predict will "
+                    "compute them with that backend", settings.backend, err)
+        return None
+    return {el: rad.to_table() for el, rad in sorted(radial.items())}
 
 
 def config_record(config) -> dict:
