@@ -370,3 +370,29 @@ def test_fast_sample_modes(setup, tmp_path):
         with pytest.raises(InputError, match="--samples"):
             predict_self(model, structure, tmp_path / f"bad{bad}.h5", shape=shape, samples=bad)
         assert not (tmp_path / f"bad{bad}.h5").exists()
+
+
+def test_chunk_points_too_small_or_too_large_for_memory_is_refused(setup, tmp_path, monkeypatch):
+    """Below one network block: refused. A chunk whose working memory exceeds half of this
+    rank's share of the node's available memory: refused before any point is predicted, naming
+    the --chunk-points that fits, which then runs; nothing is left behind."""
+    from hpcdens.parallel import predict as predict_module
+    from hpcdens.parallel.inputs import CHUNK_BYTES_PER_FEATURE, chunk_memory_error
+
+    model, structure, _ = setup
+    out = tmp_path / "p.h5"
+    with pytest.raises(InputError, match="below one network block.*--chunk-points 256"):
+        predict_self(model, structure, out, spacing_bohr=0.9, chunk_points=100)
+    per_point = CHUNK_BYTES_PER_FEATURE * 5 * M
+    monkeypatch.setattr(predict_module, "available_memory_bytes", lambda: 2 * 1000 * per_point)
+    with pytest.raises(InputError, match=r"--chunk-points 8192: a chunk of \d+ points needs .* "
+                                         r"Fix: --chunk-points 1000$"):
+        predict_self(model, structure, out, spacing_bohr=0.9, chunk_points=8192)
+    assert not [p.name for p in tmp_path.iterdir() if "p.h5" in p.name], "nothing left behind"
+    predict_self(model, structure, out, spacing_bohr=0.9, chunk_points=1000)
+    assert out.exists()
+    # the rule itself: 2 ranks on a node with 4 GiB available, M = 55
+    assert chunk_memory_error(8192, 10**6, 275, 0, 4 * 2**30, 2) is None
+    assert "Fix: --chunk-points 122016" in chunk_memory_error(10**6, 10**6, 275, 0, 4 * 2**30, 2)
+    assert chunk_memory_error(10**6, 8192, 275, 0, 4 * 2**30, 2) is None, "the block bounds it"
+    assert chunk_memory_error(10**9, 10**9, 275, 0, None, 2) is None, "unknown: not checked"

@@ -29,6 +29,37 @@ from ..io.model import ModelRecord
 
 log = logging.getLogger("hpcdens.predict")
 
+#: The smallest --chunk-points: one block of the network pass (hpcdens.bnn_predict).
+MIN_CHUNK_POINTS = 256
+#: Working memory of a chunk per grid point and descriptor number (5M of them a point):
+#: descriptors, neighbour lists, frames and their temporaries. Measured 5.5-7.7 kB per point at
+#: M = 55 (peak RSS against chunk size, docs/commands/predict.md); 32 x 275 = 8.8 kB.
+CHUNK_BYTES_PER_FEATURE = 32
+
+
+def chunk_memory_error(chunk_points: int, block_points: int, n_features: int,
+                       saved_samples: int, available_bytes: int | None,
+                       ranks_on_node: int) -> str | None:
+    """Why a chunk of ``chunk_points`` grid points (at most the rank's ``block_points``) would not
+    fit in half of the memory available to this rank (``available_bytes`` of the node shared by
+    ``ranks_on_node`` ranks), with the --chunk-points that would; None when it fits or the
+    available memory is unknown. ``n_features``: 5M; ``saved_samples``: per-sample fields
+    written (N_s with --save-samples, else 0)."""
+    if available_bytes is None:
+        return None
+    per_point = CHUNK_BYTES_PER_FEATURE * n_features + 16 * saved_samples
+    budget = available_bytes / (2 * max(1, ranks_on_node))
+    points = min(int(chunk_points), int(block_points))
+    if points * per_point <= budget:
+        return None
+    fits = int(budget // per_point)
+    fix = (f"--chunk-points {fits}" if fits >= MIN_CHUNK_POINTS else
+           "fewer ranks per node, or a node with more memory")
+    return (f"--chunk-points {chunk_points}: a chunk of {points} points needs about "
+            f"{points * per_point / 2**20:.0f} MB per rank, more than half of the "
+            f"{available_bytes / 2**20:.0f} MB available on this node shared by {ranks_on_node} "
+            f"ranks. Fix: {fix}")
+
 
 @dataclass(frozen=True)
 class PredictPlan:
@@ -40,7 +71,7 @@ class PredictPlan:
     valence : {Z: valence electrons}; valence_source : "model", "option" or "dft-backend:<name>"
     out : the prediction file, or None for a prediction kept in memory
     sad : None, or {"settings": the dft record but the grid spacing, "radial": {symbol:
-        RadialDensity}, "r_cut": Bohr}
+        RadialDensity}, "source": "model" or "dft-backend:<name>", "r_cut": Bohr}
     keep_samples : also predict the density of each of the N_s weight samples (kept in memory
         only, fields ``rho_sample_<j>``; see :func:`hpcdens.parallel.block.sample_field_names`)
     save_samples : also write the per-sample densities into the prediction file (datasets
@@ -184,8 +215,11 @@ def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
     (run on one rank). Grid: ``shape``, or ``spacing_bohr`` (default: the record's training
     spacing). ``what`` names the structure in messages; ``keep_samples``: see
     :class:`PredictPlan`. Raises InputError."""
-    if isinstance(chunk_points, bool) or int(chunk_points) < 1:
-        raise InputError(f"--chunk-points must be >= 1, got {chunk_points}")
+    if isinstance(chunk_points, bool) or int(chunk_points) < MIN_CHUNK_POINTS:
+        raise InputError(f"--chunk-points {chunk_points} is below one network block "
+                         f"({MIN_CHUNK_POINTS} points): smaller chunks only add overhead. Fix: "
+                         f"--chunk-points {MIN_CHUNK_POINTS} or more (default "
+                         f"{DEFAULT_CHUNK_POINTS})")
     check_species(atoms.numbers, record.species, what)
     if spacing_bohr is None and shape is None:
         spacing_bohr = record.mesh_spacing_bohr

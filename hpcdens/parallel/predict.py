@@ -71,7 +71,13 @@ from .collective import (
     on_root,
 )
 from .decomposition import BlockLayout, GridDecomposition, chunk_boxes
-from .inputs import PredictPlan, plan_for_atoms, plan_summary, prepare_plan
+from .inputs import (
+    PredictPlan,
+    chunk_memory_error,
+    plan_for_atoms,
+    plan_summary,
+    prepare_plan,
+)
 from .writer import ParallelH5Writer, require_parallel_hdf5
 
 log = logging.getLogger("hpcdens.predict")
@@ -101,6 +107,37 @@ def load_predictor(comm, path) -> Predictor:
 def peak_rss_mb() -> float:
     """Peak resident memory of this process (MB; Linux reports ru_maxrss in kB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable of this node (/proc/meminfo, bytes), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_chunk_memory(comm, plan: PredictPlan, block_points: int) -> None:
+    """InputError on every rank when a chunk would not fit in this rank's share of its node's
+    available memory (:func:`hpcdens.parallel.inputs.chunk_memory_error`; collective)."""
+    from mpi4py import MPI
+
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    ranks_on_node = node.Get_size()
+    node.Free()
+
+    def check():
+        saved = plan.record.n_samples if plan.save_samples else 0
+        error = chunk_memory_error(plan.chunk_points, block_points, 5 * plan.record.n_neighbors,
+                                   saved, available_memory_bytes(), ranks_on_node)
+        if error:
+            raise InputError(error)
+
+    on_every_rank(comm, check)
 
 
 def _halo_stats(comm, block) -> dict:
@@ -209,6 +246,7 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
     ``keep``."""
     opened = ParallelH5Writer(plan.out, comm) if plan.out is not None else nullcontext()
     with GridDecomposition(comm, plan.grid_shape, dims) as decomp, opened as writer:
+        check_chunk_memory(comm, plan, decomp.local_size)
         if writer is not None:
             with timer("write"):
                 for name in field_names(plan):
