@@ -24,7 +24,7 @@ TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
 # Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
-LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled"}}
+LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
 
@@ -361,6 +361,7 @@ class TrainConfig:
     kl_divisor : N of the loss KL/N + mean NLL: "sampled" (the drawn training points) or "grid"
         (every grid point of the training snapshots, the ELBO of the full grids that the sample
         estimates; the posterior then does not depend on points_per_snapshot).
+    lr_patience : halve the learning rate every lr_patience epochs without improvement (0: never)
     """
 
     SECTION = "train"
@@ -373,6 +374,7 @@ class TrainConfig:
     seed: int = 0
     density_fraction: float = 0.0
     kl_divisor: str = "sampled"
+    lr_patience: int = 0
 
     def __post_init__(self):
         s = self.SECTION
@@ -389,6 +391,7 @@ class TrainConfig:
         _require(0 <= self.density_fraction <= 1, s, "density_fraction", self.density_fraction,
                  "must be in [0, 1]", "use 0 (uniform) or e.g. 0.5")
         _one_of(s, "kl_divisor", self.kl_divisor, ("sampled", "grid"))
+        _require(self.lr_patience >= 0, s, "lr_patience", self.lr_patience, ">= 0", "use 0 or 5")
 
 
 @dataclass(frozen=True)

@@ -304,3 +304,28 @@ def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_pa
         config({"train.kl_divisor": "points"}, name="bad.toml")
     with pytest.raises(InputError, match=r"\[train\] density_fraction"):
         config({"train.density_fraction": 1.5}, name="bad2.toml")
+
+
+def test_lr_patience_halves_the_rate_and_a_resumed_run_keeps_it(training_set, config, tmp_path):
+    """[train] lr_patience = k: after every k-th epoch in a row without a better validation loss
+    the learning rate halves, and stays halved after an improvement; the number of halvings is
+    in the checkpoint, so a resumed run follows the uninterrupted one bit for bit."""
+    base = {"train.points_per_snapshot": 300, "train.epochs": 10, "train.patience": 10,
+            "train.learning_rate": 0.3, "train.lr_patience": 1}
+    cfg = config(base, name="decay.toml")
+    whole = run_train(cfg, [training_set], tmp_path / "whole.pt", progress=False)["history"]
+    best, bad, halvings = np.inf, 0, 0
+    for h in whole:
+        assert h["learning_rate"] == 0.3 * 0.5 ** halvings
+        if h["val_loss"] < best:
+            best, bad = h["val_loss"], 0
+        else:
+            bad, halvings = bad + 1, halvings + 1
+    assert halvings >= 2, "the test needs epochs without improvement"
+    run_train(cfg, [training_set], tmp_path / "parts.pt", progress=False, stop_after=5)
+    resumed = run_train(cfg, [training_set], tmp_path / "parts.pt", progress=False,
+                        resume=True)["history"]
+    keys = ("learning_rate", "train_loss", "val_loss")
+    assert [[h[k] for k in keys] for h in resumed] == [[h[k] for k in keys] for h in whole]
+    with pytest.raises(InputError, match=r"\[train\] lr_patience"):
+        config({"train.lr_patience": -1}, name="bad.toml")

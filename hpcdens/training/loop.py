@@ -235,6 +235,7 @@ class TrainState:
     best_state: dict | None = None
     bad_epochs: int = 0
     history: list = field(default_factory=list)
+    lr_halvings: int = 0
 
     def done(self, epochs: int, patience: int) -> bool:
         return self.epoch >= epochs or self.bad_epochs >= patience
@@ -272,6 +273,9 @@ def fit(model, optimizer, data: Dataset, config, comm, state: TrainState, on_epo
 
 def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: TrainState):
     t0 = time.perf_counter()
+    lr = config.train.learning_rate * 0.5 ** state.lr_halvings
+    for group in optimizer.param_groups:
+        group["lr"] = lr
     gen = torch.Generator().manual_seed(
         torch_seed(config.train.seed, _STREAM_EPOCH, state.epoch, comm.rank))
     n_train = data.n_kl
@@ -290,7 +294,10 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
         state.best_metrics = dict(val or {}, train_loss=terms["loss"])
     else:
         state.bad_epochs += 1
-    state.history.append({"epoch": state.epoch, **{f"train_{k}": v for k, v in terms.items()},
+        if config.train.lr_patience and state.bad_epochs % config.train.lr_patience == 0:
+            state.lr_halvings += 1   # [train] lr_patience: the next epochs at half the rate
+    state.history.append({"epoch": state.epoch, "learning_rate": lr,
+                          **{f"train_{k}": v for k, v in terms.items()},
                           **({f"val_{k}": v for k, v in val.items()} if val else {}),
                           "train_s": t1 - t0, "val_s": time.perf_counter() - t1})
 
@@ -318,9 +325,9 @@ def _report(state: TrainState, bar) -> None:
            if "val_loss" in h else "")
     # With a progress bar the epoch line is a debug message (-v); without one it is the progress.
     log.log(logging.DEBUG if bar is not None else logging.INFO,
-            "epoch %d: loss %.5g (kl %.4g, nll %.5g)%s%s, %.2f s", h["epoch"], h["train_loss"],
-             h["train_kl"], h["train_nll"], val, " *" if state.bad_epochs == 0 else "",
-             h["train_s"] + h["val_s"])
+            "epoch %d: loss %.5g (kl %.4g, nll %.5g)%s%s, lr %.3g, %.2f s", h["epoch"],
+            h["train_loss"], h["train_kl"], h["train_nll"], val,
+            " *" if state.bad_epochs == 0 else "", h["learning_rate"], h["train_s"] + h["val_s"])
     if bar is not None:
         post = {"loss": f"{h['train_loss']:.4g}"}
         if "val_nrmse" in h:

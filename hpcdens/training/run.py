@@ -139,7 +139,7 @@ def fingerprint(config, d: Dataset, model) -> dict:
             "points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
             "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
             "learning_rate": tc.learning_rate, "density_fraction": tc.density_fraction,
-            "kl_divisor": tc.kl_divisor})}))
+            "kl_divisor": tc.kl_divisor, "lr_patience": tc.lr_patience})}))
 
 
 def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, config,
@@ -152,6 +152,7 @@ def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, 
                "best": {"loss": state.best_loss, "epoch": state.best_epoch,
                         "metrics": state.best_metrics, "state": state.best_state},
                "bad_epochs": state.bad_epochs, "history": state.history,
+               "lr_halvings": state.lr_halvings,
                "rng": {"scheme": RNG_SCHEME, "seed": config.train.seed, "next_epoch": state.epoch},
                "ranks": ranks, "hpcdens_version": __version__}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
@@ -198,7 +199,8 @@ def restore(path: Path, fp: dict, model, optimizer, comm) -> TrainState:
                  payload["epoch"], payload["ranks"], comm.size)
     return TrainState(epoch=payload["epoch"], best_loss=best["loss"], best_epoch=best["epoch"],
                       best_metrics=best["metrics"], best_state=best["state"],
-                      bad_epochs=payload["bad_epochs"], history=list(payload["history"]))
+                      bad_epochs=payload["bad_epochs"], history=list(payload["history"]),
+                      lr_halvings=int(payload.get("lr_halvings", 0)))
 
 
 # ------------------------------------------------------------------------------- results ---
