@@ -41,8 +41,8 @@ class RadialDensity:
     r_cut: float
     integral: float
     spline: CubicSpline
-    r: np.ndarray = field(compare=False, repr=False, default=None)
-    rho: np.ndarray = field(compare=False, repr=False, default=None)
+    r: np.ndarray = field(compare=False, repr=False)
+    rho: np.ndarray = field(compare=False, repr=False)
 
     def __call__(self, r) -> np.ndarray:
         """rho_A at distances ``r`` (Bohr), e/Bohr^3; zero beyond ``r_cut``."""
