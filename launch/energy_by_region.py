@@ -18,8 +18,7 @@ import numpy as np
 from ase.units import Bohr
 
 from hpcdens.config import load_config
-from hpcdens.dft import harris_foulkes_evaluator
-from hpcdens.energy import renormalise
+from hpcdens.energy import energy_per_atom, renormalise
 from hpcdens.io.training_set import read_training_set
 from hpcdens.neighbors import NeighborSearch
 
@@ -31,6 +30,19 @@ def nearest_nucleus(snap) -> np.ndarray:
     return search.query(snap.grid.cartesian_points(), k=1).dist[:, 0].reshape(snap.grid.shape)
 
 
+def prediction_error(prediction: Path, test: Path, config: Path):
+    """One prediction file of ``hpcdens evaluate`` (named after its snapshot's key) and its DFT
+    label in ``test``: (snapshot, d = rho_ML renormalised (Eq. 9) - rho_DFT, e/Bohr^3, and
+    rho -> Harris-Foulkes free energy per atom (Ha) of rho renormalised, one set-up for all)."""
+    key = prediction.stem.replace("__", "/")
+    snap = next(s for s in read_training_set(test) if s.key == key)
+    n_e = float(snap.attrs["n_electrons"])
+    with h5py.File(prediction, "r") as f:
+        d = renormalise(f["rho"][...], snap.grid, n_e)[0] - snap.rho
+    energy = energy_per_atom(snap.atoms, snap.grid, load_config(config).dft, n_e)
+    return snap, d, energy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prediction", type=Path)
@@ -39,30 +51,20 @@ def main() -> None:
     parser.add_argument("--shells", type=float, nargs="+", default=[0.8, 1.6],
                         help="shell boundaries, Bohr (default 0.8 1.6)")
     args = parser.parse_args()
-    key = args.prediction.stem.replace("__", "/")
-    snap = next(s for s in read_training_set(args.test) if s.key == key)
-    settings = load_config(args.config).dft
-    n_e = float(snap.attrs["n_electrons"])
-    with h5py.File(args.prediction, "r") as f:
-        ml = renormalise(f["rho"][...], snap.grid, n_e)[0]
-    d = ml - snap.rho
+    snap, d, energy = prediction_error(args.prediction, args.test, args.config)
     r = nearest_nucleus(snap)
     edges = [0.0, *args.shells, np.inf]
-    evaluate = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
     n = len(snap.atoms)
-
-    def energy(rho) -> float:
-        return evaluate(renormalise(rho, snap.grid, n_e)[0]).free_energy_ha / n
-
     e_dft = energy(snap.rho)
-    print(f"{key}: E_HF(rho_DFT) - E_DFT = {e_dft - snap.attrs['free_energy_ha'] / n:+.2e} Ha/atom")
+    print(f"{snap.key}: E_HF(rho_DFT) - E_DFT = {e_dft - snap.attrs['free_energy_ha'] / n:+.2e} "
+          "Ha/atom")
     print(f"{'region':<22}{'volume %':>10}{'share of |d|^2':>16}{'E error Ha/atom':>18}")
     for lo, hi in zip(edges[:-1], edges[1:]):
         mask = (r >= lo) & (r < hi)
         print(f"{f'{lo:g} <= r < {hi:g} Bohr':<22}{100 * mask.mean():>10.1f}"
               f"{np.sum(d[mask] ** 2) / np.sum(d ** 2):>16.3f}"
               f"{energy(snap.rho + d * mask) - e_dft:>+18.2e}")
-    print(f"{'whole cell':<22}{100.0:>10.1f}{1.0:>16.3f}{energy(ml) - e_dft:>+18.2e}")
+    print(f"{'whole cell':<22}{100.0:>10.1f}{1.0:>16.3f}{energy(snap.rho + d) - e_dft:>+18.2e}")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,8 @@ One Harris-Foulkes set-up per cell; each energy is one further evaluation.
 import argparse
 from pathlib import Path
 
-import h5py
 import numpy as np
-
-from hpcdens.config import load_config
-from hpcdens.dft import harris_foulkes_evaluator
-from hpcdens.energy import renormalise
-from hpcdens.io.training_set import read_training_set
+from energy_by_region import prediction_error  # launch/, the script's own directory
 
 
 def random_phases(d: np.ndarray, seed: int) -> np.ndarray:
@@ -42,23 +37,18 @@ def main() -> None:
     parser.add_argument("config", type=Path)
     parser.add_argument("--phases", type=int, default=3, help="random-phase fields (default 3)")
     args = parser.parse_args()
-    key = args.prediction.stem.replace("__", "/")
-    snap = next(s for s in read_training_set(args.test) if s.key == key)
-    settings = load_config(args.config).dft
-    n_e, n = float(snap.attrs["n_electrons"]), len(snap.atoms)
-    with h5py.File(args.prediction, "r") as f:
-        d = renormalise(f["rho"][...], snap.grid, n_e)[0] - snap.rho
-    evaluate = harris_foulkes_evaluator(snap.atoms, snap.grid, settings)
+    snap, d, energy = prediction_error(args.prediction, args.test, args.config)
+    n = len(snap.atoms)
     e_dft = snap.attrs["free_energy_ha"] / n
 
     def error(rho) -> float:
-        return evaluate(renormalise(rho, snap.grid, n_e)[0]).free_energy_ha / n - e_dft
+        return energy(rho) - e_dft
 
     errors = {s: error(snap.rho + s * d) for s in (1.0, 0.5, -0.5, -1.0)}
     e1 = (errors[1.0] - errors[-1.0]) / 2
     e2 = (errors[1.0] + errors[-1.0]) / 2
     rms = np.sqrt(np.mean(d ** 2)) / np.sqrt(np.mean(snap.rho ** 2))
-    print(f"{key}: {n} atoms, |d| / |rho_DFT| = {rms:.4f}")
+    print(f"{snap.key}: {n} atoms, |d| / |rho_DFT| = {rms:.4f}")
     print("E(rho_DFT + s d) - E_DFT, Ha/atom:  " + "  ".join(f"s={s:+.1f}: {e:+.3e}"
                                                           for s, e in errors.items()))
     print(f"first order E1 = {e1:+.3e}, second order E2 = {e2:+.3e} (share of E(1) that is "
