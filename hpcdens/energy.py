@@ -34,7 +34,6 @@ from .constants import CHEMICAL_ACCURACY_HA_PER_ATOM, DEFAULT_FIELD
 from .dft import (
     get_backend,
     harris_foulkes_evaluator,
-    has_capability,
     valence_electrons,
 )
 from .errors import DFTFailed, InputError
@@ -255,33 +254,20 @@ def _same(a, b) -> bool:
 
 
 # ----------------------------------------------------------------------------- SCF restart
-SCF_FROM_DENSITY = "scf_from_density"
-
-
-def require_scf_from_density(settings: DFTConfig) -> None:
-    """InputError unless the backend can start an SCF from a given density."""
-    if not has_capability(settings.backend, SCF_FROM_DENSITY):
-        raise InputError(f"an SCF from a given density (--scf-from-prediction) needs a backend "
-                         f"that can start from one; the {settings.backend} backend cannot (it "
-                         f"has no {SCF_FROM_DENSITY}). Fix: use one that can, e.g. --backend pyscf")
-
-
 def scf_from_density(atoms, grid: Grid, rho0, settings: DFTConfig, callback=None):
     """SCF of ``atoms`` on ``grid`` whose first input density is ``rho0`` (e/Bohr^3, renormalise
-    it first), with the settings and convergence criteria of the backend's ``scf``; InputError
-    when the backend cannot start from a density. Returns the
+    it first), with the settings and convergence criteria of the backend's ``scf``. Returns the
     :class:`~hpcdens.dft.base.DFTResult`."""
-    require_scf_from_density(settings)
     check_density(atoms, grid, rho0)
     return get_backend(settings.backend).scf_from_density(atoms, grid, settings, rho0=rho0,
                                                           callback=callback)
 
 
 def scf_iterations_saved(atoms, grid: Grid, rho0, settings: DFTConfig, seeded=None) -> dict:
-    """SCF iterations from ``rho0`` versus the backend's default start (PySCF ``minao``), same
-    cell, grid and settings; ``seeded``: the SCF from ``rho0`` when already run (its
-    :class:`~hpcdens.dft.base.DFTResult`). Returns iteration counts, wall times, final energies
-    (and free energies), converged."""
+    """SCF iterations from ``rho0`` versus the backend's default start (PySCF ``minao``, SPARC the
+    psp8 atomic superposition), same cell, grid and settings; ``seeded``: the SCF from ``rho0``
+    when already run (its :class:`~hpcdens.dft.base.DFTResult`). Returns iteration counts, wall
+    times, final energies (and free energies), converged."""
     seeded = seeded or scf_from_density(atoms, grid, rho0, settings)
     default = get_backend(settings.backend).scf_from_density(atoms, grid, settings)
     return {"iterations_default": default.n_iterations, "iterations_from_prediction":
@@ -323,8 +309,6 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
                renormalise: bool = True, scf_from_prediction: bool = False) -> dict:
     """What ``hpcdens energy`` computes, as a JSON-serialisable dict. All inputs are checked
     (file, density, reference structure and settings) before any DFT work."""
-    if scf_from_prediction:
-        require_scf_from_density(settings)
     pred = read_prediction(path, field)
     atoms, grid = pred.atoms, pred.grid
     check_density(atoms, grid, pred.rho)

@@ -2,11 +2,12 @@
 
 The workflow of a user who needs the DFT answer for a cell the model has not seen (issue #17):
 predict the density on exactly the DFT grid (:func:`hpcdens.parallel.predict.predict_atoms`, in
-memory), renormalise it to N_e (Eq. 9), run the backend's SCF from it (the optional capability
-``scf_from_density``; PySCF), and store the converged result as a one-snapshot training set that
-``hpcdens train`` and ``evaluate`` read like any other (``hpcdens generate``'s format), so the cell
-can be fed back into training. With ``compare_default`` the same SCF from the backend's own start
-is run too and both iteration counts, wall times and energies are reported.
+memory), renormalise it to N_e (Eq. 9), run the backend's SCF from it (``scf_from_density``), and
+store the converged result as a one-snapshot training set that ``hpcdens train`` and ``evaluate``
+read like any other (``hpcdens generate``'s format), so the cell can be fed back into training.
+With ``compare_default`` the same SCF from the backend's own start is run too and both iteration
+counts, wall times and energies are reported. A model whose valence electrons per element differ
+from the backend's pseudopotentials is refused (:func:`check_valence`).
 
 Units: Bohr, Ha, e/Bohr^3; ASE Atoms in Angstrom. Serial (one process runs the SCF).
 """
@@ -16,9 +17,17 @@ from __future__ import annotations
 import logging
 import time
 
+from ase.data import atomic_numbers
+
 from . import energy as en
-from .dft import atomic_density, check_mesh_resolves, get_backend, settings_from_record, valence_electrons
-from .errors import DFTFailed
+from .dft import (
+    atomic_density,
+    check_mesh_resolves,
+    get_backend,
+    settings_from_record,
+    valence_electrons,
+)
+from .errors import DFTFailed, InputError
 from .io import training_set as data
 from .io.files import output_file
 from .metrics import nrmse
@@ -45,10 +54,10 @@ def run_seeded_scf(comm, model, structure, out, *, settings=None, key: str | Non
     settings = settings or settings_from_record(predictor.record.dft)
 
     def check():
-        en.require_scf_from_density(settings)
         path = output_file(out, overwrite, "training set")
         atoms = build_structure(structure)
         check_mesh_resolves(atoms, sorted(set(atoms.get_chemical_symbols())), settings)
+        check_valence(predictor.record.valence_electrons, atoms, settings)
         grid = get_backend(settings.backend).make_grid(atoms, settings)
         return path, atoms, grid, key or atoms.get_chemical_formula()
 
@@ -59,6 +68,25 @@ def run_seeded_scf(comm, model, structure, out, *, settings=None, key: str | Non
     predict_s = time.perf_counter() - t0
     return on_root(comm, _label, atoms, grid, fields, settings, path, name, predictor,
                    compare_default, predict_s, str(structure))
+
+
+def check_valence(table: dict | None, atoms, settings) -> None:
+    """InputError when the model's valence electrons per element (``table``, {Z: electrons}; None:
+    not recorded, nothing to check) differ from those of the backend's pseudopotentials: a
+    density of 4-electron Ge renormalised to SPARC's 14-electron Ge would start the SCF without
+    the semicore shell."""
+    if not table:
+        return
+    symbols = sorted(set(atoms.get_chemical_symbols()))
+    charges = get_backend(settings.backend).valence_charges(symbols, settings)
+    differ = [f"{s} {table[atomic_numbers[s]]:g} vs {charges[s]:g}" for s in symbols
+              if atomic_numbers[s] in table and abs(table[atomic_numbers[s]] - charges[s]) > 1e-9]
+    if differ:
+        raise InputError(f"the model was trained on densities with other valence electrons than "
+                         f"the {settings.backend} pseudopotentials give ({', '.join(differ)}): its "
+                         "prediction is no start for this SCF. Fix: use the DFT settings the "
+                         "model was trained with (leave out --config) or a model trained on "
+                         f"{settings.backend} labels")
 
 
 def _label(atoms, grid, fields, settings, path, key, predictor, compare_default, predict_s,

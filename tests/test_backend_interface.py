@@ -14,7 +14,6 @@ import pytest
 from ase import Atoms
 from ase.units import Bohr
 
-from hpcdens import energy as en
 from hpcdens.config import DFTConfig
 from hpcdens.dft import (
     atomic_density,
@@ -22,10 +21,10 @@ from hpcdens.dft import (
     get_backend,
     has_capability,
     settings_from_record,
+    sparc_psp,
     valence_electrons,
 )
-from hpcdens.dft import sparc_psp
-from hpcdens.errors import DFTSetupError, InputError
+from hpcdens.errors import DFTSetupError
 from hpcdens.grid import Grid
 from hpcdens.sad import radial_integral
 from tests.cells import crfeconi4, si8, sigesn8
@@ -33,7 +32,7 @@ from tests.cells import crfeconi4, si8, sigesn8
 pytest.importorskip("sparc")
 
 INTERFACE = ("valence_charges", "radial_densities", "label_settings", "make_grid", "scf",
-             "harris_foulkes")
+             "harris_foulkes", "scf_from_density")
 SPARC = DFTConfig(backend="sparc")
 #: zion of SPARC-X-API's psp8 files (semicore for Ge, Sn and the 3d metals).
 SPARC_ZION = {"Si": 4.0, "Ge": 14.0, "Sn": 14.0, "Cr": 14.0, "Fe": 16.0, "Co": 17.0, "Ni": 18.0}
@@ -49,7 +48,7 @@ def test_every_backend_implements_the_interface(name):
     backend = get_backend(name)
     for function in INTERFACE:
         assert callable(getattr(backend, function)), (name, function)
-    assert has_capability(name, "scf_from_density") == (name == "pyscf")
+    assert has_capability(name, "harris_foulkes_setup") == (name == "pyscf")
 
 
 def test_sad_core_imports_no_backend():
@@ -140,14 +139,6 @@ def test_own_psp_dir_and_a_file_without_density(tmp_path, no_sparc_binary):
     (tmp_path / "bad" / source.name).write_text("\n".join(lines))
     with pytest.raises(DFTSetupError, match="no atomic valence density"):
         sparc_psp.radial_density(tmp_path / "bad" / source.name, "Si")
-
-
-def test_scf_from_density_is_refused_without_the_capability():
-    atoms = si8()
-    grid = get_backend("sparc").make_grid(atoms, SPARC)
-    rho = np.full(grid.shape, 32 / grid.volume_bohr3)
-    with pytest.raises(InputError, match="sparc backend cannot"):
-        en.scf_from_density(atoms, grid, rho, SPARC)
 
 
 def _labelled(atoms, backend, settings, n_electrons, key):

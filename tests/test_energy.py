@@ -19,8 +19,8 @@ from ase.units import Bohr  # noqa: E402
 
 from hpcdens import energy as en
 from hpcdens import metrics
-from hpcdens.commands import energy as energy_command
 from hpcdens.cli import main as cli_main
+from hpcdens.commands import energy as energy_command
 from hpcdens.config import DFTConfig
 from hpcdens.dft import atomic_density, pyscf_backend
 from hpcdens.errors import InputError
@@ -282,7 +282,7 @@ def test_file_without_complete_exits_2(files, capsys, tmp_path):
     assert "complete=True" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["settings", "structure", "key", "json exists", "sparc restart"])
+@pytest.mark.parametrize("case", ["settings", "structure", "key", "json exists"])
 def test_inconsistent_inputs_exit_2_before_work(case, files, monkeypatch, capsys, tmp_path,
                                                write_input):
     calls = []
@@ -299,8 +299,6 @@ def test_inconsistent_inputs_exit_2_before_work(case, files, monkeypatch, capsys
         "structure": ([str(moved), "--reference", train], "differs from the predicted"),
         "key": ([pred, "--reference", train, "--key", "Si1/9"], "no snapshot 'Si1/9'"),
         "json exists": ([pred, "--json", str(tmp_path / "exists.json")], "already exists"),
-        "sparc restart": ([pred, "--backend", "sparc", "--scf-from-prediction"],
-                          "cannot (it has no scf_from_density)"),
     }[case]
     assert cli_main(["energy", *argv]) == 2
     assert message in capsys.readouterr().err

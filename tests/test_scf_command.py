@@ -70,7 +70,15 @@ def test_bad_input_is_refused_before_any_work(setup, capsys):
     assert "--overwrite" in capsys.readouterr().err
     assert main(["scf", str(d / "model.pt"), str(d / "nope.xyz"), "--out", str(d / "n.h5")]) == 2
     assert "nope.xyz" in capsys.readouterr().err and not (d / "n.h5").exists()
+
+
+def test_a_model_of_other_valence_electrons_is_refused(setup, capsys):
+    """The tiny model learnt PySCF's 4-electron Ge; SPARC's psp8 Ge has 14 (semicore 3d)."""
+    from hpcdens.cli import main
+
+    pytest.importorskip("sparc")
+    d, _ = setup
     sparc = write_input_file(d / "sparc.toml", {**TINY, "dft.backend": "sparc"})
     assert main(["scf", str(d / "model.pt"), str(d / "cell.xyz"), "--out", str(d / "s.h5"),
                  "--config", str(sparc)]) == 2
-    assert "scf_from_density" in capsys.readouterr().err and not (d / "s.h5").exists()
+    assert "Ge 4 vs 14" in capsys.readouterr().err and not (d / "s.h5").exists()

@@ -96,7 +96,7 @@ def register(sub):
                    "(default rho, the raw prediction; rho_normalised or rho_sad also work)")
     p.add_argument("--no-renormalise", action="store_true", help="use the density as stored, "
                    "without scaling it to N_e (Eq. 9); for diagnostics only")
-    p.add_argument("--scf-from-prediction", action="store_true", help="PySCF only: also run an "
+    p.add_argument("--scf-from-prediction", action="store_true", help="also run an "
                    "SCF started from the predicted density and one from the default start on the "
                    "same cell, and report the SCF iterations saved")
     p.add_argument("--json", metavar="OUT", help="also write all figures to this JSON file")

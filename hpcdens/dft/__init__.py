@@ -22,12 +22,13 @@ functions; ``settings`` is a :class:`hpcdens.config.DFTConfig`, ``atoms`` ASE At
     The Harris-Foulkes energy of a given density ``rho`` on ``grid`` (one non-self-consistent
     Kohn-Sham step with the same code and settings as ``scf``); ``rho`` is used as given, so
     renormalise it to N_e first (Eq. 9).
+``scf_from_density(atoms, grid, settings, rho0=None, callback=None) -> DFTResult``
+    ``scf`` on ``grid`` whose first input density is ``rho0`` (renormalised to N_e by the
+    caller; None: the backend's own start), same convergence criteria. ``callback(dict)`` gets
+    one dict per SCF cycle with at least ``cycle`` (from 1): PySCF calls it during the run, SPARC
+    after it (its own process).
 
 Optional capabilities (test with :func:`has_capability`):
-
-``scf_from_density(atoms, grid, settings, rho0=None, callback=None) -> DFTResult``
-    ``scf`` on ``grid`` whose first input density is ``rho0`` (None: the backend's own start).
-    PySCF has it; SPARC not yet.
 ``harris_foulkes_setup(atoms, grid, settings) -> callable(rho) -> DFTResult``
     The structure's one-time set-up of ``harris_foulkes`` kept for many densities (its
     ``setup_wall_time_s``; each result's ``wall_time_s`` is that evaluation's). PySCF has it.

@@ -36,6 +36,13 @@ from .base import DFTResult
 
 BACKEND = "sparc"
 
+#: Chebyshev filterings on the first SCF step's fixed potential when the SCF starts from a given
+#: density (SPARC's own start uses 4). SPARC starts from random orbitals either way; from a density
+#: close to self-consistency the SCF error then measures the unconverged orbitals, not the density,
+#: and 4 filterings left an SCF from a density 1.4e-3 (NRMSE) away from the answer 3 iterations
+#: longer than from the atomic start (docs/energy.md, "SCF started from the prediction").
+SEEDED_RHO_TRIGGER = 12
+
 
 def valence_charges(symbols, settings: DFTConfig) -> dict[str, float]:
     """{element: zion} of the psp8 files SPARC would use for the elements of ``symbols``."""
@@ -88,22 +95,39 @@ def scf(atoms: Atoms, settings: DFTConfig, *, workdir=None, command: str | None 
     -------
     DFTResult with ``rho`` on :func:`make_grid` (e/Bohr^3), energies in Ha.
     """
-    grid = make_grid(atoms, settings)
-    job = sparc_run.prepare(atoms, grid, settings, command)
-    with sparc_run.working_directory(workdir) as wd:
-        wall = sparc_run.execute(job, wd, timeout_s)
-        out = sparc_run.read_output(wd, job.label)
-        rho = sparc_run.read_density(wd / f"{job.label}.dens", grid, wd)
+    return _scf(atoms, make_grid(atoms, settings), settings, None, None, workdir, command,
+                timeout_s)
+
+
+def scf_from_density(atoms: Atoms, grid: Grid, settings: DFTConfig, rho0=None, callback=None, *,
+                     workdir=None, command: str | None = None,
+                     timeout_s: float | None = None) -> DFTResult:
+    """:func:`scf` of ``atoms`` on ``grid`` whose first input density is ``rho0`` (e/Bohr^3 on
+    ``grid``, renormalised to N_e by the caller: SPARC does not rescale it), or SPARC's own start
+    (the superposition of the psp8 atomic densities) when ``rho0`` is None. ``rho0`` goes to SPARC
+    as a cube with ``READ_INIT_DENS: 1`` and :data:`SEEDED_RHO_TRIGGER` filterings on its
+    potential; every other keyword, the convergence criterion (``TOL_SCF``) included, is
+    :func:`scf`'s. SPARC runs as its own process, so ``callback`` (if given) is called after the
+    run, once per SCF cycle in order, with ``{"cycle", "free_energy_per_atom_ha", "scf_error"}``
+    (cycle from 1; SPARC's per-cycle free energy per atom, printed to 10 digits, and its SCF
+    error, the relative change of the mixed variable). Other arguments as in :func:`scf`."""
+    _check_grid(atoms, grid)
+    return _scf(atoms, grid, settings, rho0, callback, workdir, command, timeout_s)
+
+
+def _scf(atoms, grid, settings, rho0, callback, workdir, command, timeout_s) -> DFTResult:
+    start = {} if rho0 is None else {"RHO_TRIGGER": SEEDED_RHO_TRIGGER}
+    job, out, wall, rho = _run(atoms, grid, settings, rho0, command, workdir, timeout_s, **start)
+    if callback is not None:
+        for cycle in out["cycles"]:
+            callback(cycle)
     message = "" if out["converged"] else (
         f"SCF stopped after {out['n_iterations']} iterations (MAXIT_SCF = "
         f"{settings.max_scf_cycles}) with SCF error {out['last_scf_error']:.3g} > TOL_SCF = "
         f"{settings.scf_tol:g}")
-    return DFTResult(
-        energy_ha=out["free_energy_ha"] - out["minus_ts_ha"], free_energy_ha=out["free_energy_ha"],
-        rho=rho, grid=grid, n_electrons=out["n_electrons"], fermi_level_ha=out["fermi_level_ha"],
-        converged=out["converged"], n_iterations=out["n_iterations"], wall_time_s=wall,
-        backend=BACKEND, settings=job.record(settings, sparc_version=out["sparc_version"]),
-        message=message)
+    extra = {} if rho0 is None else {"scf_start": "given density"}
+    return _result(out, job, settings, rho, grid, wall, out["converged"], out["n_iterations"],
+                   message, **extra)
 
 
 def harris_foulkes(atoms: Atoms, grid: Grid, rho, settings: DFTConfig, *, workdir=None,
@@ -111,25 +135,43 @@ def harris_foulkes(atoms: Atoms, grid: Grid, rho, settings: DFTConfig, *, workdi
     """One-shot Harris-Foulkes energy of the given density ``rho`` (e/Bohr^3 on ``grid``).
 
     SPARC reads ``rho`` (written with :func:`hpcdens.io.cube.write_cube`, 12-decimal voxels so
-    SPARC's 1e-4 Bohr lattice check passes) with ``READ_INIT_DENS: 1``, filters 20 times on its fixed
-    potential (``RHO_TRIGGER: 20``) and stops after one SCF step (``MAXIT_SCF: 1``). SPARC does not
-    renormalise ``rho``: scale it to N_e first. The result carries ``rho`` itself, its energies,
-    ``n_iterations = 1`` and ``converged = True`` (the evaluation completed).
+    SPARC's 1e-4 Bohr lattice check passes) with ``READ_INIT_DENS: 1``, filters 20 times on its
+    fixed potential (``RHO_TRIGGER: 20``) and stops after one SCF step (``MAXIT_SCF: 1``). SPARC
+    does not renormalise ``rho``: scale it to N_e first. The result carries ``rho`` itself, its
+    energies, ``n_iterations = 1`` and ``converged = True`` (the evaluation completed).
     """
     _check_grid(atoms, grid)
-    job = sparc_run.prepare(atoms, grid, settings, command, READ_INIT_DENS=1,
-                            INPUT_DENS_FILE="input.cube", MAXIT_SCF=1, RHO_TRIGGER=20,
-                            PRINT_DENSITY=0)
+    job, out, wall, _ = _run(atoms, grid, settings, rho, command, workdir, timeout_s,
+                             MAXIT_SCF=1, RHO_TRIGGER=20, PRINT_DENSITY=0)
+    return _result(out, job, settings, np.asarray(rho, dtype=float), grid, wall, True, 1, "",
+                   mode="harris_foulkes")
+
+
+def _run(atoms, grid, settings, rho0, command, workdir, timeout_s, **keywords):
+    """One SPARC run on ``grid`` (``rho0``, if given, as its initial density): the job, the parsed
+    ``.out``, the wall time (s) and the output density (None unless ``PRINT_DENSITY`` is on)."""
+    if rho0 is not None:
+        keywords.update(READ_INIT_DENS=1, INPUT_DENS_FILE="input.cube")
+    job = sparc_run.prepare(atoms, grid, settings, command, **keywords)
     with sparc_run.working_directory(workdir) as wd:
-        write_cube(wd / "input.cube", atoms, grid, rho, comment="hpcdens input density (e/Bohr^3)")
+        if rho0 is not None:
+            write_cube(wd / "input.cube", atoms, grid, rho0,
+                       comment="hpcdens input density (e/Bohr^3)")
         wall = sparc_run.execute(job, wd, timeout_s)
         out = sparc_run.read_output(wd, job.label)
+        rho = (sparc_run.read_density(wd / f"{job.label}.dens", grid, wd)
+               if job.parameters["PRINT_DENSITY"] else None)
+    return job, out, wall, rho
+
+
+def _result(out, job, settings, rho, grid, wall, converged, n_iterations, message,
+            **record) -> DFTResult:
     return DFTResult(
         energy_ha=out["free_energy_ha"] - out["minus_ts_ha"], free_energy_ha=out["free_energy_ha"],
-        rho=np.asarray(rho, dtype=float), grid=grid, n_electrons=out["n_electrons"],
-        fermi_level_ha=out["fermi_level_ha"], converged=True, n_iterations=1, wall_time_s=wall,
-        backend=BACKEND,
-        settings=job.record(settings, sparc_version=out["sparc_version"], mode="harris_foulkes"))
+        rho=rho, grid=grid, n_electrons=out["n_electrons"], fermi_level_ha=out["fermi_level_ha"],
+        converged=converged, n_iterations=n_iterations, wall_time_s=wall, backend=BACKEND,
+        settings=job.record(settings, sparc_version=out["sparc_version"], **record),
+        message=message)
 
 
 def _check_grid(atoms: Atoms, grid: Grid):

@@ -362,6 +362,7 @@ def read_output(directory: Path, label: str) -> dict:
             "fermi_level_ha": float(step["fermi level"]["value"]) / Hartree,
             "n_electrons": float(out["run_info"]["total number of electrons"]),
             "n_iterations": int(_SCF_COUNT.findall(text)[-1]),
+            "cycles": _cycles(step["convergence"][-1]),
             "last_scf_error": float(scf_errors[-1]),
             "converged": _NOT_CONVERGED.search(text) is None,
             "sparc_version": out.get("sparc_version"),
@@ -369,6 +370,16 @@ def read_output(directory: Path, label: str) -> dict:
     except (KeyError, IndexError, ValueError, TypeError) as err:
         raise DFTFailed(f"cannot read SPARC's results from {out_path} ({type(err).__name__}: "
                         f"{err}); files kept in {directory}") from err
+
+
+def _cycles(table: dict) -> list[dict]:
+    """The SCF table of the ``.out`` as one dict per cycle: ``cycle`` (from 1),
+    ``free_energy_per_atom_ha`` and ``scf_error`` (SPARC-X-API gives the free energy in eV/atom
+    under its Ha/atom header)."""
+    free = next(v for k, v in table.items() if k.lower().startswith("free energy"))
+    return [{"cycle": int(i), "free_energy_per_atom_ha": float(f) / Hartree,
+             "scf_error": float(e)}
+            for i, f, e in zip(table["Iteration"], free, table["SCF Error"])]
 
 
 def _static_free_energy(raw: dict):
