@@ -129,17 +129,19 @@ def _log_data(config, d: Dataset, ranks: int):
 
 # ---------------------------------------------------------------------------- checkpoints ---
 
+#: [train] settings a resumed run may change; every other one is in the checkpoint's fingerprint.
+RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience")
+
+
 def fingerprint(config, d: Dataset, model) -> dict:
-    """What must not change between a checkpoint and its resumption (epochs and patience may)."""
-    tc = config.train
+    """What must not change between a checkpoint and its resumption: the data, features, target,
+    architecture and every [train] setting but :data:`RESUMABLE_TRAIN_SETTINGS`."""
+    train = {k: v for k, v in dataclasses.asdict(config.train).items()
+             if k not in RESUMABLE_TRAIN_SETTINGS}
     return json.loads(json.dumps({
         "data_sha256": d.data_sha256, "features": d.features, "target": config.model.target,
         "architecture": model.architecture(),
-        "train": without_later_defaults("train", {
-            "points_per_snapshot": tc.points_per_snapshot, "seed": tc.seed,
-            "validation_fraction": tc.validation_fraction, "batch_size": tc.batch_size,
-            "learning_rate": tc.learning_rate, "density_fraction": tc.density_fraction,
-            "kl_divisor": tc.kl_divisor, "lr_patience": tc.lr_patience})}))
+        "train": without_later_defaults("train", train)}))
 
 
 def write_checkpoint(path: Path, state: TrainState, model, optimizer, fp: dict, config,
