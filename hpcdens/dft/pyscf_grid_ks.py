@@ -32,7 +32,7 @@ from pyscf.dft.numint import NumInt
 from pyscf.pbc import tools
 from pyscf.pbc.dft import rks
 
-from . import pyscf_pseudo
+from . import pyscf_ao_grid, pyscf_pseudo
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,15 @@ def voxel_volume(cell, mesh) -> float:
 def eval_ao(cell, coords) -> np.ndarray:
     """(npts, nao) float64: gamma-point (lattice-summed) AO values at ``coords`` (npts, 3) Bohr."""
     return np.asarray(cell.pbc_eval_gto("GTOval", np.asarray(coords, dtype=float)))
+
+
+def mesh_ao(cell, mesh) -> np.ndarray:
+    """(n1 n2 n3, nao) float64: gamma-point AO values on the uniform ``mesh`` of ``cell``: separable
+    lattice sums when the cell is orthorhombic (:mod:`hpcdens.dft.pyscf_ao_grid`, 10-40x faster,
+    equal to PySCF's to ~1e-13), PySCF's ``pbc_eval_gto`` otherwise."""
+    if pyscf_ao_grid.is_orthorhombic(cell.lattice_vectors()) and not cell.cart:
+        return pyscf_ao_grid.grid_ao(cell, mesh)
+    return eval_ao(cell, uniform_coords(cell, mesh))
 
 
 def _blocks(npts: int, nao: int, max_memory_mb: float | None = None):
@@ -244,7 +253,7 @@ class GridRKS(rks.RKS):
         """(N_grid, nao) AO values on the mesh, cached when smaller than AO_CACHE_MB; else None."""
         mesh = tuple(self.cell.mesh)
         if self._grid_ao is None and np.prod(mesh) * self.cell.nao * 8 / 1e6 < AO_CACHE_MB:
-            self._grid_ao = eval_ao(self.cell, uniform_coords(self.cell, mesh))
+            self._grid_ao = mesh_ao(self.cell, mesh)
         return self._grid_ao
 
     def get_veff(self, cell=None, dm=None, *args, **kwargs):
