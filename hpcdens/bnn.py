@@ -31,6 +31,10 @@ from torch import nn
 from .errors import InputError
 
 ACTIVATIONS = {"silu": F.silu, "tanh": torch.tanh}
+#: Upper bound of the network's s = log sigma^2 (normalised units) in prediction and evaluation
+#: mode: the aleatoric std is at most 10 target stds. Unbounded, a weight sample far from the training descriptors gave s ~ 460
+#: (std 1e100 e/Bohr^3) at 0.25 % of a CrFeCoNi cell's points; inside the training data s < 0.
+LOG_VAR_MAX = math.log(100.0)
 DEFAULT_POSTERIOR_SIGMA0 = 5e-3
 
 
@@ -200,7 +204,8 @@ class BayesianNet(nn.Module):
         return (y - self.y_mean) / self.y_std
 
     def forward(self, x: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw descriptors (n, n_in) -> (f, s), each (n,), normalised units, s = log sigma^2.
+        """Raw descriptors (n, n_in) -> (f, s), each (n,), normalised units, s = log sigma^2
+        (in evaluation mode at most :data:`LOG_VAR_MAX`; training sees it unbounded).
 
         Training mode samples one set of weights per call (from ``generator``), evaluation mode
         uses the posterior means. For the predictive distribution use ``bnn_predict.predict``."""
@@ -209,7 +214,7 @@ class BayesianNet(nn.Module):
         for layer in self.layers[:-1]:
             h = act(layer(h, generator))
         out = self.layers[-1](h, generator)
-        return out[:, 0], out[:, 1]
+        return out[:, 0], out[:, 1] if self.training else torch.clamp(out[:, 1], max=LOG_VAR_MAX)
 
     def kl(self) -> torch.Tensor:
         """KL(q || p) of all weights and biases, closed form (the first term of Eq. 4)."""

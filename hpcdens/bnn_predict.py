@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .bnn import BayesianNet, WeightSamples, as_float64
+from .bnn import LOG_VAR_MAX, BayesianNet, WeightSamples, as_float64
 from .errors import InputError, ModelError
 
 ACTIVATIONS_INPLACE = {"silu": lambda t: F.silu(t, inplace=True), "tanh": torch.tanh_}
@@ -137,7 +137,8 @@ def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEF
     dict of (n,) float64 numpy arrays:
         mean : 1/N_s sum_j f_j(x), target units (e/Bohr^3)
         epistemic_var : 1/N_s sum_j (f_j - mean)^2, the second term of Eq. 7, (e/Bohr^3)^2
-        aleatoric_var : 1/N_s sum_j sigma_j^2(x), the first term of Eq. 7, (e/Bohr^3)^2
+        aleatoric_var : 1/N_s sum_j sigma_j^2(x), the first term of Eq. 7, (e/Bohr^3)^2, each
+            sigma_j^2 at most exp(LOG_VAR_MAX) y_std^2
         total_var : epistemic_var + aleatoric_var
     and with ``keep_samples`` ``samples`` : (N_s, n) float64, f_j(x) of each weight sample in target
         units: one sample of the posterior's density field per row, since the weights of sample j
@@ -168,6 +169,7 @@ def predict(model: BayesianNet, x, samples: WeightSamples, batch_size: int = DEF
         s_blk = torch.empty(n_s, rows, dtype=torch.float64)
         f_blk.copy_(fs[:, :, 0])
         s_blk.copy_(fs[:, :, 1])
+        s_blk.clamp_(max=LOG_VAR_MAX)
         _pointwise_(torch.exp_, s_blk)
         for key, value in _moments(f_blk, s_blk, y_mean, y_std).items():
             out[key][start:start + m] = value[:m].numpy()

@@ -195,6 +195,29 @@ def test_predict_matches_eq7_computed_by_hand():
     assert all(np.array_equal(kept[k], pred[k]) for k in pred)
 
 
+def test_log_variance_is_bounded_in_prediction():
+    """A weight sample whose s = log sigma^2 runs away (as at 0.25 % of a CrFeCoNi cell's points,
+    std 1e100) gives sigma^2 = exp(LOG_VAR_MAX) y_std^2, in predict and in the evaluation-mode
+    forward (training keeps the unbounded s and its gradient); the mean is untouched."""
+    model = small_model(n_in=4, hidden=(5, 3), activation="tanh")
+    samples = model.draw_weight_samples(4, seed=3)
+    x = raw_descriptors(7, 4, 6)
+    before = bnn_predict.predict(model, x, samples)
+    samples.biases[-1][1, 1] += 1000.0  # sample 1's s output
+    after = bnn_predict.predict(model, x, samples)
+    y_var = model.y_std.item() ** 2
+    assert np.all(after["aleatoric_var"] <= math.exp(bnn.LOG_VAR_MAX) * y_var)
+    assert np.all(after["aleatoric_var"] > 0.25 * math.exp(bnn.LOG_VAR_MAX) * y_var)  # 1 of 4
+    assert np.array_equal(after["mean"], before["mean"])
+    with torch.no_grad():
+        model.layers[-1].bias_mu[1] += 1000.0
+        model.eval()
+        _, s = model(torch.as_tensor(x, dtype=torch.float32))
+    assert torch.all(s == bnn.LOG_VAR_MAX)
+    model.train()
+    assert torch.all(model(torch.as_tensor(x, dtype=torch.float32))[1] > 100)
+
+
 def test_same_seed_same_prediction_different_seed_different():
     model = small_model()
     x = raw_descriptors(40, 37, 9)
