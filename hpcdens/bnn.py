@@ -32,8 +32,9 @@ from .errors import InputError
 
 ACTIVATIONS = {"silu": F.silu, "tanh": torch.tanh}
 #: Upper bound of the network's s = log sigma^2 (normalised units) in prediction and evaluation
-#: mode: the aleatoric std is at most 10 target stds. Unbounded, a weight sample far from the training descriptors gave s ~ 460
-#: (std 1e100 e/Bohr^3) at 0.25 % of a CrFeCoNi cell's points; inside the training data s < 0.
+#: mode: the aleatoric std is at most 10 target stds. Unbounded, a weight sample far from the
+#: training descriptors gave s ~ 460 (std 1e100 e/Bohr^3) at 0.25 % of a CrFeCoNi cell's points;
+#: inside the training data s < 0.
 LOG_VAR_MAX = math.log(100.0)
 DEFAULT_POSTERIOR_SIGMA0 = 5e-3
 
