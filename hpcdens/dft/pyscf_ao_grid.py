@@ -1,7 +1,7 @@
 """Gamma-point AO values on the uniform grid of an orthorhombic cell, by separable lattice sums.
 
 PySCF's ``pbc_eval_gto`` sums every AO over the lattice images within its cut-off radius point by
-point: for a 16-atom CrFeCoNi cell at 0.2 Bohr (160k points, 136 AOs) that is 26 of the 32 s of a
+point: for a 16-atom CrFeCoNi cell at 0.2 Bohr (167k points, 160 AOs) that is 26 of the 32 s of a
 Harris-Foulkes set-up (docs/energy.md, "Harris-Foulkes cost"). When the lattice vectors are along
 x, y and z, each Cartesian Gaussian primitive x^a y^b z^c exp(-alpha r^2) is a product of three
 one-dimensional functions, and so is its sum over the lattice: the sum over images of
@@ -77,7 +77,8 @@ def grid_ao(cell, mesh) -> np.ndarray:
                       for d in range(3))
         to_sph = gto.cart2sph(l)  # (ncart, 2l + 1)
         for c in range(coeff.shape[1]):
-            # (ncart, nprim) weight of each primitive's Cartesian product in each spherical AO
+            # sum over Cartesian components i and primitives k of to_sph[i] (one weight per
+            # spherical AO) x coeff[k, c] x the 3-D product of the 1-D lattice sums
             values = np.zeros((2 * l + 1,) + mesh)
             for i, (a, b, z) in enumerate(cartesian_powers(l)):
                 weight = to_sph[i]

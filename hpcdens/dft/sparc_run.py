@@ -376,7 +376,9 @@ def _cycles(table: dict) -> list[dict]:
     """The SCF table of the ``.out`` as one dict per cycle: ``cycle`` (from 1),
     ``free_energy_per_atom_ha`` and ``scf_error`` (SPARC-X-API gives the free energy in eV/atom
     under its Ha/atom header)."""
-    free = next(v for k, v in table.items() if k.lower().startswith("free energy"))
+    free = next((v for k, v in table.items() if k.lower().startswith("free energy")), None)
+    if free is None:
+        raise KeyError("no free-energy column in the SCF table")
     return [{"cycle": int(i), "free_energy_per_atom_ha": float(f) / Hartree,
              "scf_error": float(e)}
             for i, f, e in zip(table["Iteration"], free, table["SCF Error"])]
