@@ -75,19 +75,16 @@ def grid_ao(cell, mesh) -> np.ndarray:
         centre = cell.atom_coord(cell.bas_atom(shell))
         px, py, pz = (periodic_powers(axes[d], centre[d], lengths[d], exponents, l)
                       for d in range(3))
+        carts = cartesian_powers(l)
         to_sph = gto.cart2sph(l)  # (ncart, 2l + 1)
+        # values[x, y, (m, z)] = sum over Cartesian components i and primitives k of
+        # (px[k, a_i] py[k, b_i])[x, y] x (to_sph[i, m] coeff[k, c] pz[k, z_i])[z]: one product
+        xy = np.stack([np.multiply.outer(px[k, a], py[k, b]) for a, b, _ in carts
+                       for k in range(len(exponents))], axis=-1).reshape(mesh[0] * mesh[1], -1)
         for c in range(coeff.shape[1]):
-            # sum over Cartesian components i and primitives k of to_sph[i] (one weight per
-            # spherical AO) x coeff[k, c] x the 3-D product of the 1-D lattice sums
-            values = np.zeros((2 * l + 1,) + mesh)
-            for i, (a, b, z) in enumerate(cartesian_powers(l)):
-                weight = to_sph[i]
-                if not np.any(weight):
-                    continue
-                for k in range(len(exponents)):
-                    xy = np.multiply.outer(px[k, a], py[k, b]) * coeff[k, c]
-                    product = np.multiply.outer(xy, pz[k, z])
-                    values += weight[:, None, None, None] * product[None]
+            z = np.einsum("im,k,kiz->ikmz", to_sph, coeff[:, c], pz[:, [zc for _, _, zc in carts]])
+            values = xy @ z.reshape(len(carts) * len(exponents), -1)
             start = ao_loc[shell] + c * (2 * l + 1)
-            out[..., start:start + 2 * l + 1] = np.moveaxis(values, 0, -1)
+            out[..., start:start + 2 * l + 1] = np.moveaxis(
+                values.reshape(mesh[0], mesh[1], 2 * l + 1, mesh[2]), 2, -1)
     return out.reshape(-1, ao_loc[-1])

@@ -32,7 +32,7 @@ from pyscf.dft.numint import NumInt
 from pyscf.pbc import tools
 from pyscf.pbc.dft import rks
 
-from . import pyscf_ao_grid, pyscf_pseudo
+from . import pyscf_ao_grid, pyscf_pseudo, pyscf_separable
 
 log = logging.getLogger(__name__)
 
@@ -137,17 +137,37 @@ def spectral_divergence(cell, vec, mesh) -> np.ndarray:
     return np.fft.ifftn((spectral_ik(cell, mesh) * vec_g).sum(axis=0)).real
 
 
-def gamma_hcore(cell, ao=None) -> np.ndarray:
-    """(nao, nao) kinetic + GTH pseudopotential matrix at the gamma point on ``cell.mesh`` (Ha):
-    PySCF's ``pyscf.pbc.dft.RKS(cell).get_hcore()`` to rounding, several times faster
-    (:mod:`hpcdens.dft.pyscf_pseudo`). ``ao`` as in :func:`density_at_points`, on ``cell.mesh``."""
+def overlap_kinetic(cell) -> tuple[np.ndarray, np.ndarray]:
+    """(nao, nao) gamma-point overlap and kinetic matrix (Ha): separable 1-D sums when the cell is
+    orthorhombic (:func:`hpcdens.dft.pyscf_separable.overlap_kinetic`, equal to PySCF's to
+    rounding, 2x faster for 64 atoms), PySCF's lattice-summed ``int1e_ovlp`` / ``int1e_kin``
+    otherwise."""
+    if pyscf_ao_grid.is_orthorhombic(cell.lattice_vectors()) and not cell.cart:
+        return pyscf_separable.overlap_kinetic(cell)
+    return (np.asarray(cell.pbc_intor("int1e_ovlp", 1, 1)),
+            np.asarray(cell.pbc_intor("int1e_kin", 1, 1)))
+
+
+def hcore_parts(cell, kinetic=None) -> tuple[np.ndarray, np.ndarray]:
+    """The gamma-point kinetic + GTH pseudopotential operator on ``cell.mesh`` in two parts: the
+    (nao, nao) kinetic + non-local matrix (Ha) and the local pseudopotential on the grid
+    (n1, n2, n3), Ha, whose matrix is :func:`potential_matrix` of it. ``kinetic``: the kinetic
+    matrix if already computed (:func:`overlap_kinetic`)."""
     if not cell.pseudo or len(cell._ecpbas):
         raise ValueError("gamma_hcore handles GTH pseudopotentials only (cell.pseudo, no ECP)")
     mesh = tuple(int(n) for n in cell.mesh)
     local = pyscf_pseudo.local_pp_potential(cell, mesh) / voxel_volume(cell, mesh)
-    return (potential_matrix(cell, local, mesh, ao=ao)
-            + pyscf_pseudo.nonlocal_pp_matrix(cell, mesh)
-            + np.asarray(cell.pbc_intor("int1e_kin", 1, 1)))
+    if kinetic is None:
+        kinetic = overlap_kinetic(cell)[1]
+    return pyscf_pseudo.nonlocal_pp_matrix(cell, mesh) + kinetic, local.reshape(mesh)
+
+
+def gamma_hcore(cell, ao=None) -> np.ndarray:
+    """(nao, nao) kinetic + GTH pseudopotential matrix at the gamma point on ``cell.mesh`` (Ha):
+    PySCF's ``pyscf.pbc.dft.RKS(cell).get_hcore()`` to rounding, several times faster
+    (:mod:`hpcdens.dft.pyscf_pseudo`). ``ao`` as in :func:`density_at_points`, on ``cell.mesh``."""
+    matrix, local = hcore_parts(cell)
+    return matrix + potential_matrix(cell, local, cell.mesh, ao=ao)
 
 
 def hartree_potential(cell, rho, mesh):
@@ -295,10 +315,10 @@ class KSStep:
 class GridKS:
     """The fixed parts of a grid-consistent gamma-point KS problem for one cell.
 
-    Built once (AO values on the mesh, kinetic + GTH pseudopotential ``hcore`` by
-    :func:`gamma_hcore`, overlap, Ewald energy: about a second for 8 atoms, docs/energy.md for 64);
-    afterwards :meth:`step` costs one Hxc evaluation on the grid, one AO projection and one
-    generalised eigenproblem. ``sigma`` is the Fermi-Dirac
+    Built once (AO values on the mesh; overlap, kinetic and non-local GTH matrices and the local
+    GTH potential on the grid, :func:`hcore_parts`; Ewald energy: about a second for 8 atoms,
+    docs/energy.md for 64); afterwards :meth:`step` costs one Hxc evaluation on the grid, one AO
+    projection (of v_Hxc + v_local) and one generalised eigenproblem. ``sigma`` is the Fermi-Dirac
     temperature k_B T (Ha).
     """
 
@@ -309,8 +329,9 @@ class GridKS:
         self.mesh = tuple(int(n) for n in cell.mesh)
         self.mf = GridRKS(cell, xc=xc)
         self.ao = self.mf.grid_ao()
-        self.hcore = gamma_hcore(cell, self.ao)
-        self.ovlp = np.asarray(self.mf.get_ovlp())
+        self.ovlp, kinetic = overlap_kinetic(cell)
+        # hcore = h_matrix + the matrix of v_local; v_local joins the Hxc potential in every step
+        self.h_matrix, self.v_local = hcore_parts(cell, kinetic)
         self.e_nuc = float(self.mf.energy_nuc())
         self.n_electrons = float(cell.nelectron)
         self.dv = voxel_volume(cell, self.mesh)
@@ -325,11 +346,14 @@ class GridKS:
         return dm.sum(axis=0) if dm.ndim == 3 else dm
 
     def energy(self, dm, rho=None):
-        """Grid-consistent KS energy of ``dm`` (Ha, no entropy): Tr(D h) + E_H + E_xc + E_nuc."""
+        """Grid-consistent KS energy of ``dm`` (Ha, no entropy): Tr(D h) + E_H + E_xc + E_nuc;
+        ``rho``: the grid density of ``dm`` (:meth:`density`) if already computed."""
         rho = self.density(dm) if rho is None else rho
         _, e_h = hartree_potential(self.cell, rho, self.mesh)
         _, e_xc = xc_potential(self.cell, rho, self.mesh, self.xc)
-        return float(np.einsum("ij,ji->", self.hcore, dm)) + e_h + e_xc + self.e_nuc
+        e_local = float(np.sum(rho * self.v_local)) * self.dv  # = Tr(D V_local) on the grid
+        return (float(np.einsum("ij,ji->", self.h_matrix, dm)) + e_local + e_h + e_xc
+                + self.e_nuc)
 
     def step(self, rho_in, output_density: bool = True) -> KSStep:
         """Diagonalise the KS Hamiltonian of ``rho_in`` (n1, n2, n3); see :class:`KSStep`.
@@ -337,7 +361,8 @@ class GridKS:
         need."""
         rho_in = np.reshape(rho_in, self.mesh)
         v_hxc, e_h, e_xc = hxc_potential(self.cell, rho_in, self.mesh, self.xc)
-        fock = self.hcore + potential_matrix(self.cell, v_hxc, self.mesh, ao=self.ao)
+        fock = self.h_matrix + potential_matrix(self.cell, v_hxc + self.v_local, self.mesh,
+                                                ao=self.ao)
         mo_energy, mo_coeff = scipy.linalg.eigh(fock, self.ovlp)
         mu, occ, entropy = fermi_dirac(mo_energy, self.n_electrons, self.sigma)
         dm = (mo_coeff * occ) @ mo_coeff.T

@@ -21,6 +21,8 @@ from pyscf.pbc import tools
 from pyscf.pbc.df import ft_ao
 from pyscf.pbc.gto import pseudo
 
+from . import pyscf_ao_grid, pyscf_separable
+
 #: Peak memory (MB) of one block of the reciprocal-space projection of the non-local part.
 BLOCK_MEMORY_MB = 400
 
@@ -33,7 +35,7 @@ def local_pp_potential(cell, mesh) -> np.ndarray:
     return tools.ifft(vloc_g, mesh).real.reshape(-1)
 
 
-def _projectors(cell, gv, symbol):
+def element_projectors(cell, gv, symbol):
     """(n_proj, N_G) real GTH projectors p_{l,i,m}(G) of element ``symbol`` (before the structure
     factor, PySCF's normalisation), the (n_proj, n_proj) block-diagonal coupling matrix h and the
     (n_proj,) parity l % 2 of each projector."""
@@ -96,6 +98,26 @@ def nonlocal_pp_matrix(cell, mesh) -> np.ndarray:
     V = 1/vol sum_a sum_ij <phi|p_i^a> h_ij <p_j^a|phi> with
     <p_i^a|phi> = vol^-1/2 sum_G p_i(G) S_a(G)* phi(G).
 
+    Orthorhombic cells (spherical AOs) sum by axis (:mod:`hpcdens.dft.pyscf_separable`,
+    O(n_i) per term instead of O(N_G)); other cells by :func:`dense_projector_overlaps`."""
+    if pyscf_ao_grid.is_orthorhombic(cell.lattice_vectors()) and not cell.cart:
+        proj_ao, atoms = pyscf_separable.projector_overlaps(cell, mesh, element_projectors)
+        proj_ao = proj_ao * (1 / cell.vol) ** 0.5
+    else:
+        proj_ao, atoms = dense_projector_overlaps(cell, mesh)
+    if not atoms:
+        return np.zeros((cell.nao, cell.nao))
+    coupling = {s: element_projectors(cell, np.zeros((1, 3)), s)[1]
+                for s in {cell.atom_symbol(a) for a in atoms}}
+    couplings = _block_diag([coupling[cell.atom_symbol(a)] for a in atoms])
+    return (proj_ao.conj().T @ (couplings @ proj_ao)).real / cell.vol
+
+
+def dense_projector_overlaps(cell, mesh) -> tuple[np.ndarray, list[int]]:
+    """(n_proj, nao) complex <p_i^a|phi> = vol^-1/2 sum_G p_i(G) S_a(G)* phi(G) over every
+    reciprocal vector of ``mesh`` (rows: atom by atom, :func:`element_projectors`' order) and
+    the atoms with projectors.
+
     The AOs and projectors are real, so the term at -G is (-1)^l times the conjugate of the one at
     G: the sum runs over half of the vectors in real arithmetic (2 Re for even l, 2i Im for odd
     l), all atoms in one matrix product per block of projectors: a quarter of the floating-point
@@ -103,11 +125,11 @@ def nonlocal_pp_matrix(cell, mesh) -> np.ndarray:
     gv = cell.get_Gv(mesh)
     half, single = _half_space(mesh)
     symbols = [cell.atom_symbol(a) for a in range(cell.natm)]
-    per_element = {s: _projectors(cell, gv, s) for s in set(symbols) if s in cell._pseudo}
+    per_element = {s: element_projectors(cell, gv, s) for s in set(symbols) if s in cell._pseudo}
     atoms = [a for a, s in enumerate(symbols) if s in per_element and len(per_element[s][0])]
-    nao = cell.nao
     if not atoms:
-        return np.zeros((nao, nao))
+        return np.zeros((0, cell.nao), dtype=complex), []
+    nao = cell.nao
     structure = cell.get_SI(mesh=mesh)
     s_half, s_single = structure[:, half], structure[:, single]
     p_half = {s: (proj[:, half], proj[:, single], parity)
@@ -142,8 +164,7 @@ def nonlocal_pp_matrix(cell, mesh) -> np.ndarray:
         factor = np.where(np.concatenate(odd) == 1, 2j, 2.0)[:, None]
         proj_ao.append(np.concatenate(single_part) + factor * paired)
     proj_ao = np.concatenate(proj_ao)
-    couplings = _block_diag([per_element[symbols[a]][1] for a in atoms])
-    return (proj_ao.conj().T @ (couplings @ proj_ao)).real / cell.vol
+    return proj_ao, atoms
 
 
 def _batches(rows, per_block):
