@@ -22,9 +22,11 @@ BACKENDS = ("pyscf", "sparc")
 TESSELLATIONS = ("T1", "T2", "T4")
 TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
+LEARN_SCORES = ("density", "energy")
 # Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
-LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0}}
+LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0},
+                  "learn": {"score": "density"}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
 
@@ -62,34 +64,6 @@ def _one_of(section: str, key: str, value: str, allowed: tuple[str, ...]):
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         _fail(section, key, value, f"must be one of {', '.join(allowed)}", f"{hint}use one of those")
-
-
-def _warn_equal_face_neighbours(bins: int, specs) -> None:
-    """log.warning naming the face-sharing blocks (periodic) that ``specs``, one composition per
-    block in C order, give the same composition; compositions are compared as parsed fractions
-    (unparsable ones as written: the cross-check with system.elements reports them)."""
-    import numpy as np
-
-    from .composition import parse_composition
-    from .errors import CompositionError
-    from .structures import face_neighbour_pairs
-
-    def key(spec):
-        try:
-            comp = parse_composition(spec)
-        except CompositionError:
-            return spec
-        return frozenset((el, x) for el, x in zip(comp.elements, comp.fractions) if x > 0)
-
-    keys = [key(spec) for spec in specs]
-    equal = [(a, b) for a, b in face_neighbour_pairs(bins) if keys[a] == keys[b]]
-    if equal:
-        shape = (bins,) * 3
-        named = ", ".join(f"{tuple(map(int, np.unravel_index(a, shape)))} and "
-                          f"{tuple(map(int, np.unravel_index(b, shape)))} ({specs[a]})"
-                          for a, b in equal)
-        log.warning("[snapshots] checkerboard_compositions: %d pair(s) of face-sharing blocks "
-                    "(periodic images included) have the same composition: %s", len(equal), named)
 
 
 @dataclass(frozen=True)
@@ -249,7 +223,9 @@ class SnapshotConfig:
                  f"list {n_blocks} compositions, one per block, or e.g. two: "
                  f'checkerboard_compositions = ["Si0.8Ge0.2", "Si0.2Ge0.8"]')
         if m == n_blocks:
-            _warn_equal_face_neighbours(self.checkerboard_bins, self.checkerboard_compositions)
+            from .structures import warn_equal_face_neighbours
+
+            warn_equal_face_neighbours(self.checkerboard_bins, self.checkerboard_compositions)
 
 
 @dataclass(frozen=True)
@@ -404,9 +380,14 @@ class LearnConfig:
     per_round : compositions labelled per round.
     max_rounds : models trained at most (round 1 trains on the pure elements).
     max_compositions : budget of training compositions (0 = no limit).
-    uncertainty_threshold : stop when the largest score is below this (e/Bohr^3; 0 = never).
+    score : what the bayesian strategy ranks candidates by: "density", the paper's mean epistemic
+        std over ``score_points`` grid points (e/Bohr^3), or "energy", the std over the N_s
+        weight samples of the Harris-Foulkes energies of the sample densities (Ha/atom; a
+        prediction of the whole DFT grid and N_s Kohn-Sham steps per structure).
+    uncertainty_threshold : stop when the largest score is below this (the score's unit, e/Bohr^3
+        or Ha/atom; 0 = never).
     score_structures : structures per candidate used for scoring.
-    score_points : random grid points per structure used for scoring.
+    score_points : random grid points per structure used for the density score.
     seed : seed of the scoring points and of the random strategy.
     """
 
@@ -417,6 +398,7 @@ class LearnConfig:
     max_rounds: int = 3
     max_compositions: int = 0
     uncertainty_threshold: float = 0.0
+    score: str = "density"
     score_structures: int = 1
     score_points: int = 2000
     seed: int = 0
@@ -424,6 +406,7 @@ class LearnConfig:
     def __post_init__(self):
         s = self.SECTION
         _one_of(s, "strategy", self.strategy, LEARN_STRATEGIES)
+        _one_of(s, "score", self.score, LEARN_SCORES)
         _require(self.candidate_resolution >= 1, s, "candidate_resolution",
                  self.candidate_resolution, "must be >= 1", "use e.g. 4 or 8")
         _require(self.per_round >= 1, s, "per_round", self.per_round, "must be >= 1", "use e.g. 3")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import math
 import os
 from numbers import Integral, Real
@@ -29,7 +30,9 @@ from ase.geometry import get_distances
 from ase.neighborlist import neighbor_list
 
 from .composition import atom_counts, parse_composition
-from .errors import StructureError
+from .errors import CompositionError, StructureError
+
+log = logging.getLogger(__name__)
 
 LATTICES = ("diamond", "fcc", "bcc")
 """Lattices :func:`build_cell` knows. Conventional cubic cells hold 8, 4 and 2 sites."""
@@ -300,6 +303,28 @@ def face_neighbour_pairs(bins: int) -> np.ndarray:
         up_flat = np.ravel_multi_index(up, (bins,) * 3).tolist()
         pairs.update((min(a, b), max(a, b)) for a, b in enumerate(up_flat))
     return np.array(sorted(pairs), dtype=int)
+
+
+def warn_equal_face_neighbours(bins: int, specs) -> None:
+    """log.warning naming the face-sharing blocks (periodic) that ``specs``, one composition per
+    block in C order, give the same composition; compositions are compared as parsed fractions
+    (unparsable ones as written: the cross-check with system.elements reports them)."""
+    def key(spec):
+        try:
+            comp = parse_composition(spec)
+        except CompositionError:
+            return spec
+        return frozenset((el, x) for el, x in zip(comp.elements, comp.fractions) if x > 0)
+
+    keys = [key(spec) for spec in specs]
+    equal = [(a, b) for a, b in face_neighbour_pairs(bins) if keys[a] == keys[b]]
+    if equal:
+        shape = (bins,) * 3
+        named = ", ".join(f"{tuple(map(int, np.unravel_index(a, shape)))} and "
+                          f"{tuple(map(int, np.unravel_index(b, shape)))} ({specs[a]})"
+                          for a, b in equal)
+        log.warning("[snapshots] checkerboard_compositions: %d pair(s) of face-sharing blocks "
+                    "(periodic images included) have the same composition: %s", len(equal), named)
 
 
 def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, float]],

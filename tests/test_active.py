@@ -90,6 +90,43 @@ def test_bayesian_round_one_scores_interior_and_picks_the_most_uncertain(referen
     assert keys == sorted(f"{c}/s{i:03d}" for c in PURE + [chosen] for i in range(2))
 
 
+def test_energy_score_is_the_energy_error_bar_of_the_candidate(reference, tmp_path):
+    """[learn] score = "energy": a candidate's score is the std of the Harris-Foulkes energies of
+    its N_s sample densities, the error bar that predict --save-samples + hpcdens energy give
+    for the same structure on the same DFT grid."""
+    from mpi4py import MPI
+
+    from hpcdens.dft import get_backend
+    from hpcdens.energy import run_energy
+    from hpcdens.learning.scoring import candidate_atoms
+    from hpcdens.parallel.predict import run_predict
+
+    inp, directory, state = reference
+    model = directory / state["rounds"][0]["model"]
+    config = load_config(write(tmp_path, {"learn.score": "energy"}))
+    comps = active.by_label(config)
+    scores = score_candidates(config, model, INTERIOR, comps, MPI.COMM_SELF)
+    assert all(math.isfinite(s) and s > 0 for s in scores.values())
+    label = INTERIOR[1]
+    atoms = candidate_atoms(config, comps[label], 0)
+    atoms.write(tmp_path / "c.traj")  # full precision
+    shape = get_backend(config.dft.backend).make_grid(atoms, config.dft).shape
+    run_predict(MPI.COMM_SELF, model, tmp_path / "c.traj", tmp_path / "c.h5", shape=shape,
+                save_samples=True)
+    bar = run_energy(tmp_path / "c.h5", config.dft)["error_bar"]
+    assert scores[label] == pytest.approx(bar["sigma_raw_per_atom_ha"], rel=1e-9)
+
+
+def test_energy_score_round_is_journaled_in_its_unit(reference, tmp_path):
+    inp = reference[0]
+    config = load_config(write(tmp_path, {"learn.score": "energy"}))
+    state = run_learn(config, tmp_path / "run", stop_at="scored")
+    r1 = state["rounds"][0]
+    assert "Ha/atom" in state["aggregate"] and "Ha/atom" in r1["score_aggregate"]
+    assert sorted(r1["scores"]) == sorted(INTERIOR)
+    assert active.settings_fingerprint(config) != active.settings_fingerprint(load_config(inp))
+
+
 def test_report_table_csv_and_plots(reference, capsys):
     inp, directory, state = reference
     assert main([str(inp), "--out", str(directory), "--no-progress"]) == 0, "finished run: report"

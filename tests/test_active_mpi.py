@@ -36,3 +36,30 @@ def test_learn_on_ranks_scores_like_serial_and_agrees_on_choices(mpi_tmp_path):
     for label, score in checks["serial"].items():
         assert checks["gathered"][label] == pytest.approx(score, rel=1e-12), \
             "round-robin scoring differs from serial scoring"
+
+
+@pytest.mark.mpi(min_size=2)
+def test_energy_score_on_ranks_equals_serial(mpi_tmp_path):
+    """[learn] score = "energy" predicts each candidate structure on all ranks and judges it on
+    rank i % size (the atoms sent there from rank 0): the same scores as one process."""
+    import dataclasses
+
+    from mpi4py import MPI
+
+    from hpcdens.config import load_config
+    from hpcdens.learning import loop as active
+
+    comm = MPI.COMM_WORLD
+    inp = on_rank0(comm, lambda: write_input_file(mpi_tmp_path / "learn.toml", LEARN))
+    config = load_config(inp)
+    state = active.run_learn(config, mpi_tmp_path / "run", comm, stop_at="trained")
+    model = mpi_tmp_path / "run" / state["rounds"][0]["model"]
+    energy = dataclasses.replace(config, learn=dataclasses.replace(config.learn, score="energy"))
+    comps = active.by_label(config)
+    gathered = active.score_candidates(energy, model, INTERIOR, comps, comm)
+    serial = on_rank0(comm, lambda: active.score_candidates(energy, model, INTERIOR, comps,
+                                                            MPI.COMM_SELF))
+    assert all(g == gathered for g in comm.allgather(gathered)), "ranks disagree on the scores"
+    for label in INTERIOR:
+        assert gathered[label] > 0
+        assert gathered[label] == pytest.approx(serial[label], rel=1e-9), label

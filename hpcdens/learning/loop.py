@@ -6,12 +6,14 @@ their snapshots, :func:`hpcdens.generate.run_generate` with ``extend``, one trai
 and picks the compositions of the next round:
 
 * ``bayesian``: the ``per_round`` candidates (simplex grid of ``candidate_resolution``, minus the
-  training compositions) with the highest score. The score of a candidate is the paper's
-  acquisition function, the epistemic uncertainty: the epistemic STANDARD DEVIATION
-  sqrt(1/N_s sum_j (f_j - mean)^2) (Eq. 7, N_s = model.n_samples fixed weight samples drawn with
-  model.seed), averaged over ``score_points`` seeded random grid points of each of
-  ``score_structures`` structures (the plan's snapshots 0, 1, ... of that composition), then
-  averaged over the structures (e/Bohr^3).
+  training compositions) with the highest score. By default (``score = "density"``) the score of
+  a candidate is the paper's acquisition function, the epistemic uncertainty: the epistemic
+  STANDARD DEVIATION sqrt(1/N_s sum_j (f_j - mean)^2) (Eq. 7, N_s = model.n_samples fixed weight
+  samples drawn with model.seed), averaged over ``score_points`` seeded random grid points of each
+  of ``score_structures`` structures (the plan's snapshots 0, 1, ... of that composition), then
+  averaged over the structures (e/Bohr^3). ``score = "energy"``: the std of the Harris-Foulkes
+  energies of the N_s sample densities (Ha/atom), averaged over the structures
+  (:mod:`hpcdens.learning.scoring`).
 * ``tessellation``: T1, then what T2 adds, then what T4 adds.
 * ``random``: ``per_round`` candidates drawn with a generator seeded by (seed, round).
 
@@ -42,6 +44,15 @@ from ..errors import InputError
 from ..io.files import sha256_file, write_json
 from ..parallel.collective import on_root, self_comm
 from .scoring import score_candidates
+
+#: What a round's scores are (journaled with them), per ``[learn] score``; and the run's aggregate.
+SCORE_AGGREGATES = {"density": "mean epistemic std (e/Bohr^3)",
+                    "energy": "std of the sample densities' Harris-Foulkes energies (Ha/atom)"}
+RUN_AGGREGATES = {"density": "mean over structures of the mean over grid points of the epistemic "
+                             "standard deviation (e/Bohr^3)",
+                  "energy": "mean over structures of the standard deviation over the N_s weight "
+                            "samples of the Harris-Foulkes energies of the sample densities "
+                            "(Ha/atom)"}
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +126,7 @@ def prepare(config, directory: Path, overwrite: bool) -> dict:
              "name": config.name, "strategy": config.learn.strategy,
              "elements": list(config.system.elements),
              "candidates": [c.label for c in candidates(config, warn=True)],
-             "aggregate": "mean over structures of the mean over grid points of the epistemic "
-                          "standard deviation (e/Bohr^3)",
+             "aggregate": RUN_AGGREGATES[config.learn.score],
              "rounds": [], "stopped": None}
     write_state(directory, state)
     return state
@@ -341,7 +351,7 @@ def _choose(run: _Run, r: dict) -> str | None:
             on_root(run.comm, _check_model, model, r["model_sha256"])
             r["scores"] = score_candidates(config, model, remaining, run.comps, run.comm,
                                            run.reuse)
-            r["score_aggregate"] = "mean epistemic std (e/Bohr^3)"
+            r["score_aggregate"] = SCORE_AGGREGATES[lc.score]
             if run.save("scored"):
                 return RETURN
         top = max(r["scores"].values())

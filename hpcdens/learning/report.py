@@ -1,9 +1,9 @@
 """The per-round table (printed and ``DIR/rounds.csv``) and the plots of ``hpcdens learn``.
 
-Score = mean over structures of the mean over grid points of the epistemic standard deviation
-(e/Bohr^3), see :mod:`hpcdens.active`. Plots (matplotlib, Agg): ``DIR/scores.png`` (scores over the
-composition space per scored round: binary line vs fraction, ternary triangle coloured by score,
-more elements: score vs the fraction of the first element, one marker per candidate) and
+Score: the run's ``aggregate`` (``[learn] score``, :mod:`hpcdens.learning.loop`): e/Bohr^3 for the
+density score, Ha/atom for the energy score. Plots (matplotlib, Agg): ``DIR/scores.png`` (scores
+over the composition space per scored round: binary line vs fraction, ternary triangle coloured by
+score, more elements: score vs the fraction of the first element, one marker per candidate) and
 ``DIR/learning_curve.png`` (validation NRMSE vs number of training compositions).
 """
 
@@ -37,8 +37,7 @@ def rows(state: dict) -> list[dict]:
 
 
 def table(state: dict) -> str:
-    lines = [f"strategy {state['strategy']}; score = mean over structures and grid points of the "
-             "epistemic standard deviation (e/Bohr^3)",
+    lines = [f"strategy {state['strategy']}; score = {state.get('aggregate', '-')}",
              f"{'round':>5} {'n_train':>7}  {'labelled this round':<34} {'val NRMSE':>10} "
              f"{'DFT s':>7}  chosen (score)"]
     for row in rows(state):
@@ -70,6 +69,7 @@ def plot_scores(state: dict, path: Path) -> bool:
     if not scored:
         return False
     els = state["elements"]
+    unit = "Ha/atom" if "Ha/atom" in state.get("aggregate", "") else "e/Bohr^3"
     fig, axes = plt.subplots(1, len(scored), figsize=(4.5 * len(scored), 4), squeeze=False)
     for ax, r in zip(axes[0], scored):
         labels = list(r["scores"])
@@ -81,7 +81,7 @@ def plot_scores(state: dict, path: Path) -> bool:
             def xy(a):
                 return a[:, 1] + 0.5 * a[:, 2], np.sqrt(3) / 2 * a[:, 2]
             sc = ax.scatter(*xy(f), c=s, cmap="viridis", s=60)
-            fig.colorbar(sc, ax=ax, label="score (e/Bohr^3)")
+            fig.colorbar(sc, ax=ax, label=f"score ({unit})")
             ax.scatter(*xy(train), facecolors="white", edgecolors="k", s=60, label="training")
             if len(chosen):
                 ax.scatter(*xy(chosen), marker="x", c="r", s=80, label="chosen")
@@ -97,7 +97,7 @@ def plot_scores(state: dict, path: Path) -> bool:
                 ax.scatter(chosen[:, 0], [r["scores"][lb] for lb in r["chosen"]], marker="x",
                            c="r", s=80, zorder=3, label="chosen")
             ax.set_xlabel(f"fraction of {els[0]}" + ("" if len(els) == 2 else " (projection)"))
-            ax.set_ylabel("score: mean epistemic std (e/Bohr^3)")
+            ax.set_ylabel(f"score ({unit})")
         ax.set_title(f"round {r['round']} ({len(r['training'])} training compositions)")
         ax.legend(fontsize=7)
     fig.tight_layout()
