@@ -81,3 +81,19 @@ def test_skewed_cells_are_refused():
     cell = backend.build_cell(atoms, DFTConfig(), (9, 9, 9))
     with pytest.raises(ValueError, match="along x, y and z"):
         pyscf_separable.overlap_kinetic(cell)
+
+
+def test_cells_beyond_the_memory_limit_keep_the_dense_sums(monkeypatch):
+    """applies() decides the path: a limit of 0 MB sends the same cell to the dense sums and
+    PySCF's integrals, which give the same matrices."""
+    from hpcdens.dft import pyscf_grid_ks
+
+    atoms, mesh = _orthorhombic_sigesn(), (15, 16, 17)
+    cell = backend.build_cell(atoms, DFTConfig(), mesh)
+    assert pyscf_separable.applies(cell)
+    separable = (pyscf_pseudo.nonlocal_pp_matrix(cell, mesh), *pyscf_grid_ks.overlap_kinetic(cell))
+    monkeypatch.setattr(pyscf_separable, "MEMORY_MB", 0)
+    assert not pyscf_separable.applies(cell)
+    dense = (pyscf_pseudo.nonlocal_pp_matrix(cell, mesh), *pyscf_grid_ks.overlap_kinetic(cell))
+    for a, b in zip(separable, dense):
+        assert np.abs(a - b).max() < 1e-12 * np.abs(b).max()

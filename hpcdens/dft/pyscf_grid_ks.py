@@ -139,10 +139,10 @@ def spectral_divergence(cell, vec, mesh) -> np.ndarray:
 
 def overlap_kinetic(cell) -> tuple[np.ndarray, np.ndarray]:
     """(nao, nao) gamma-point overlap and kinetic matrix (Ha): separable 1-D sums when the cell is
-    orthorhombic (:func:`hpcdens.dft.pyscf_separable.overlap_kinetic`, equal to PySCF's to
-    rounding, 2x faster for 64 atoms), PySCF's lattice-summed ``int1e_ovlp`` / ``int1e_kin``
-    otherwise."""
-    if pyscf_ao_grid.is_orthorhombic(cell.lattice_vectors()) and not cell.cart:
+    orthorhombic and not too large (:func:`hpcdens.dft.pyscf_separable.applies`; equal to
+    PySCF's to rounding, 2x faster for 64 atoms), PySCF's lattice-summed ``int1e_ovlp`` /
+    ``int1e_kin`` otherwise."""
+    if pyscf_separable.applies(cell):
         return pyscf_separable.overlap_kinetic(cell)
     return (np.asarray(cell.pbc_intor("int1e_ovlp", 1, 1)),
             np.asarray(cell.pbc_intor("int1e_kin", 1, 1)))

@@ -21,7 +21,7 @@ from pyscf.pbc import tools
 from pyscf.pbc.df import ft_ao
 from pyscf.pbc.gto import pseudo
 
-from . import pyscf_ao_grid, pyscf_separable
+from . import pyscf_separable
 
 #: Peak memory (MB) of one block of the reciprocal-space projection of the non-local part.
 BLOCK_MEMORY_MB = 400
@@ -98,9 +98,9 @@ def nonlocal_pp_matrix(cell, mesh) -> np.ndarray:
     V = 1/vol sum_a sum_ij <phi|p_i^a> h_ij <p_j^a|phi> with
     <p_i^a|phi> = vol^-1/2 sum_G p_i(G) S_a(G)* phi(G).
 
-    Orthorhombic cells (spherical AOs) sum by axis (:mod:`hpcdens.dft.pyscf_separable`,
-    O(n_i) per term instead of O(N_G)); other cells by :func:`dense_projector_overlaps`."""
-    if pyscf_ao_grid.is_orthorhombic(cell.lattice_vectors()) and not cell.cart:
+    Orthorhombic cells (spherical AOs, :func:`hpcdens.dft.pyscf_separable.applies`) sum by axis
+    (O(n_i) per term instead of O(N_G)); other cells by :func:`dense_projector_overlaps`."""
+    if pyscf_separable.applies(cell):
         proj_ao, atoms = pyscf_separable.projector_overlaps(cell, mesh, element_projectors)
         proj_ao = proj_ao * (1 / cell.vol) ** 0.5
     else:

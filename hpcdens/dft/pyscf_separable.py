@@ -32,6 +32,8 @@ from .pyscf_ao_grid import cartesian_powers, is_orthorhombic
 
 #: Largest relative residual accepted when fitting a projector's polynomial (else: not separable).
 FIT_TOLERANCE = 1e-11
+#: Largest working memory (MB) of the per-axis tables; bigger cells keep the dense sums.
+MEMORY_MB = 2000
 
 
 def monomials(degree: int) -> np.ndarray:
@@ -84,6 +86,19 @@ def gaussian_moments_ft(g, alpha: float, lmax: int) -> np.ndarray:
     for a in range(lmax):
         f[a + 1] = (-1j * g * f[a] + (a * f[a - 1] if a else 0)) / (2 * alpha)
     return f
+
+
+def applies(cell) -> bool:
+    """Whether the separable sums serve ``cell``: orthorhombic, spherical AOs, and per-axis tables
+    under MEMORY_MB (they grow as the square of the atoms: about 1 GB for 216 Si atoms)."""
+    if not is_orthorhombic(cell.lattice_vectors()) or cell.cart:
+        return False
+    lmax = max(cell.bas_angular(b) for b in range(cell.nbas))
+    prims = sum(cell.bas_nprim(b) for b in range(cell.nbas)) * (lmax + 1)
+    channels = sum(sum(1 for _, nl, _ in cell._pseudo[cell.atom_symbol(a)][5:] if nl > 0)
+                   for a in range(cell.natm) if cell.atom_symbol(a) in cell._pseudo)
+    # overlap/kinetic: 6 real (prims x prims); projections: 3 complex (5 channels x prims)
+    return max(6 * 8 * prims ** 2, 3 * 16 * 5 * channels * prims) / 1e6 <= MEMORY_MB
 
 
 def _lengths(cell) -> np.ndarray:
