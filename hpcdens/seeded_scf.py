@@ -58,7 +58,9 @@ def run_seeded_scf(comm, model, structure, out, *, settings=None, key: str | Non
         atoms = build_structure(structure)
         check_mesh_resolves(atoms, sorted(set(atoms.get_chemical_symbols())), settings)
         check_valence(predictor.record.valence_electrons, atoms, settings)
-        grid = get_backend(settings.backend).make_grid(atoms, settings)
+        backend = get_backend(settings.backend)
+        backend.check_ready(settings)
+        grid = backend.make_grid(atoms, settings)
         return path, atoms, grid, key or atoms.get_chemical_formula()
 
     path, atoms, grid, name = on_root(comm, check)

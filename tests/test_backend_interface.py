@@ -32,7 +32,7 @@ from tests.cells import crfeconi4, si8, sigesn8
 pytest.importorskip("sparc")
 
 INTERFACE = ("valence_charges", "radial_densities", "label_settings", "make_grid", "scf",
-             "harris_foulkes", "scf_from_density")
+             "harris_foulkes", "scf_from_density", "check_ready")
 SPARC = DFTConfig(backend="sparc")
 #: zion of SPARC-X-API's psp8 files (semicore for Ge, Sn and the 3d metals).
 SPARC_ZION = {"Si": 4.0, "Ge": 14.0, "Sn": 14.0, "Cr": 14.0, "Fe": 16.0, "Co": 17.0, "Ni": 18.0}

@@ -82,3 +82,26 @@ def test_a_model_of_other_valence_electrons_is_refused(setup, capsys):
     assert main(["scf", str(d / "model.pt"), str(d / "cell.xyz"), "--out", str(d / "s.h5"),
                  "--config", str(sparc)]) == 2
     assert "Ge 4 vs 14" in capsys.readouterr().err and not (d / "s.h5").exists()
+
+
+def test_sparc_without_a_binary_is_refused_before_the_prediction(setup, capsys, monkeypatch):
+    """SPARC's check_ready runs with the other checks: no $ASE_SPARC_COMMAND, no prediction, no
+    file (Si has 4 valence electrons in both backends, so the valence check passes)."""
+    from ase.build import bulk
+
+    from hpcdens.cli import main
+    from hpcdens.parallel import predict
+
+    pytest.importorskip("sparc")
+    monkeypatch.delenv("ASE_SPARC_COMMAND", raising=False)
+
+    def no_prediction(*args, **kwargs):
+        raise AssertionError("predicted before the SPARC check")
+
+    monkeypatch.setattr(predict, "predict_atoms", no_prediction)
+    d, _ = setup
+    bulk("Si", "diamond", a=5.43).write(d / "si.xyz")
+    sparc = write_input_file(d / "sparc-si.toml", {**TINY, "dft.backend": "sparc"})
+    assert main(["scf", str(d / "model.pt"), str(d / "si.xyz"), "--out", str(d / "si.h5"),
+                 "--config", str(sparc)]) == 1
+    assert "ASE_SPARC_COMMAND" in capsys.readouterr().err and not (d / "si.h5").exists()

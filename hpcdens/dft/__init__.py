@@ -15,6 +15,9 @@ functions; ``settings`` is a :class:`hpcdens.config.DFTConfig`, ``atoms`` ASE At
     uses: labels are comparable only when these agree.
 ``make_grid(atoms, settings) -> Grid``
     The grid ``scf`` will use for ``atoms``.
+``check_ready(settings) -> None``
+    :class:`hpcdens.errors.DFTSetupError`, naming the fix, when the backend cannot run here
+    (SPARC: no binary); called before work that would end in a DFT run is started.
 ``scf(atoms, settings) -> DFTResult``
     Self-consistent ground state with ``settings``; the density on the project's grid convention;
     ``DFTResult.settings`` is the JSON-serialisable record of what was used.

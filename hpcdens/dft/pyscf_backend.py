@@ -102,6 +102,10 @@ def radial_densities(symbols, settings) -> dict:
             for el in elements}
 
 
+def check_ready(settings) -> None:
+    """Nothing to check: PySCF is a Python dependency, embedded in every install."""
+
+
 def label_settings(settings) -> dict:
     """The settings that define a label of this backend, under their settings-record names: two
     labels are comparable only when these agree."""

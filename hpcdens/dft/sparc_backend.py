@@ -57,6 +57,12 @@ def radial_densities(symbols, settings: DFTConfig) -> dict:
             for s, p in sparc_psp.pseudopotentials(symbols, settings).items()}
 
 
+def check_ready(settings: DFTConfig, command: str | None = None) -> None:
+    """DFTSetupError, with the fix, when SPARC cannot be started here: ``$ASE_SPARC_COMMAND`` (or
+    ``command``) unset, or its launcher or binary missing. Runs nothing."""
+    sparc_run.sparc_command(settings.ranks_per_task, command)
+
+
 def label_settings(settings: DFTConfig) -> dict:
     """The settings that define a SPARC label, under their settings-record names: two labels are
     comparable only when these agree."""
