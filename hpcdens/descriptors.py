@@ -56,6 +56,10 @@ KEY_QUANTUM = 1e-6
 CANON_TOL = 1e-8
 """Candidate descriptors differing by less than this in every entry count as equal."""
 
+CANON_BATCH = 2048
+"""Candidate frames whose features one batch of :func:`_canonical_rows` computes (bounds memory:
+each is K x 5 float64 plus temporaries)."""
+
 
 
 def unpack(desc: np.ndarray, m: int):
@@ -151,9 +155,9 @@ def _positive_int(value, name):
 def from_neighbors(nb: Neighbors, m: int) -> np.ndarray:
     """Descriptors from a :meth:`NeighborSearch.query_shell` result for M = ``m`` neighbours.
 
-    Points without distance ties and with a frame fixed by PCA go through the compiled kernels
-    of :mod:`hpcdens.frame_kernels`; the others through the numpy definition below
-    (:func:`from_neighbors_reference` gives that path for every point).
+    Points with distinct eigenvalues (the frame fixed by PCA up to axis signs) go through the
+    compiled kernels of :mod:`hpcdens.frame_kernels`; the others through the numpy definition
+    below (:func:`from_neighbors_reference` gives that path for every point).
 
     Returns
     -------
@@ -161,17 +165,15 @@ def from_neighbors(nb: Neighbors, m: int) -> np.ndarray:
     """
     _check_shell(nb, m)
     lam, vec = np.linalg.eigh(second_moments(nb.disp, nb.mask))
-    out, frames, undetermined, tied = frame_features(
-        nb.disp, nb.dist, nb.z, nb.group, nb.mask, vec, m, ON_ATOM_BOHR, SIGN_REL_TOL)
+    out, frames, undetermined = frame_features(
+        nb.disp, nb.dist, nb.z, nb.group, nb.mask, vec, m, ON_ATOM_BOHR, SIGN_REL_TOL,
+        KEY_QUANTUM, CANON_TOL)
     cols = (nb.disp, nb.dist, nb.z, nb.group, nb.mask)
     lam = lam[:, ::-1]
-    special = _special(lam, undetermined)
-    rows = np.flatnonzero(tied & ~special)
+    rows = np.flatnonzero(np.logical_or(*_degeneracy(lam)))
     if len(rows):
-        feats = _features(*(a[rows] for a in cols), frames[rows], m)
-        out[rows] = feats.transpose(0, 2, 1).reshape(len(rows), 5 * m)
-    for i in np.flatnonzero(special):
-        out[i] = _canonical_row(tuple(a[i] for a in cols), lam[i], frames[i], undetermined[i], m)
+        out[rows] = _canonical_rows(tuple(a[rows] for a in cols), lam[rows], frames[rows],
+                                    undetermined[rows], m)
     return out
 
 
@@ -182,9 +184,10 @@ def from_neighbors_reference(nb: Neighbors, m: int) -> np.ndarray:
     cols = (nb.disp, nb.dist, nb.z, nb.group, nb.mask)
     lam, frames, undetermined = pca_frames(nb.disp, nb.mask.astype(float))
     feats = _features(*cols, frames, m).transpose(0, 2, 1).reshape(len(nb.dist), 5 * m)
-    for i in np.flatnonzero(_special(lam, undetermined)):
-        feats[i] = _canonical_row(tuple(a[i] for a in cols), lam[i], frames[i], undetermined[i],
-                                  m)
+    rows = np.flatnonzero(_special(lam, undetermined))
+    if len(rows):
+        feats[rows] = _canonical_rows(tuple(a[rows] for a in cols), lam[rows], frames[rows],
+                                      undetermined[rows], m)
     return feats
 
 
@@ -193,9 +196,44 @@ def _check_shell(nb: Neighbors, m: int) -> None:
         raise InputError(f"neighbour shell was queried for k={nb.k}, descriptors need k=m={m}")
 
 
-def _canonical_row(one, lam, frame, undetermined, m: int) -> np.ndarray:
-    """(5m,) block-layout row of one special point (see :func:`_canonical`)."""
-    return _canonical(one, _candidate_frames(one, lam, frame, undetermined), m).T.reshape(-1)
+def _canonical_rows(cols, lam, frames, undetermined, m: int) -> np.ndarray:
+    """(n, 5m) block-layout rows of n special points: every admissible frame of every point
+    (:func:`_candidate_frames`), their features in batches of at most ``CANON_BATCH`` frames, and
+    per point those of the lexicographically smallest candidate in neighbour-major order
+    (:func:`_smallest`)."""
+    cands = [_candidate_frames(tuple(a[i] for a in cols), lam[i], frames[i], undetermined[i])
+             for i in range(len(lam))]
+    out = np.empty((len(cands), 5 * m))
+    first = 0
+    while first < len(cands):   # points first..last-1: <= CANON_BATCH frames, or one point
+        last, total = first + 1, len(cands[first])
+        while last < len(cands) and total + len(cands[last]) <= CANON_BATCH:
+            total += len(cands[last])
+            last += 1
+        batch = cands[first:last]
+        owner = np.repeat(np.arange(first, last), [len(c) for c in batch])
+        feats = _features(*(a[owner] for a in cols), np.stack([f for c in batch for f in c]), m)
+        best = _smallest(feats.reshape(len(owner), -1), np.array([len(c) for c in batch]))
+        out[first:last] = feats[best].transpose(0, 2, 1).reshape(len(batch), 5 * m)
+        first = last
+    return out
+
+
+def _smallest(flat: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Row of ``flat`` chosen for each consecutive group of ``counts`` candidates: the first, then
+    each later candidate replaces it when their first difference beyond ``CANON_TOL`` is negative
+    (done for all groups at once)."""
+    start = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    best = start.copy()
+    for c in range(1, int(counts.max())):
+        live = np.flatnonzero(counts > c)
+        cand = start[live] + c
+        diff = flat[cand] - flat[best[live]]
+        big = np.abs(diff) > CANON_TOL
+        lead = diff[np.arange(len(live)), big.argmax(1)]
+        better = big.any(1) & (lead < 0)
+        best[live[better]] = cand[better]
+    return best
 
 
 def pca_frames(disp: np.ndarray, weight: np.ndarray):
@@ -323,18 +361,3 @@ def _isotropic_frames(one) -> list[np.ndarray]:
             f3 = np.cross(f1, f2)
             out += [np.stack((f1, f2, s * f3), 1) for s in (1.0, -1.0)]
     return out
-
-
-def _canonical(one, frames: list[np.ndarray], m: int) -> np.ndarray:
-    """Features (m, 5) of the lexicographically smallest candidate (neighbour-major order)."""
-    count = len(frames)
-    stacked = tuple(np.broadcast_to(a, (count,) + a.shape) for a in one)
-    feats = _features(*stacked, np.stack(frames), m)
-    flat = feats.reshape(count, -1)
-    best = 0
-    for c in range(1, count):
-        diff = flat[c] - flat[best]
-        big = np.flatnonzero(np.abs(diff) > CANON_TOL)
-        if big.size and diff[big[0]] < 0:
-            best = c
-    return feats[best]

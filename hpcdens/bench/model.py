@@ -5,7 +5,9 @@ compute kernels of a prediction (printed, never a test).
     Grid points per second per core of :func:`hpcdens.descriptors.descriptors` on a rattled
     Si/Ge diamond supercell of about ``--atoms`` atoms (the cell of ``bench predict``), at the
     first ``--points`` points of its grid at ``--spacing`` Bohr in C order (what a prediction
-    streams) and at as many uniformly random points of the cell. The time is split into the neighbour query
+    streams), at the same points of the unrattled cell (a perfect crystal: most points have
+    equidistant neighbours or an axis sign that only the canonical rule fixes) and at as many
+    uniformly random points of the rattled cell. The time is split into the neighbour query
     (:meth:`NeighborSearch.query_shell`) and the descriptor assembly
     (:func:`hpcdens.descriptors.from_neighbors`: PCA frame, canonical order, features). The
     search is built once before the clock starts (as in a prediction, where it is built per block).
@@ -62,16 +64,20 @@ def bench_descriptors(atoms: int = 64, m: int = 55, points: int = 20000, spacing
 
     supercell = near_cubic_supercell(max(1, math.ceil(atoms / 8)))
     cell = bench_atoms(supercell, seed)
+    perfect = cell.copy()
+    perfect.set_scaled_positions(np.round(cell.get_scaled_positions() * 4 * np.array(supercell))
+                                 / (4 * np.array(supercell)))   # diamond sites: quarters of a
     cell_bohr = cell.cell.array / Bohr
     grid = Grid.from_spacing(cell_bohr, spacing)
     flat = np.arange(min(points, grid.size))
-    sets = {"grid": (np.stack(np.unravel_index(flat, grid.shape), 1) / grid.shape) @ cell_bohr,
-            "random": np.random.default_rng(seed).random((points, 3)) @ cell_bohr}
+    on_grid = (np.stack(np.unravel_index(flat, grid.shape), 1) / grid.shape) @ cell_bohr
+    sets = {"grid": (cell, on_grid), "perfect": (perfect, on_grid),
+            "random": (cell, np.random.default_rng(seed).random((points, 3)) @ cell_bohr)}
     out = {"atoms": len(cell), "supercell": "x".join(map(str, supercell)), "m": m,
            "grid_shape": list(grid.shape), "spacing": spacing}
-    for name, pts in sets.items():
+    for name, (structure, pts) in sets.items():
         for binned in (True, False):
-            search = NeighborSearch(cell.positions / Bohr, cell.numbers, cell_bohr, m=m,
+            search = NeighborSearch(structure.positions / Bohr, structure.numbers, cell_bohr, m=m,
                                     binned=binned)
             out[name if binned else f"{name}_reference"] = _time_descriptors(
                 search, pts, m, chunk, from_neighbors if binned else from_neighbors_reference)
@@ -196,6 +202,8 @@ def format_descriptors(r: dict) -> str:
              f"{r['n_images']} images), M={r['m']}"]
     for name, what in (("grid", f"grid points at {r['spacing']} Bohr (grid "
                                 f"{'x'.join(map(str, r['grid_shape']))}, C order, as predict)"),
+                       ("perfect", "grid points of the same cell unrattled (perfect crystal: "
+                                   "distance ties, axis signs fixed by the canonical rule)"),
                        ("random", "random points")):
         t, ref = r[name], r[f"{name}_reference"]
         lines.append(f"  {t['points']} {what}: {t['points_per_s']:.0f} points/s/core; "
