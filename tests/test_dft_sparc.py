@@ -311,3 +311,25 @@ def test_sparc_and_pyscf_densities_agree_in_shape():
     error = nrmse(other.rho, ref.rho)
     print(f"\nSi8 rattled, {ref.grid.shape}: NRMSE(PySCF {settings.basis} vs SPARC) = {error:.4f}")
     assert error < NRMSE_SPARC_PYSCF_MAX
+
+
+def test_bench_dft_writes_the_cell_and_a_skipped_row_without_sparc(tmp_path, monkeypatch, capsys):
+    """``hpcdens bench dft --structures --json``: the 64-atom SiGe cell that
+    launch/predict_vs_dft.sh predicts is written (32 Si, 32 Ge, a 2x2x2 diamond supercell at Vegard's a), and without a SPARC
+    binary the row says why instead of failing; --ranks 0 is refused."""
+    import ase.io
+
+    from hpcdens.cli import main as cli_main
+
+    monkeypatch.delenv(sr.ENV_COMMAND, raising=False)
+    out = tmp_path / "rows.json"
+    assert cli_main(["bench", "dft", "--backends", "sparc", "--cells", "SiGe64", "--ranks", "2",
+                     "--json", str(out), "--structures", str(tmp_path)]) == 0
+    atoms = ase.io.read(tmp_path / "SiGe64.extxyz")
+    assert sorted(atoms.get_chemical_symbols()).count("Ge") == 32 and len(atoms) == 64
+    a = 0.5 * 5.431 + 0.5 * 5.658
+    assert np.allclose(atoms.cell.lengths(), 2 * a)
+    rows = json.loads(out.read_text())
+    assert rows[0]["backend"] == "sparc" and sr.ENV_COMMAND in rows[0]["skipped"]
+    assert "skipped" in capsys.readouterr().out
+    assert cli_main(["bench", "dft", "--backends", "sparc", "--ranks", "0"]) == 2

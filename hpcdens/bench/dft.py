@@ -1,9 +1,9 @@
 """``hpcdens bench``: benchmarks that print figures (never timed tests).
 
 ``bench dft`` times one SCF per backend for the reference cells (Si8, an 8-atom SiGeSn cell, a
-4-atom and a 32-atom fcc CrFeCoNi cell), so later benchmarks can state prediction speed as a ratio
-to DFT measured in the same run, and so a study can be sized before it is labelled (the mesh
-spacing and basis can be overridden). Each row also gives the grid-charge error of the converged
+64-atom SiGe cell, a 4-atom and a 32-atom fcc CrFeCoNi cell), so later benchmarks can state
+prediction speed as a ratio to DFT measured in the same run (``launch/predict_vs_dft.sh``), and so
+a study can be sized before it is labelled (the mesh spacing and basis can be overridden). Each row also gives the grid-charge error of the converged
 density, |int rho dV - N_e| / N_e, which shows whether the mesh resolves the semicore states.
 """
 
@@ -24,10 +24,11 @@ _CRFECONI_A = {"Cr": 3.60, "Fe": 3.60, "Co": 3.54, "Ni": 3.52}
 REFERENCE_CELLS = {
     "Si8": ("diamond", 1, {"Si": 8}, {"Si": 5.431}, 0.4),
     "Si4Ge2Sn2": ("diamond", 1, {"Si": 4, "Ge": 2, "Sn": 2}, {"Si": 5.431, "Ge": 5.658, "Sn": 6.489}, 0.4),
+    "SiGe64": ("diamond", 2, {"Si": 32, "Ge": 32}, {"Si": 5.431, "Ge": 5.658}, 0.4),
     "CrFeCoNi": ("fcc", 1, {"Cr": 1, "Fe": 1, "Co": 1, "Ni": 1}, _CRFECONI_A, 0.3),
     "CrFeCoNi32": ("fcc", 2, {"Cr": 8, "Fe": 8, "Co": 8, "Ni": 8}, _CRFECONI_A, 0.2),
 }
-#: The cells ``bench dft`` runs unless told otherwise (CrFeCoNi32 takes minutes per SCF).
+#: The cells ``bench dft`` runs unless told otherwise (SiGe64 and CrFeCoNi32 take minutes per SCF).
 DEFAULT_CELLS = ("Si8", "Si4Ge2Sn2", "CrFeCoNi")
 
 
@@ -59,6 +60,7 @@ def bench_dft(backends=("pyscf", "sparc"), cells=DEFAULT_CELLS, base: DFTConfig 
                    "spacing_bohr": settings.mesh_spacing_bohr, "basis": r.settings.get("basis", "psp8"),
                    "iterations": r.n_iterations, "wall_s": r.wall_time_s, "converged": r.converged,
                    "charge_error": abs(r.grid.integrate(r.rho) - r.n_electrons) / r.n_electrons,
+                   "ranks": settings.ranks_per_task if name == "sparc" else 1,
                    "threads": os.environ.get("OMP_NUM_THREADS", "all")}
 
 

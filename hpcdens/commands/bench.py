@@ -12,19 +12,40 @@ from ..errors import InputError
 
 
 def run_dft(args) -> int:
+    import json
     from dataclasses import replace
+    from pathlib import Path
 
-    from ..bench.dft import DEFAULT_CELLS, REFERENCE_CELLS, bench_dft, format_dft_rows
+    from ..bench.dft import (
+        DEFAULT_CELLS,
+        REFERENCE_CELLS,
+        bench_dft,
+        format_dft_rows,
+        reference_atoms,
+    )
     from ..config import DFTConfig
 
     cells = args.cells or list(DEFAULT_CELLS)
     unknown = [c for c in cells if c not in REFERENCE_CELLS]
     if unknown:
         raise InputError(f"unknown benchmark cell(s) {unknown}; choose from {list(REFERENCE_CELLS)}")
+    if args.ranks < 1:
+        raise InputError(f"--ranks {args.ranks}: must be >= 1 (SPARC's MPI ranks per SCF)")
+    if args.structures:
+        import ase.io
+
+        Path(args.structures).mkdir(parents=True, exist_ok=True)
+        for cell in cells:
+            ase.io.write(Path(args.structures) / f"{cell}.extxyz", reference_atoms(cell))
     print(format_dft_rows([]), flush=True)
-    base = replace(DFTConfig(), **({"basis": args.basis} if args.basis else {}))
+    base = replace(DFTConfig(), ranks_per_task=args.ranks,
+                   **({"basis": args.basis} if args.basis else {}))
+    rows = []
     for row in bench_dft(args.backends, cells, base, args.spacing):
         print(format_dft_rows([row]).splitlines()[-1], flush=True)
+        rows.append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return 0
 
 
@@ -46,11 +67,18 @@ def register(sub):
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     dft = what.add_parser("dft", help="SCF wall time and iterations per backend and cell")
     dft.add_argument("--backends", nargs="+", default=["pyscf", "sparc"], choices=["pyscf", "sparc"])
-    dft.add_argument("--cells", nargs="+", help="subset of Si8 Si4Ge2Sn2 CrFeCoNi CrFeCoNi32 "
-                     "(the last: 32-atom fcc, the paper's CrFeCoNi cell; not in the default set)")
+    dft.add_argument("--cells", nargs="+", help="subset of Si8 Si4Ge2Sn2 SiGe64 CrFeCoNi "
+                     "CrFeCoNi32 (SiGe64: 64-atom Si0.5Ge0.5 diamond at 0.4 Bohr; CrFeCoNi32: "
+                     "32-atom fcc, the paper's CrFeCoNi cell; neither in the default set)")
     dft.add_argument("--spacing", type=float, metavar="BOHR",
                      help="mesh spacing for every cell (default: each cell's own, 0.2-0.4 Bohr)")
     dft.add_argument("--basis", help="PySCF basis family (default gth-szv-molopt-sr)")
+    dft.add_argument("--ranks", type=int, default=1, metavar="N",
+                     help="MPI ranks of each SPARC SCF (dft.ranks_per_task; default 1). PySCF "
+                     "runs in this process with OMP_NUM_THREADS threads")
+    dft.add_argument("--json", metavar="OUT", help="also write the rows to this JSON file")
+    dft.add_argument("--structures", metavar="DIR",
+                     help="also write each cell as DIR/CELL.extxyz (to predict the same cell)")
     dft.set_defaults(func=run_dft)
     energy = what.add_parser("energy", help="Harris-Foulkes cost vs the SCF of a labelled cell",
                              description="Time, in one run, the SCF of a labelled snapshot with "
