@@ -23,6 +23,9 @@ TESSELLATIONS = ("T1", "T2", "T4")
 TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
 LEARN_SCORES = ("density", "energy")
+#: the named choices of [train] kl_divisor (a positive integer N is the fourth)
+KL_DIVISORS = ("sampled", "grid", "atoms")
+
 # Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
 LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0},
@@ -334,9 +337,11 @@ class TrainConfig:
     density_fraction : fraction of each training snapshot's points drawn with probability
         proportional to its SAD density (so near the nuclei), the rest uniformly; validation
         points are always uniform. 0 = all uniform.
-    kl_divisor : N of the loss KL/N + mean NLL: "sampled" (the drawn training points) or "grid"
+    kl_divisor : N of the loss KL/N + mean NLL: "sampled" (the drawn training points), "grid"
         (every grid point of the training snapshots, the ELBO of the full grids that the sample
-        estimates; the posterior then does not depend on points_per_snapshot).
+        estimates; the posterior then does not depend on points_per_snapshot), "atoms" (the atoms
+        of the training snapshots: one datum per atomic environment, for grid points that are far
+        from independent) or a positive integer N.
     lr_patience : halve the learning rate every lr_patience epochs without improvement (0: never)
     """
 
@@ -349,7 +354,7 @@ class TrainConfig:
     patience: int = 20
     seed: int = 0
     density_fraction: float = 0.0
-    kl_divisor: str = "sampled"
+    kl_divisor: str | int = "sampled"
     lr_patience: int = 0
 
     def __post_init__(self):
@@ -366,7 +371,11 @@ class TrainConfig:
         _require(self.patience >= 1, s, "patience", self.patience, "must be >= 1", "use e.g. 20")
         _require(0 <= self.density_fraction <= 1, s, "density_fraction", self.density_fraction,
                  "must be in [0, 1]", "use 0 (uniform) or e.g. 0.5")
-        _one_of(s, "kl_divisor", self.kl_divisor, ("sampled", "grid"))
+        if isinstance(self.kl_divisor, int) and not isinstance(self.kl_divisor, bool):
+            _require(self.kl_divisor >= 1, s, "kl_divisor", self.kl_divisor, "must be >= 1",
+                     'use a positive integer N or one of "sampled", "grid", "atoms"')
+        else:
+            _one_of(s, "kl_divisor", self.kl_divisor, KL_DIVISORS)
         _require(self.lr_patience >= 0, s, "lr_patience", self.lr_patience, ">= 0", "use 0 or 5")
 
 

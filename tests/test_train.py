@@ -271,7 +271,8 @@ def test_pure_helpers():
 def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_path):
     """[train] density_fraction draws training points where the SAD density is high (validation
     points stay uniform); kl_divisor = "grid" divides the KL by the grid points the sample stands
-    for instead of the sampled points."""
+    for instead of the sampled points, "atoms" by the atoms of the training snapshots, an integer
+    by itself."""
     from mpi4py import MPI
 
     item = load_snapshots([training_set])[0]
@@ -294,14 +295,18 @@ def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_pa
     assert np.array_equal(plain.val.target, both.val.target), "validation points stay uniform"
     assert not np.array_equal(plain.train.target, both.train.target)
 
-    for divisor, n_kl in (("sampled", plain.n_kl), ("grid", both.n_kl)):
+    n_atoms = sum(len(plain.labelled[i].snapshot.atoms) for i in plain.train_idx)
+    for divisor, n_kl in (("sampled", plain.n_kl), ("grid", both.n_kl), ("atoms", n_atoms), (7, 7)):
         cfg = config({**base, "train.kl_divisor": divisor}, name=f"{divisor}.toml")
         summary = run_train(cfg, [training_set], tmp_path / f"{divisor}.pt", progress=False)
         h = summary["history"][-1]        # loss = KL / N + NLL with N = n_kl
         assert (h["train_loss"] - h["train_nll"]) * n_kl == pytest.approx(h["train_kl"], rel=1e-6)
         assert load_model(tmp_path / f"{divisor}.pt")[1].config["train"]["kl_divisor"] == divisor
-    with pytest.raises(InputError, match=r"\[train\] kl_divisor.*sampled, grid"):
+    with pytest.raises(InputError, match=r"\[train\] kl_divisor.*sampled, grid, atoms"):
         config({"train.kl_divisor": "points"}, name="bad.toml")
+    for bad, why in ((0, ">= 1"), (2.5, "str or int")):
+        with pytest.raises(InputError, match=rf"\[train\] kl_divisor = {bad}: must be .*{why}"):
+            config({"train.kl_divisor": bad}, name="bad.toml")
     with pytest.raises(InputError, match=r"\[train\] density_fraction"):
         config({"train.density_fraction": 1.5}, name="bad2.toml")
 

@@ -98,10 +98,23 @@ def prepare_data(config, paths, comm, m: int | None = None, labelled=None) -> Da
                          f"[train] points_per_snapshot or run on fewer ranks")
     val = build_points(labelled, val_idx, **common) if val_idx else None
     sha = comm.bcast(data_hash(labelled) if comm.rank == 0 else None, root=0)
-    n_kl = (train.n_global if tc.kl_divisor == "sampled"
-            else sum(labelled[i].snapshot.grid.size for i in train_idx))
+    n_kl = kl_divisor(tc.kl_divisor, train.n_global,
+                      [labelled[i].snapshot for i in train_idx])
     return Dataset(labelled, train_idx, val_idx, train, val, feature_spec(labelled, train_idx, m),
                    sha, [str(p) for p in paths], n_kl)
+
+
+def kl_divisor(setting, n_sampled: int, snapshots) -> int:
+    """N of the loss KL/N + mean NLL for ``[train] kl_divisor`` = ``setting``: the sampled
+    training points, the grid points or the atoms of the training ``snapshots``, or the integer
+    itself."""
+    if setting == "sampled":
+        return n_sampled
+    if setting == "grid":
+        return sum(s.grid.size for s in snapshots)
+    if setting == "atoms":
+        return sum(len(s.atoms) for s in snapshots)
+    return int(setting)
 
 
 def new_model(config, data: Dataset, comm) -> bnn.BayesianNet:

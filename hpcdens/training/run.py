@@ -112,7 +112,7 @@ def _log_data(config, d: Dataset, ranks: int):
     drawn = (f"{tc.density_fraction:g} of them drawn by SAD density"
              if tc.density_fraction else "uniform")
     log.info("%d snapshots: %d training (%d points, %s), %d validation (%d points); M = %d, "
-             "species %s, target %s, KL / %d (%s points), %d ranks", len(d.labelled),
+             "species %s, target %s, KL / %d (kl_divisor %s), %d ranks", len(d.labelled),
              len(d.train_idx), d.train.n_global, drawn, len(d.val_idx),
              d.val.n_global if d.val else 0, d.features["M"], d.features["species"],
              config.model.target, d.n_kl, tc.kl_divisor, ranks)
