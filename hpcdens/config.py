@@ -166,11 +166,15 @@ def _cross_check(config: Config):
         _fail("snapshots", "vacancies", snap.vacancies,
               f"removes {removed} of the {n_sites} atoms of the cell",
               "use fewer vacancies or a larger system.supercell")
-    if snap.checkerboard_bins:
-        bins, cells = snap.checkerboard_bins, config.system.supercell
-        _require(all(n % bins == 0 for n in cells), "snapshots", "checkerboard_bins", bins,
-                 f"does not divide system.supercell = {list(cells)}",
-                 f"use a supercell whose entries are multiples of {bins}, e.g. {[bins * 1] * 3}")
+    if snap.checkerboard_bins and config.structure_file() is None:
+        from .structures import block_offset, build_cell
+
+        system, bins = config.system, snap.checkerboard_bins
+        lattice = build_cell(system.lattice, 1.0, system.supercell, primitive=system.primitive)
+        _require(block_offset(lattice, bins) is not None, "snapshots", "checkerboard_bins", bins,
+                 f"does not divide system.supercell = {list(system.supercell)} into equal blocks "
+                 f"(no cut plane gives every block the same number of sites)",
+                 f"use a supercell whose entries are multiples of {bins}, e.g. {[bins] * 3}")
     path = config.structure_file()
     if path is not None:
         _check_structure_file(path)

@@ -32,7 +32,8 @@ BOUNDARY_EDGES_BOHR = (0.0, 1.0, 2.0, 4.0, math.inf)
 blocks. On diamond supercells the cut planes pass through an atomic layer (the (001) layer
 spacing is a/4, about 2.6 Bohr): [0, 1) that layer, [1, 2) and [2, 4) the bonds and layers next to
 it, [4, inf) the block interiors."""
-VACANCY_ATTR, BINS_ATTR = "vacancy_sites_angstrom", "segregation_bins"
+VACANCY_ATTR, BINS_ATTR, OFFSET_ATTR = ("vacancy_sites_angstrom", "segregation_bins",
+                                       "segregation_offset")
 REGION_COLUMNS = ("key", "kind", "shell_min_bohr", "shell_max_bohr", "n_points",
                   "relative_l1_percent", "rmse", "charge_error_e", "cell_relative_l1_percent")
 _CELL_ATOL_BOHR = 1e-6
@@ -101,25 +102,27 @@ def vacancy_shells(atoms, grid, sites_bohr, edges_bohr=VACANCY_EDGES_BOHR) -> np
     return shell_of(dist, edges_bohr).reshape(grid.shape)
 
 
-def boundary_distance(grid, bins: int) -> np.ndarray:
+def boundary_distance(grid, bins: int, offset: float = 0.0) -> np.ndarray:
     """(``grid.shape``) perpendicular distance (Bohr) from every grid point to the nearest cut
     plane of the ``bins**3`` blocks of :func:`hpcdens.structures.block_indices`: the planes of
-    fractional coordinate m/bins (m = 0..bins-1) along each lattice vector. The plane spacing
-    along lattice vector i is 1/|b_i|, b_i the reciprocal vector without 2 pi."""
-    t = (grid.fractional_points() * bins) % 1.0
+    fractional coordinate offset + m/bins (m = 0..bins-1) along each lattice vector. The plane
+    spacing along lattice vector i is 1/|b_i|, b_i the reciprocal vector without 2 pi."""
+    t = ((grid.fractional_points() - offset) * bins) % 1.0
     frac_gap = np.minimum(t, 1.0 - t) / bins
     plane_spacing = 1.0 / np.linalg.norm(np.linalg.inv(grid.cell_bohr).T, axis=1)
     return (frac_gap * plane_spacing).min(axis=1).reshape(grid.shape)
 
 
-def boundary_shells(atoms, grid, bins: int, edges_bohr=BOUNDARY_EDGES_BOHR) -> np.ndarray:
+def boundary_shells(atoms, grid, bins: int, edges_bohr=BOUNDARY_EDGES_BOHR,
+                    offset: float = 0.0) -> np.ndarray:
     """Shell index (``grid.shape`` int array) of every grid point's distance to the nearest face
     between segregation blocks (:func:`boundary_distance`), ``bins`` >= 2 blocks per lattice
-    vector. atoms : ASE Atoms of the cell (Angstrom), whose cell must be ``grid.cell_bohr``."""
+    vector cut at ``offset``. atoms : ASE Atoms of the cell (Angstrom), whose cell must be
+    ``grid.cell_bohr``."""
     _check_cell(atoms, grid)
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise InputError(f"segregation bins must be an integer >= 2, got {bins!r}")
-    return shell_of(boundary_distance(grid, int(bins)), edges_bohr)
+    return shell_of(boundary_distance(grid, int(bins), offset), edges_bohr)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -188,9 +191,10 @@ def fourier_split(err, reps) -> dict:
 
 # ----------------------------------------------------------------------------- snapshots
 def region_spec(key: str, attrs: dict) -> dict:
-    """{"sites_bohr": (k, 3) vacancy sites in Bohr or None, "bins": int or None} from a test
-    snapshot's attributes (``vacancy_sites_angstrom``: JSON list of [x, y, z] Angstrom;
-    ``segregation_bins``: int >= 2); both None on cells without them. InputError naming the
+    """{"sites_bohr": (k, 3) vacancy sites in Bohr or None, "bins": int or None, "offset": the
+    blocks' cut offset} from a test snapshot's attributes (``vacancy_sites_angstrom``: JSON list
+    of [x, y, z] Angstrom; ``segregation_bins``: int >= 2; ``segregation_offset``: fraction,
+    default 0); None (offset 0) on cells without them. InputError naming the
     snapshot when an attribute is malformed."""
     from ase.units import Bohr
 
@@ -215,7 +219,12 @@ def region_spec(key: str, attrs: dict) -> dict:
             raise InputError(f"snapshot {key!r}: {BINS_ATTR} must be an integer >= 2, got "
                              f"{bins!r}. {fix}")
         bins = int(bins)
-    return {"sites_bohr": sites, "bins": bins}
+    offset = attrs.get(OFFSET_ATTR, 0.0) if bins else 0.0
+    if isinstance(offset, bool) or not isinstance(offset, (int, float, np.number)) \
+            or not 0.0 <= offset < 1.0 / (bins or 1):
+        raise InputError(f"snapshot {key!r}: {OFFSET_ATTR} must be a fraction in [0, 1/bins), "
+                         f"got {offset!r}. {fix}")
+    return {"sites_bohr": sites, "bins": bins, "offset": float(offset)}
 
 
 def snapshot_regions(snap, rho) -> list[dict]:
@@ -231,7 +240,7 @@ def snapshot_regions(snap, rho) -> list[dict]:
         rows += [{"key": snap.key, "kind": "vacancy", **r}
                  for r in region_errors(rho, snap.rho, shells, dv, VACANCY_EDGES_BOHR)]
     if spec["bins"] is not None:
-        shells = boundary_shells(snap.atoms, snap.grid, spec["bins"])
+        shells = boundary_shells(snap.atoms, snap.grid, spec["bins"], offset=spec["offset"])
         rows += [{"key": snap.key, "kind": "boundary", **r}
                  for r in region_errors(rho, snap.rho, shells, dv, BOUNDARY_EDGES_BOHR)]
     return rows

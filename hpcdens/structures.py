@@ -257,14 +257,37 @@ def _remove(atoms: Atoms, indices) -> Atoms:
 
 
 # ----------------------------------------------------------------------------- segregation
-def block_indices(atoms: Atoms, bins: int) -> np.ndarray:
+def block_indices(atoms: Atoms, bins: int, offset: float = 0.0) -> np.ndarray:
     """Block (i, j, k) of every atom when the cell is cut into ``bins**3`` equal blocks.
 
-    Cuts are along the lattice vectors by fractional coordinate; a site on a block face (within
-    1e-6) belongs to the block above it. Returns an (n_atoms, 3) int array in ``[0, bins)``.
+    Cuts are along the lattice vectors at fractional coordinates ``offset + m / bins``; a site on
+    a block face (within 1e-6) belongs to the block above it. Returns an (n_atoms, 3) int array
+    in ``[0, bins)``.
     """
-    frac = atoms.cell.scaled_positions(atoms.positions) % 1.0
+    frac = (atoms.cell.scaled_positions(atoms.positions) - offset) % 1.0
     return np.floor((frac + _BLOCK_EDGE_TOL) * bins).astype(int) % bins
+
+
+def block_sizes(atoms: Atoms, bins: int, offset: float = 0.0) -> np.ndarray:
+    """Sites per block of :func:`block_indices`, (bins**3,) ints in C order of (i, j, k)."""
+    flat = np.ravel_multi_index(block_indices(atoms, bins, offset).T, (bins,) * 3)
+    return np.bincount(flat, minlength=bins**3)
+
+
+def block_offset(atoms: Atoms, bins: int) -> float | None:
+    """The cut offset (fractional, the same along every lattice vector) that splits an ideal
+    lattice into ``bins**3`` blocks of equal site count: 0 when the plain cut does, else the
+    smallest midpoint between two consecutive planes of sites along the first lattice vector
+    below 1 / bins (a 3x3x3 diamond cell in 8 blocks: 1/24, i.e. a/8, blocks of 27 sites where
+    the plain cut gives 28 and 26); None when no such cut exists."""
+    x = np.sort(atoms.cell.scaled_positions(atoms.positions)[:, 0] % 1.0)
+    planes = x[np.r_[True, np.diff(x) > _BLOCK_EDGE_TOL]]
+    middles = 0.5 * (planes[:-1] + planes[1:])
+    for offset in [0.0, *middles[middles < 1.0 / bins]]:
+        sizes = block_sizes(atoms, bins, offset)
+        if sizes.min() == sizes.max():
+            return float(offset)
+    return None
 
 
 def block_compositions(bins: int, compositions: list) -> list:
@@ -339,25 +362,29 @@ def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, f
     the exact counts of :func:`hpcdens.composition.atom_counts` for its own composition, placed
     at random; blocks are filled in C order, one ``rng.permutation`` each.
 
-    ``atoms`` is an ideal (unrattled) lattice built with ``supercell`` (int or 3 ints), each a
-    multiple of ``bins`` (blocks per lattice vector, >= 2); rattle after segregating.
+    ``atoms`` is an ideal (unrattled) lattice built with ``supercell`` (int or 3 ints; bins
+    blocks per lattice vector, >= 2); rattle after segregating. The cuts lie at fractional
+    coordinates ``offset + m / bins`` with the offset of :func:`block_offset`: 0 when the supercell
+    is a multiple of ``bins``, else a plane between two layers of sites where that gives equal
+    blocks (the paper's 216-atom 8-bin cells: 3x3x3 diamond, blocks of 27 sites).
 
     The result carries ``info["segregation_bins"]`` and ``info["segregation_compositions"]``, a
     JSON list of the ``bins**3`` block compositions as formula strings (``"Si1Ge0Sn0"``), C
-    order: block (i, j, k) spans fractional coordinates ``[i/bins, (i+1)/bins)`` and so on.
+    order: block (i, j, k) spans fractional coordinates ``[offset + i/bins, offset + (i+1)/bins)``
+    and so on; a non-zero offset is recorded as ``info["segregation_offset"]``.
     """
     reps = _supercell_tuple(supercell)
     bins = _int_at_least(bins, "bins", 2)
-    if any(r % bins for r in reps):
-        raise StructureError(f"bins={bins} does not divide supercell {reps} into equal blocks; "
+    per_block = block_compositions(bins, compositions)
+    offset = block_offset(atoms, bins)
+    if offset is None:
+        sizes = block_sizes(atoms, bins)
+        raise StructureError(f"no cut of this cell into {bins}^3 blocks gives blocks of equal "
+                             f"size (between {sizes.min()} and {sizes.max()} sites at the plain "
+                             f"cut); pass an unrattled lattice built with supercell {reps}, or "
                              f"use a supercell that is a multiple of bins, e.g. "
                              f"{tuple(bins * math.ceil(r / bins) for r in reps)}")
-    per_block = block_compositions(bins, compositions)
-    flat = np.ravel_multi_index(block_indices(atoms, bins).T, (bins,) * 3)
-    sizes = np.bincount(flat, minlength=bins**3)
-    if sizes.min() != sizes.max():
-        raise StructureError(f"blocks hold between {sizes.min()} and {sizes.max()} sites; pass an "
-                             f"unrattled lattice built with supercell {reps}")
+    flat = np.ravel_multi_index(block_indices(atoms, bins, offset).T, (bins,) * 3)
     symbols = np.empty(len(atoms), dtype=object)
     for block, fractions in enumerate(per_block):
         sites = np.flatnonzero(flat == block)
@@ -366,6 +393,8 @@ def segregate(atoms: Atoms, supercell, bins: int, compositions: list[dict[str, f
     out = atoms.copy()
     out.set_chemical_symbols(list(symbols))
     out.info["segregation_bins"] = bins
+    if offset:
+        out.info["segregation_offset"] = offset
     out.info["segregation_compositions"] = json.dumps([str(parse_composition(c))
                                                        for c in per_block])
     return out

@@ -3,9 +3,9 @@
 #   bash launch/generalisation_sigesn.sh [--cases "vacancy64 divacancy64 ..."] TAG=MODEL.pt [TAG=MODEL.pt ...]
 # 1. labels every test cell of inputs/reproduction64/suite/ with PySCF (once; resumable):
 #    216-atom thermal cells at compositions k/6, mono- and di-vacancy cells (64 and 216 sites),
-#    the 8-bin checkerboards at three compositions (64 sites; a 216-site diamond cell cut at
-#    fractional 1/2 gives blocks of 28 and 26 sites, so the paper's 216-site 8-bin cells are not
-#    built yet) and the 27-bin equiatomic 216-site cell;
+#    the 8-bin checkerboards at three compositions (64 and 216 sites; the 216-site cells are cut
+#    a/8 off the half-cell planes so that every block holds 27 sites, docs/structures.md) and the
+#    27-bin equiatomic 216-site cell;
 # 2. evaluates each model on each cell (energy error, density NRMSE, relative L1, and the
 #    per-region errors around each vacancy and at each segregation boundary: regions.csv);
 # 3. writes the table of every model x cell: $OUT/generalisation/suite.csv and suite.md.
@@ -21,7 +21,8 @@ IN=inputs/reproduction64/suite
 OUT="${SUITE_OUT:-runs/reproduction64}"
 NP="${HPCDENS_RANKS:-2}"
 CASES=(vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c
-       large216 vacancy216 divacancy216 checkerboard216-27bin)
+       large216 vacancy216 divacancy216 checkerboard216a checkerboard216b checkerboard216c
+       checkerboard216-27bin)
 if [[ "${1:-}" == --cases ]]; then read -r -a CASES <<< "$2"; shift 2; fi
 if (($# == 0)); then
     echo "usage: $0 [--cases \"CASE ...\"] TAG=MODEL.pt [TAG=MODEL.pt ...]" >&2

@@ -81,6 +81,19 @@ def test_boundary_distances_of_a_cubic_cell_with_two_bins_are_analytic():
         rg.boundary_shells(_atoms(cell), grid, 1)
 
 
+def test_boundary_distance_follows_the_cut_offset():
+    """Blocks cut at offset + m/bins: the distance is zero on the shifted planes and the same
+    field as without offset, moved by the offset."""
+    cell = np.eye(3) * 12.0
+    grid = Grid(cell, (24, 24, 24))                 # 0.5 Bohr; offset 1/24 = one grid step
+    shifted = rg.boundary_distance(grid, 2, offset=1 / 24)
+    assert shifted[1, 5, 7] == pytest.approx(0.0, abs=1e-12)
+    assert shifted[13, 13, 13] == pytest.approx(0.0, abs=1e-12)
+    assert shifted[0, 6, 6] == pytest.approx(0.5)
+    assert np.allclose(shifted, np.roll(rg.boundary_distance(grid, 2), (1, 1, 1), (0, 1, 2)),
+                       atol=1e-12)
+
+
 def test_boundary_distance_is_perpendicular_to_the_plane_in_a_sheared_cell():
     cell = np.array([[10.0, 0, 0], [5.0, 10.0, 0], [0, 0, 10.0]])
     grid = Grid(cell, (10, 4, 4))
@@ -182,7 +195,9 @@ def test_region_spec_reads_and_checks_the_snapshot_attributes():
     sites = [[1.0, 2.0, 3.0], [0.0, 0.5, 1.0]]
     spec = rg.region_spec("k", {rg.VACANCY_ATTR: json.dumps(sites), rg.BINS_ATTR: np.int64(3)})
     assert np.allclose(spec["sites_bohr"], np.array(sites) / Bohr) and spec["bins"] == 3
-    assert rg.region_spec("k", {"composition": "Si1"}) == {"sites_bohr": None, "bins": None}
+    assert rg.region_spec("k", {"composition": "Si1"}) == {"sites_bohr": None, "bins": None,
+                                                           "offset": 0.0}
+    assert rg.region_spec("k", {rg.BINS_ATTR: 2, rg.OFFSET_ATTR: 1 / 24})["offset"] == 1 / 24
     assert rg.region_spec("k", {rg.VACANCY_ATTR: "[]"})["sites_bohr"] is None
     with pytest.raises(InputError, match="snapshot 'a/1'.*not a JSON list"):
         rg.region_spec("a/1", {rg.VACANCY_ATTR: "[[1, 2"})
@@ -190,6 +205,8 @@ def test_region_spec_reads_and_checks_the_snapshot_attributes():
         rg.region_spec("a/1", {rg.VACANCY_ATTR: "[1, 2]"})
     with pytest.raises(InputError, match="segregation_bins must be an integer >= 2"):
         rg.region_spec("a/1", {rg.BINS_ATTR: 1})
+    with pytest.raises(InputError, match=r"segregation_offset must be a fraction in \[0, 1/bins\)"):
+        rg.region_spec("a/1", {rg.BINS_ATTR: 2, rg.OFFSET_ATTR: 0.5})
 
 
 # ----------------------------------------------------------------------------- evaluate

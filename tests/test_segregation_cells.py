@@ -91,14 +91,25 @@ def test_64_atom_8bin_cells_have_the_right_element_in_every_block(overall):
     assert seg.info["segregation_bins"] == 2
 
 
-def test_216_atom_cell_does_not_cut_into_8_equal_blocks():
-    """3x3x3 diamond cut at fractional 1/2: blocks of 28 (even i+j+k) and 26 (odd) sites, so an
-    8-bin 216-atom cell cannot have exact fractions by this cut; segregate refuses it."""
+def test_216_atom_8bin_cell_is_cut_between_layers_into_blocks_of_27():
+    """3x3x3 diamond cut at fractional 1/2 gives blocks of 28 (even i+j+k) and 26 (odd) sites;
+    cut a/8 higher (offset 1/24, between two layers of sites) every block holds 27, so the
+    paper's 216-atom 8-bin cells get their exact block compositions."""
     cell = st.build_cell("diamond", A, 3)
     counts = Counter(block_of_each_atom(cell, 2))
     assert {b: counts[b] for b in counts} == {b: 28 if sum(b) % 2 == 0 else 26 for b in counts}
-    with pytest.raises(StructureError, match="does not divide supercell"):
-        st.segregate(cell, 3, 2, [pure(b) for b in PAPER_8BIN["Si0.25Ge0.375Sn0.375"]], rng())
+    assert st.block_offset(cell, 2) == pytest.approx(1 / 24)
+    assert st.block_offset(st.build_cell("diamond", A, 2), 2) == 0.0
+    blocks = PAPER_8BIN["Si0.25Ge0.375Sn0.375"]
+    seg = st.segregate(cell, 3, 2, [pure(b) for b in blocks], rng())
+    assert seg.info["segregation_offset"] == pytest.approx(1 / 24)
+    order = list(itertools.product(range(2), repeat=3))
+    ijk = st.block_indices(seg, 2, seg.info["segregation_offset"])
+    assert np.array_equal(np.bincount(np.ravel_multi_index(ijk.T, (2, 2, 2))), [27] * 8)
+    for block, symbol in zip(map(tuple, ijk), seg.get_chemical_symbols()):
+        assert f"{symbol}1" == blocks[order.index(block)]
+    assert "segregation_offset" not in st.segregate(st.build_cell("diamond", A, 2), 2, 2,
+                                                    [pure(b) for b in blocks], rng()).info
 
 
 def test_216_atom_27bin_cell_is_equiatomic_with_distinct_face_neighbours():
@@ -197,3 +208,26 @@ def test_segregation_and_vacancy_info_reach_the_part_file(write_input, tmp_path)
         str(parse_composition(b, ELEMENTS)) for b in PAPER_8BIN[str(overall)]]
     recorded = json.loads(attrs["vacancy_sites_angstrom"])
     assert recorded == json.loads(atoms.info["vacancy_sites_angstrom"]) and len(recorded) == 1
+
+
+def test_the_216_atom_cut_offset_reaches_the_part_file_and_the_boundary_regions(write_input,
+                                                                                 tmp_path):
+    """A 216-atom 8-bin cell built from an input file keeps its cut offset through the training
+    set to evaluate's boundary regions: points on the shifted cut planes are in the first shell."""
+    from hpcdens.regions import boundary_distance, region_spec
+
+    overall = parse_composition("Si0.375Ge0.375Sn0.25", ELEMENTS)
+    config = load_config(segregated_input(write_input, PAPER_8BIN[str(overall)],
+                                          **{"system.supercell": [3, 3, 3]}))
+    atoms = plan.build_atoms(config, overall, 0, rng(3))
+    grid = Grid(atoms.cell.array / Bohr, (24, 24, 24))
+    result = DFTResult(energy_ha=0.0, free_energy_ha=0.0, rho=np.zeros(grid.shape), grid=grid,
+                       n_electrons=0.0, fermi_level_ha=0.0, converged=True, n_iterations=1,
+                       wall_time_s=0.0, backend="fake")
+    write_part(tmp_path / "train.h5", "k/s000", atoms, result, np.zeros(grid.shape))
+    with h5py.File(part_path(tmp_path / "train.h5", "k/s000"), "r") as f:
+        spec = region_spec("k/s000", dict(f["snapshot"].attrs))
+    assert spec["bins"] == 2 and spec["offset"] == pytest.approx(1 / 24)
+    dist = boundary_distance(grid, spec["bins"], spec["offset"])
+    assert dist[1, 5, 9] == pytest.approx(0.0, abs=1e-9) and dist[0, 6, 6] > 0.1
+    assert Counter(atoms.get_chemical_symbols()) == {"Si": 81, "Ge": 81, "Sn": 54}

@@ -245,10 +245,11 @@ def test_segregate_three_pure_elements_like_the_paper():
 def test_segregate_errors():
     cell = st.build_cell("diamond", A_SI, 3)
     frac = {"Si": 1.0}
-    with pytest.raises(StructureError, match=r"bins=2 does not divide supercell \(3, 3, 3\).*"
-                                             r"\(4, 4, 4\)"):
-        st.segregate(cell, (3, 3, 3), 2, [frac, frac], rng())
-    with pytest.raises(StructureError, match="blocks hold between"):
+    fcc = st.build_cell("fcc", 3.6, 3)             # 108 sites: no cut gives 8 equal blocks
+    with pytest.raises(StructureError, match=r"no cut of this cell into 2\^3 blocks.*between 13 "
+                                             r"and 14 sites.*\(4, 4, 4\)"):
+        st.segregate(fcc, (3, 3, 3), 2, [frac, frac], rng())
+    with pytest.raises(StructureError, match="no cut of this cell into 3\\^3 blocks"):
         st.segregate(st.rattle(cell, 0.3, rng()), 3, 3, [frac, frac], rng())
     with pytest.raises(StructureError, match="at least two compositions"):
         st.segregate(cell, 3, 3, [frac], rng())
