@@ -167,7 +167,8 @@ def _cross_check(config: Config):
               f"removes {removed} of the {n_sites} atoms of the cell",
               "use fewer vacancies or a larger system.supercell")
     if snap.checkerboard_bins and config.structure_file() is None:
-        from .structures import block_offset, build_cell
+        from .segregation import block_offset
+        from .structures import build_cell
 
         system, bins = config.system, snap.checkerboard_bins
         lattice = build_cell(system.lattice, 1.0, system.supercell, primitive=system.primitive)

@@ -226,7 +226,7 @@ class SnapshotConfig:
                  f"list {n_blocks} compositions, one per block, or e.g. two: "
                  f'checkerboard_compositions = ["Si0.8Ge0.2", "Si0.2Ge0.8"]')
         if m == n_blocks:
-            from .structures import warn_equal_face_neighbours
+            from .segregation import warn_equal_face_neighbours
 
             warn_equal_face_neighbours(self.checkerboard_bins, self.checkerboard_compositions)
 

@@ -16,6 +16,7 @@ import numpy as np
 from ase import Atoms
 
 from . import md
+from . import segregation as sg
 from . import structures as st
 from .composition import (
     Composition,
@@ -75,7 +76,7 @@ def compositions(config: Config) -> list[Composition]:
         if len(comps) == 2:  # as before: the label seeds every snapshot's random stream
             mean = {el: 0.5 * (x + y) for el, x, y in zip(elements, *(c.fractions for c in comps))}
         else:
-            blocks = st.block_compositions(snap.checkerboard_bins, comps)
+            blocks = sg.block_compositions(snap.checkerboard_bins, comps)
             mean = {el: math.fsum(c.fraction(el) for c in blocks) / len(blocks) for el in elements}
         return [parse_composition(mean, elements)]
     spec = config.compositions
@@ -119,12 +120,12 @@ def build_atoms(config: Config, composition: Composition, snapshot: int,
 
     Vacancies are made on the ideal sites, before the displacement, and recorded in
     ``info["vacancy_sites_angstrom"]``; segregated cells carry ``info["segregation_bins"]`` and
-    ``info["segregation_compositions"]`` (:func:`hpcdens.structures.segregate`)."""
+    ``info["segregation_compositions"]`` (:func:`hpcdens.segregation.segregate`)."""
     snap, elements = config.snapshots, config.system.elements
     atoms = template_cell(config, composition)
     if snap.checkerboard_bins:
         blocks = [parse_composition(c, elements).as_dict() for c in snap.checkerboard_compositions]
-        atoms = st.segregate(atoms, config.system.supercell, snap.checkerboard_bins, blocks, rng)
+        atoms = sg.segregate(atoms, config.system.supercell, snap.checkerboard_bins, blocks, rng)
     else:
         counts, _ = atom_counts(composition, len(atoms))
         atoms = st.decorate(atoms, counts, rng)

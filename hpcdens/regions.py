@@ -2,7 +2,7 @@
 
 The generalisation cells of Pathrudkar et al. 2025 (SiGeSn, diamond lattice) hold mono- or
 di-vacancies, or are segregated into ``bins**3`` blocks of different composition
-(:func:`hpcdens.structures.segregate`). A whole-cell error hides what happens where the cell
+(:func:`hpcdens.segregation.segregate`). A whole-cell error hides what happens where the cell
 differs from the training cells; here every grid point gets a *shell*: the interval of
 ``edges`` holding its distance (Bohr) to the nearest vacancy site or to the nearest cut plane
 between blocks, and :func:`region_errors` gives the errors per shell.
@@ -104,7 +104,7 @@ def vacancy_shells(atoms, grid, sites_bohr, edges_bohr=VACANCY_EDGES_BOHR) -> np
 
 def boundary_distance(grid, bins: int, offset: float = 0.0) -> np.ndarray:
     """(``grid.shape``) perpendicular distance (Bohr) from every grid point to the nearest cut
-    plane of the ``bins**3`` blocks of :func:`hpcdens.structures.block_indices`: the planes of
+    plane of the ``bins**3`` blocks of :func:`hpcdens.segregation.block_indices`: the planes of
     fractional coordinate offset + m/bins (m = 0..bins-1) along each lattice vector. The plane
     spacing along lattice vector i is 1/|b_i|, b_i the reciprocal vector without 2 pi."""
     t = ((grid.fractional_points() - offset) * bins) % 1.0

@@ -15,6 +15,7 @@ from ase.geometry import get_distances
 from ase.units import Bohr
 
 from hpcdens import plan
+from hpcdens import segregation as sg
 from hpcdens import structures as st
 from hpcdens.composition import parse_composition
 from hpcdens.config import load_config
@@ -71,7 +72,7 @@ def test_paper_8bin_lists_have_no_equal_face_neighbours(overall):
 def test_face_neighbour_pairs_match_brute_force(bins):
     flat = {ijk: n for n, ijk in enumerate(itertools.product(range(bins), repeat=3))}
     expected = {tuple(sorted((flat[a], flat[b]))) for a, b in face_neighbours(bins)}
-    pairs = st.face_neighbour_pairs(bins)
+    pairs = sg.face_neighbour_pairs(bins)
     assert sorted(map(tuple, pairs.tolist())) == sorted(expected)
     assert len(pairs) == (12 if bins == 2 else 3 * bins**3)
 
@@ -80,7 +81,7 @@ def test_face_neighbour_pairs_match_brute_force(bins):
 def test_64_atom_8bin_cells_have_the_right_element_in_every_block(overall):
     blocks = PAPER_8BIN[overall]
     cell = st.build_cell("diamond", A, 2)
-    seg = st.segregate(cell, 2, 2, [pure(b) for b in blocks], rng())
+    seg = sg.segregate(cell, 2, 2, [pure(b) for b in blocks], rng())
     order = list(itertools.product(range(2), repeat=3))
     for block, symbol in zip(block_of_each_atom(seg, 2), seg.get_chemical_symbols()):
         assert f"{symbol}1" == blocks[order.index(block)]
@@ -98,38 +99,38 @@ def test_216_atom_8bin_cell_is_cut_between_layers_into_blocks_of_27():
     cell = st.build_cell("diamond", A, 3)
     counts = Counter(block_of_each_atom(cell, 2))
     assert {b: counts[b] for b in counts} == {b: 28 if sum(b) % 2 == 0 else 26 for b in counts}
-    assert st.block_offset(cell, 2) == pytest.approx(1 / 24)
-    assert st.block_offset(st.build_cell("diamond", A, 2), 2) == 0.0
+    assert sg.block_offset(cell, 2) == pytest.approx(1 / 24)
+    assert sg.block_offset(st.build_cell("diamond", A, 2), 2) == 0.0
     blocks = PAPER_8BIN["Si0.25Ge0.375Sn0.375"]
-    seg = st.segregate(cell, 3, 2, [pure(b) for b in blocks], rng())
+    seg = sg.segregate(cell, 3, 2, [pure(b) for b in blocks], rng())
     assert seg.info["segregation_offset"] == pytest.approx(1 / 24)
     order = list(itertools.product(range(2), repeat=3))
-    ijk = st.block_indices(seg, 2, seg.info["segregation_offset"])
+    ijk = sg.block_indices(seg, 2, seg.info["segregation_offset"])
     assert np.array_equal(np.bincount(np.ravel_multi_index(ijk.T, (2, 2, 2))), [27] * 8)
     for block, symbol in zip(map(tuple, ijk), seg.get_chemical_symbols()):
         assert f"{symbol}1" == blocks[order.index(block)]
-    assert "segregation_offset" not in st.segregate(st.build_cell("diamond", A, 2), 2, 2,
+    assert "segregation_offset" not in sg.segregate(st.build_cell("diamond", A, 2), 2, 2,
                                                     [pure(b) for b in blocks], rng()).info
 
 
 def test_216_atom_27bin_cell_is_equiatomic_with_distinct_face_neighbours():
     cell = st.build_cell("diamond", A, 3)
     comps = [{"Si": 1.0}, {"Ge": 1.0}, {"Sn": 1.0}]
-    seg = st.segregate(cell, 3, 3, comps, rng(4))
+    seg = sg.segregate(cell, 3, 3, comps, rng(4))
     assert Counter(seg.get_chemical_symbols()) == {"Si": 72, "Ge": 72, "Sn": 72}
     element = {}
     for block, symbol in zip(block_of_each_atom(seg, 3), seg.get_chemical_symbols()):
         assert element.setdefault(block, symbol) == symbol == ELEMENTS[sum(block) % 3]
     assert len(element) == 27 and all(element[a] != element[b] for a, b in face_neighbours(3))
     # the same 27 compositions listed per block give the same cell from the same stream
-    per_block = st.block_compositions(3, comps)
-    assert np.array_equal(st.segregate(cell, 3, 3, per_block, rng(4)).numbers, seg.numbers)
+    per_block = sg.block_compositions(3, comps)
+    assert np.array_equal(sg.segregate(cell, 3, 3, per_block, rng(4)).numbers, seg.numbers)
 
 
 def test_two_compositions_keep_their_random_draws():
     """Numbers of a seeded two-composition cell, recorded before per-block lists existed."""
     cell = st.build_cell("diamond", A, 2)
-    board = st.segregate(cell, 2, 2, [{"Si": 1.0}, {"Ge": 0.5, "Sn": 0.5}], rng(11))
+    board = sg.segregate(cell, 2, 2, [{"Si": 1.0}, {"Ge": 0.5, "Sn": 0.5}], rng(11))
     digest = hashlib.sha1(board.numbers.astype(np.int64).tobytes()).hexdigest()
     assert digest == "4426022052180038632f01df31ba1bb122a056ae"
 
@@ -137,9 +138,9 @@ def test_two_compositions_keep_their_random_draws():
 def test_composition_count_errors():
     cell = st.build_cell("diamond", A, 2)
     with pytest.raises(StructureError, match=r"at most 8 compositions, got 9.*exactly 8"):
-        st.segregate(cell, 2, 2, [{"Si": 1.0}] * 9, rng())
+        sg.segregate(cell, 2, 2, [{"Si": 1.0}] * 9, rng())
     with pytest.raises(StructureError, match=r"at least two compositions, got 1"):
-        st.block_compositions(2, [{"Si": 1.0}])
+        sg.block_compositions(2, [{"Si": 1.0}])
 
 
 # ----------------------------------------------------------------------------- input file

@@ -10,6 +10,7 @@ import pytest
 from ase import Atoms
 
 from hpcdens import md
+from hpcdens import segregation as sg
 from hpcdens import structures as st
 from hpcdens.composition import atom_counts
 from hpcdens.errors import StructureError
@@ -211,9 +212,9 @@ def conventional_block(n_atoms, sites_per_cell, reps, bins):
 def test_checkerboard_blocks_exact_and_alternating(reps, bins):
     cell = st.build_cell("diamond", A_SI, reps)
     frac_a, frac_b = {"Si": 0.25, "Ge": 0.75}, {"Si": 0.25, "Sn": 0.75}
-    board = st.segregate(cell, reps, bins, [frac_a, frac_b], rng(5))
+    board = sg.segregate(cell, reps, bins, [frac_a, frac_b], rng(5))
     ijk = conventional_block(len(cell), 8, reps, bins)
-    assert np.array_equal(st.block_indices(cell, bins), ijk)
+    assert np.array_equal(sg.block_indices(cell, bins), ijk)
     symbols = np.array(board.get_chemical_symbols())
     per_block = len(cell) // bins**3
     for block in {tuple(b) for b in ijk}:
@@ -222,16 +223,16 @@ def test_checkerboard_blocks_exact_and_alternating(reps, bins):
         assert sum(got.values()) == per_block
         assert got == Counter({s: c for s, c in
                                atom_counts(frac, per_block)[0].items() if c})
-    again = st.segregate(cell, reps, bins, [frac_a, frac_b], rng(5))
+    again = sg.segregate(cell, reps, bins, [frac_a, frac_b], rng(5))
     assert np.array_equal(board.numbers, again.numbers)
 
 
 def test_segregate_three_pure_elements_like_the_paper():
     cell = st.build_cell("diamond", A_SI, 3)
     comps = [{"Si": 1.0}, {"Ge": 1.0}, {"Sn": 1.0}]
-    seg = st.segregate(cell, 3, 3, comps, rng())
+    seg = sg.segregate(cell, 3, 3, comps, rng())
     assert Counter(seg.get_chemical_symbols()) == {"Si": 72, "Ge": 72, "Sn": 72}
-    ijk = st.block_indices(cell, 3)
+    ijk = sg.block_indices(cell, 3)
     element = {}
     for block, symbol in zip(map(tuple, ijk), seg.get_chemical_symbols()):
         assert element.setdefault(block, symbol) == symbol
@@ -248,11 +249,11 @@ def test_segregate_errors():
     fcc = st.build_cell("fcc", 3.6, 3)             # 108 sites: no cut gives 8 equal blocks
     with pytest.raises(StructureError, match=r"no cut of this cell into 2\^3 blocks.*between 13 "
                                              r"and 14 sites.*\(4, 4, 4\)"):
-        st.segregate(fcc, (3, 3, 3), 2, [frac, frac], rng())
+        sg.segregate(fcc, (3, 3, 3), 2, [frac, frac], rng())
     with pytest.raises(StructureError, match="no cut of this cell into 3\\^3 blocks"):
-        st.segregate(st.rattle(cell, 0.3, rng()), 3, 3, [frac, frac], rng())
+        sg.segregate(st.rattle(cell, 0.3, rng()), 3, 3, [frac, frac], rng())
     with pytest.raises(StructureError, match="at least two compositions"):
-        st.segregate(cell, 3, 3, [frac], rng())
+        sg.segregate(cell, 3, 3, [frac], rng())
 
 
 # ----------------------------------------------------------------------------- files
