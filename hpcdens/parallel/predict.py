@@ -370,6 +370,9 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
     timer = PhaseTimer()
     require_parallel_hdf5()
     with timer("setup"):
+        # every rank imports torch now, side by side; otherwise rank 0 imports it to read the
+        # model and the others only to unpickle the broadcast model, one after the other
+        from .. import bnn  # noqa: F401
         plan = on_root(comm, prepare_plan, model, structure, out, spacing_bohr=spacing_bohr,
                        shape=shape, supercell=supercell, vacancies=vacancies, seed=seed,
                        chunk_points=chunk_points, overwrite=overwrite, valence=valence)
