@@ -8,7 +8,7 @@
 #   bash launch/kl_study.sh CONFIG TRAIN.h5 TEST.h5 OUT
 #   e.g. bash launch/kl_study.sh inputs/kl-study/sigesn8-al2.toml \
 #            runs/score-study/bayesian-density-train0/train.h5 runs/score-study/test.h5 runs/kl-study
-# Environment: DIVISORS ("sampled 20000 2000 atoms"), SEEDS ("0": [train] seed of each model),
+# Environment: DIVISORS ("sampled 20000 110000 55000"), SEEDS ("0": [train] seed of each model),
 # HPCDENS_RANKS (2), ENERGY_SAMPLES (10). Resumable: finished models and evaluations are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source launch/env.sh
 CONFIG=$1; TRAIN=$2; TEST=$3; OUT=$4
 NP=${HPCDENS_RANKS:-2}
-read -r -a DIVISORS <<< "${DIVISORS:-sampled 20000 2000 atoms}"
+read -r -a DIVISORS <<< "${DIVISORS:-sampled 20000 110000 55000}"
 read -r -a SEEDS <<< "${SEEDS:-0}"
 mkdir -p "$OUT"
 EVALS=()
