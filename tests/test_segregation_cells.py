@@ -192,21 +192,27 @@ def test_vacancy_sites_are_the_ideal_sites_left_empty(write_input):
     assert pair[0, 0] == pytest.approx(nn), "the last two form the divacancy"
 
 
-def test_segregation_and_vacancy_info_reach_the_part_file(write_input, tmp_path):
+def built_cell_attrs(write_input, tmp_path, shape, **changes):
+    """(atoms, grid, HDF5 attributes of its part file): the Si0.375Ge0.375Sn0.25 8-bin cell of an
+    input file with ``changes``, written as a training-set part with a zero density on ``shape``."""
     overall = parse_composition("Si0.375Ge0.375Sn0.25", ELEMENTS)
-    config = load_config(segregated_input(write_input, PAPER_8BIN[str(overall)],
-                                          **{"snapshots.vacancies": 1}))
+    config = load_config(segregated_input(write_input, PAPER_8BIN[str(overall)], **changes))
     atoms = plan.build_atoms(config, overall, 0, rng(3))
-    grid = Grid(atoms.cell.array / Bohr, (3, 3, 3))
+    grid = Grid(atoms.cell.array / Bohr, shape)
     result = DFTResult(energy_ha=0.0, free_energy_ha=0.0, rho=np.zeros(grid.shape), grid=grid,
                        n_electrons=0.0, fermi_level_ha=0.0, converged=True, n_iterations=1,
                        wall_time_s=0.0, backend="fake")
     write_part(tmp_path / "train.h5", "k/s000", atoms, result, np.zeros(grid.shape))
     with h5py.File(part_path(tmp_path / "train.h5", "k/s000"), "r") as f:
-        attrs = dict(f["snapshot"].attrs)
+        return atoms, grid, dict(f["snapshot"].attrs)
+
+
+def test_segregation_and_vacancy_info_reach_the_part_file(write_input, tmp_path):
+    atoms, _, attrs = built_cell_attrs(write_input, tmp_path, (3, 3, 3),
+                                       **{"snapshots.vacancies": 1})
     assert attrs["segregation_bins"] == 2
     assert json.loads(attrs["segregation_compositions"]) == [
-        str(parse_composition(b, ELEMENTS)) for b in PAPER_8BIN[str(overall)]]
+        str(parse_composition(b, ELEMENTS)) for b in PAPER_8BIN["Si0.375Ge0.375Sn0.25"]]
     recorded = json.loads(attrs["vacancy_sites_angstrom"])
     assert recorded == json.loads(atoms.info["vacancy_sites_angstrom"]) and len(recorded) == 1
 
@@ -217,17 +223,9 @@ def test_the_216_atom_cut_offset_reaches_the_part_file_and_the_boundary_regions(
     set to evaluate's boundary regions: points on the shifted cut planes are in the first shell."""
     from hpcdens.regions import boundary_distance, region_spec
 
-    overall = parse_composition("Si0.375Ge0.375Sn0.25", ELEMENTS)
-    config = load_config(segregated_input(write_input, PAPER_8BIN[str(overall)],
-                                          **{"system.supercell": [3, 3, 3]}))
-    atoms = plan.build_atoms(config, overall, 0, rng(3))
-    grid = Grid(atoms.cell.array / Bohr, (24, 24, 24))
-    result = DFTResult(energy_ha=0.0, free_energy_ha=0.0, rho=np.zeros(grid.shape), grid=grid,
-                       n_electrons=0.0, fermi_level_ha=0.0, converged=True, n_iterations=1,
-                       wall_time_s=0.0, backend="fake")
-    write_part(tmp_path / "train.h5", "k/s000", atoms, result, np.zeros(grid.shape))
-    with h5py.File(part_path(tmp_path / "train.h5", "k/s000"), "r") as f:
-        spec = region_spec("k/s000", dict(f["snapshot"].attrs))
+    atoms, grid, attrs = built_cell_attrs(write_input, tmp_path, (24, 24, 24),
+                                          **{"system.supercell": [3, 3, 3]})
+    spec = region_spec("k/s000", attrs)
     assert spec["bins"] == 2 and spec["offset"] == pytest.approx(1 / 24)
     dist = boundary_distance(grid, spec["bins"], spec["offset"])
     assert dist[1, 5, 9] == pytest.approx(0.0, abs=1e-9) and dist[0, 6, 6] > 0.1
