@@ -11,7 +11,8 @@
 # 3. writes the table of every model x cell: $OUT/generalisation/suite.csv and suite.md.
 # Finished labels and evaluations are kept: started again, it does only what is missing.
 # $HPCDENS_RANKS ranks (default 2); $SUITE_OUT (default runs/reproduction64). 216-atom cells cost
-# about 15 core-minutes of PySCF each; the 64-atom ones about one.
+# 15 to more than 30 core-minutes of PySCF each (the Sn-rich 8-bin cells the most); the 64-atom
+# ones about one.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
