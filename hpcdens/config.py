@@ -75,17 +75,16 @@ def _coerce(value, tp, section: str, key: str):
         if value is None and type(None) in args:
             return None
         options = [a for a in args if a is not type(None)]
-        for option in options[:-1]:   # e.g. str | int: the first type the value has
+        if len(options) == 1:
+            return _coerce(value, options[0], section, key)
+        for option in options:   # e.g. str | int: the first type the value has
             try:
                 return _coerce(value, option, section, key)
             except ConfigError:
                 pass
-        if len(options) > 1 and not any(typing.get_origin(a) for a in options):
-            if not isinstance(value, options[-1]) or isinstance(value, bool):
-                names = " or ".join(_type_name(a) for a in options)
-                _fail(section, key, value, f"must be of type {names}, not {type(value).__name__}",
-                      f"write a {names} value")
-        return _coerce(value, options[-1], section, key)
+        names = " or ".join(_type_name(a) for a in options)
+        _fail(section, key, value, f"must be of type {names}, not {type(value).__name__}",
+              f"write a {names} value")
     if origin is tuple:
         if not isinstance(value, list):
             _fail(section, key, value, f"must be a list of {_type_name(args[0])}", "write it as [a, b, ...]")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from kl_table import trained_compositions
 
 
 def member_rows(run: Path) -> dict[str, dict]:
@@ -35,8 +36,7 @@ def density_spread(runs: list[Path], key: str) -> float:
 
 
 def main(argv: list[str]) -> None:
-    with h5py.File(argv[0], "r") as f:
-        trained = set(f["snapshots"].keys())
+    trained = trained_compositions(argv[0])
     runs = [Path(a) for a in argv[1:]]
     members = [member_rows(r) for r in runs]
     keys = list(members[0])

@@ -64,9 +64,7 @@ def bench_descriptors(atoms: int = 64, m: int = 55, points: int = 20000, spacing
 
     supercell = near_cubic_supercell(max(1, math.ceil(atoms / 8)))
     cell = bench_atoms(supercell, seed)
-    perfect = cell.copy()
-    perfect.set_scaled_positions(np.round(cell.get_scaled_positions() * 4 * np.array(supercell))
-                                 / (4 * np.array(supercell)))   # diamond sites: quarters of a
+    perfect = bench_atoms(supercell, seed, rattle_angstrom=0.0)   # same species, ideal sites
     cell_bohr = cell.cell.array / Bohr
     grid = Grid.from_spacing(cell_bohr, spacing)
     flat = np.arange(min(points, grid.size))

@@ -70,16 +70,17 @@ def near_cubic_supercell(cells: int) -> tuple[int, int, int]:
     return best[1]
 
 
-def bench_atoms(supercell, seed: int = 0, vacancy_cluster: int = 0):
-    """Random Si/Ge diamond cell (50/50, rattled 0.05 Angstrom), ASE Atoms; with
-    ``vacancy_cluster`` = n, the n atoms nearest the cell centre removed (a void,
-    :func:`hpcdens.structures.add_void`)."""
+def bench_atoms(supercell, seed: int = 0, vacancy_cluster: int = 0,
+                rattle_angstrom: float = 0.05):
+    """Random Si/Ge diamond cell (50/50, rattled ``rattle_angstrom``, 0.05 Angstrom by default;
+    0 gives the perfect crystal with the same species), ASE Atoms; with ``vacancy_cluster`` = n,
+    the n atoms nearest the cell centre removed (a void, :func:`hpcdens.structures.add_void`)."""
     from ..structures import add_void, build_cell, decorate, rattle
 
     atoms = build_cell("diamond", LATTICE_A_ANGSTROM, tuple(supercell))
     n = len(atoms)
     rng = np.random.default_rng(seed)
-    atoms = rattle(decorate(atoms, {"Si": n // 2, "Ge": n - n // 2}, rng), 0.05, rng)
+    atoms = rattle(decorate(atoms, {"Si": n // 2, "Ge": n - n // 2}, rng), rattle_angstrom, rng)
     return add_void(atoms, vacancy_cluster) if vacancy_cluster else atoms
 
 
