@@ -153,14 +153,17 @@ def test_example_inputs_load():
     assert (test.system, test.dft) == (pool.system, pool.dft) and test.snapshots.seed != pool.snapshots.seed
 
 
-def test_console_script_help_and_version():
-    exe = [sys.executable, "-m", "hpcdens.cli"]
+def test_console_script_help_version_and_exit_code(tmp_path):
+    exe = [sys.executable, "-m", "hpcdens.cli"]  # cli.run, the console script's entry point
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "structures" in out.stdout
     out = subprocess.run(exe + ["--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("hpcdens ")
     out = subprocess.run(exe + ["structures", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--overwrite" in out.stdout
+    out = subprocess.run(exe + ["structures", str(tmp_path / "none.toml")], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "does not exist" in out.stderr
 
 
 def test_every_key_is_documented():
