@@ -71,6 +71,7 @@ def test_fit_matches_its_definition_on_the_validation_snapshot(setup):
 def test_predict_applies_the_calibration(setup, tmp_path):
     from mpi4py import MPI
 
+    from hpcdens.commands.predict import format_summary
     from hpcdens.parallel.predict import run_predict
 
     model, calibrated, cal, train = setup
@@ -95,6 +96,14 @@ def test_predict_applies_the_calibration(setup, tmp_path):
         == cal["density_scale"]
     assert json.loads(out["raw"]["attrs"]["uncertainty_calibration_json"]) == "uncalibrated"
     assert "out of reach" in describe(cal, 0.0) and "uncalibrated" in describe(None)
+    # one weight sample: no epistemic std, so neither the field nor an out-of-reach verdict
+    one = run_predict(MPI.COMM_SELF, calibrated, tmp_path / "s.xyz", tmp_path / "one.h5",
+                      shape=snap.grid.shape, samples="mean")
+    with h5py.File(tmp_path / "one.h5", "r") as f:
+        assert "epistemic_std" not in f and "out_of_reach" not in f
+        assert f.attrs["out_of_reach_fraction"] == -1
+    assert one["out_of_reach_fraction"] == -1
+    assert "not assessed" in format_summary(one) and "out of reach:" not in format_summary(one)
     assert "WARNING" in describe(cal, 2 * cal["warn_fraction"])
     assert "WARNING" not in describe(cal, 0.5 * cal["warn_fraction"])
 

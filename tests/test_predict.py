@@ -338,7 +338,7 @@ def test_supercell_and_vacancies_are_applied_before_the_grid(setup, tmp_path):
 
 def test_fast_sample_modes(setup, tmp_path):
     """--samples K: the first K of the N_s weight samples, so its fields equal a serial
-    prediction with those K; --samples mean: the posterior-mean network (epistemic std 0);
+    prediction with those K; --samples mean: the posterior-mean network (no epistemic std field);
     recorded as sample_mode; bad values refused before any output."""
     from hpcdens.errors import InputError
     from hpcdens.io.model import read_predictor
@@ -365,7 +365,16 @@ def test_fast_sample_modes(setup, tmp_path):
     for samples, fields in ((first2, k2), (predictor.net.mean_weights(), mean)):
         want = bnn_predict.predict(predictor.net, x, samples, dtype="float32")["mean"]
         assert np.abs(fields["rho"] - want.reshape(shape)).max() <= 1e-12 * np.abs(want).max()
-    assert np.all(mean["epistemic_std"] == 0) and np.all(k2["epistemic_std"] > 0)
+    # one weight sample has no epistemic std: no field rather than a zero one, and the summary
+    # says so with the fix
+    assert "epistemic_std" not in mean and np.all(k2["epistemic_std"] > 0)
+    one = predict_self(model, structure, tmp_path / "one.h5", shape=shape, samples="1")
+    assert set(read_fields(tmp_path / "one.h5")[0]) == {"rho", "rho_normalised", "aleatoric_std"}
+    from hpcdens.commands.predict import format_summary
+
+    assert "no epistemic_std field" in format_summary(one) and "--samples K" in format_summary(one)
+    assert "epistemic std: none" not in format_summary(predict_self(
+        model, structure, tmp_path / "k3.h5", shape=shape, samples="3"))
     for bad in ("0", str(n_s + 1), "many"):
         with pytest.raises(InputError, match="--samples"):
             predict_self(model, structure, tmp_path / f"bad{bad}.h5", shape=shape, samples=bad)

@@ -17,7 +17,19 @@ def format_summary(summary: dict) -> str:
             f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
             f"(max radius {summary['halo_radius_max_bohr']:.2f} Bohr)\n"
             f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB\n"
+            + no_epistemic_line(summary)
             + reach_line(summary["uncertainty_calibration"], summary["out_of_reach_fraction"]))
+
+
+def no_epistemic_line(summary: dict) -> str:
+    """A line saying that a one-sample prediction has no epistemic std ('' otherwise)."""
+    if summary["n_samples"] > 1:
+        return ""
+    reach = (", and whether the structure is out of reach is not assessed"
+             if summary["uncertainty_calibration"] else "")
+    return (f"epistemic std: none from one weight sample (sample mode {summary['sample_mode']}); "
+            f"the file has no epistemic_std field{reach}. Fix: --samples K with K >= 2 for "
+            "one\n")
 
 
 def reach_line(cal: dict | None, fraction: float) -> str:
@@ -82,8 +94,9 @@ def register(sub):
                    "1e-6 of the target's spread)")
     p.add_argument("--samples", metavar="K|mean", help="fast-sample mode: the first K of the "
                    "model's N_s weight samples (K network passes instead of N_s; the epistemic std "
-                   "from those K), or 'mean' for the posterior-mean network (one pass, epistemic "
-                   "std 0); default all N_s. Recorded as the file's sample_mode. See "
+                   "from those K), or 'mean' for the posterior-mean network (one pass); default "
+                   "all N_s. One sample (K = 1 or mean) has no epistemic std: the file then has "
+                   "no epistemic_std field. Recorded as the file's sample_mode. See "
                    "docs/commands/predict.md for the measured cost in energy")
     p.add_argument("--save-samples", action="store_true", help="also write the density of each "
                    "weight sample used (datasets rho_sample_<j>, N_s times the size of rho): "

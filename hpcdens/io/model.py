@@ -292,8 +292,9 @@ def with_samples(predictor: Predictor, samples) -> Predictor:
 
     samples : None or "all" (the model's N_s), an int K in 1..N_s (the first K of the N_s
         weight samples: the same weights as the full prediction's first K; the epistemic std
-        from K samples, zero for K = 1), or "mean" (the posterior-mean network: one pass,
-        epistemic std zero). InputError otherwise.
+        from K samples, none for K = 1), or "mean" (the posterior-mean network: one pass, no
+        epistemic std; a prediction file then has no ``epistemic_std`` field). InputError
+        otherwise.
     """
     from dataclasses import replace
 

@@ -82,6 +82,13 @@ def calibration(plan: PredictPlan) -> dict:
     return plan.record.calibration or {}
 
 
+def has_epistemic(plan: PredictPlan) -> bool:
+    """Whether the prediction has an epistemic std: not from one weight sample (``--samples 1``,
+    ``--samples mean``, or a model with N_s = 1), whose spread is zero by construction. Such a
+    prediction file has no ``epistemic_std`` and no ``out_of_reach`` field."""
+    return plan.record.n_samples > 1
+
+
 def calibrate_fields(fields: dict, cal: dict) -> int:
     """Apply a calibration to one chunk's fields in place: the epistemic and aleatoric std times
     ``density_scale``, and ``out_of_reach`` = 1.0 where the raw epistemic std exceeds

@@ -59,8 +59,9 @@ from .block import (
     PhaseTimer,
     block_field_names,
     calibration,
-    sample_field_names,
+    has_epistemic,
     predict_chunks,
+    sample_field_names,
 )
 from .collective import (
     allreduce,
@@ -173,8 +174,10 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
 
 def field_names(plan: PredictPlan) -> list[str]:
     """The datasets of a prediction file, in the order they are created."""
-    return ["rho", "rho_normalised", "epistemic_std", "aleatoric_std"] \
-        + (["rho_sad"] if plan.sad else []) + (["out_of_reach"] if calibration(plan) else []) \
+    epistemic = has_epistemic(plan)
+    return ["rho", "rho_normalised"] + (["epistemic_std"] if epistemic else []) \
+        + ["aleatoric_std"] + (["rho_sad"] if plan.sad else []) \
+        + (["out_of_reach"] if calibration(plan) and epistemic else []) \
         + (sample_field_names(plan.record.n_samples) if plan.save_samples else [])
 
 
@@ -264,7 +267,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                 raise err
             halo = _halo_stats(comm, stream)
             halo["out_of_reach_fraction"] = (halo["out_of_reach_points"] / plan.grid.size
-                                             if calibration(plan) else -1.0)
+                                             if calibration(plan) and has_epistemic(plan)
+                                             else -1.0)
         if writer is None:
             timings, rss, cpu = _timings(comm, timer)
         else:
@@ -279,7 +283,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                "n_electrons": plan.n_electrons, "integral_rho_raw": raw,
                "valence_source": plan.valence_source, "timings": timings,
                "peak_rss_mb_max": rss, "compute_cpu_s_sum": cpu,
-               "uncertainty_calibration": plan.record.calibration, **halo}
+               "uncertainty_calibration": plan.record.calibration,
+               "n_samples": plan.record.n_samples, "sample_mode": plan.sample_mode, **halo}
     return Prediction(plan, layout, kept.arrays() if kept is not None else None, summary)
 
 
