@@ -181,10 +181,10 @@ def test_valence_from_option_or_pyscf_gth(tmp_path, setup):
 
     _, structure, atoms = setup
     path = make_model(tmp_path / "noval.pt", meta={"valence_electrons": None})
-    plan = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9)
+    plan, _ = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9)
     assert plan.valence_source == "dft-backend:pyscf" and plan.n_electrons == 4 * len(atoms)
-    plan = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9,
-                        valence="Si=4,Ge=14")
+    plan, _ = prepare_plan(path, structure, tmp_path / "p.h5", spacing_bohr=0.9,
+                           valence="Si=4,Ge=14")
     assert plan.valence_source == "option" and plan.valence == {14: 4.0, 32: 14.0}
 
 

@@ -95,14 +95,13 @@ def test_empty_blocks_join_every_collective(model_dir):
     from hpcdens.parallel.collective import allreduce_exact_sum, exact_partial_sum
     from hpcdens.parallel.decomposition import BlockLayout, GridDecomposition
     from hpcdens.parallel.inputs import prepare_plan
-    from hpcdens.parallel.predict import load_predictor
     from hpcdens.parallel.writer import ParallelH5Writer
 
     comm = MPI.COMM_WORLD
     path = on_rank0(comm, lambda: write_cell(model_dir / "cell.extxyz", sige_cell()))
-    plan = prepare_plan(model_dir / "model.pt", path, model_dir / "unused.h5", shape=(11, 11, 11))
+    plan, model = prepare_plan(model_dir / "model.pt", path, model_dir / "unused.h5",
+                               shape=(11, 11, 11))
     plan = type(plan)(**{**plan.__dict__, "grid_shape": (comm.size - 1, 6, 5)})
-    model = load_predictor(comm, plan.model_path)
     net, samples = model.net, model.samples
     with GridDecomposition(comm, plan.grid_shape, (comm.size, 1, 1)) as decomp:
 

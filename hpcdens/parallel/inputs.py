@@ -24,7 +24,7 @@ from ase.units import Bohr
 
 from ..errors import HpcdensError, InputError
 from ..grid import DEFAULT_CHUNK_POINTS, Grid
-from ..io.files import output_file, sha256_file
+from ..io.files import output_file
 from ..io.model import ModelRecord
 
 log = logging.getLogger("hpcdens.predict")
@@ -248,21 +248,24 @@ def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
 
 def prepare_plan(model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,
                  vacancies=0, seed=0, chunk_points=DEFAULT_CHUNK_POINTS, overwrite=False,
-                 valence=None) -> PredictPlan:
-    """The plan of ``hpcdens predict``: check the output path, the model file and the structure
-    file (repeated by ``supercell``, less ``vacancies`` atoms), then :func:`plan_for_atoms` (run
-    on one rank). Raises InputError."""
-    from ..io.model import load_model
+                 valence=None):
+    """The plan of ``hpcdens predict`` and its model (run on one rank): check the output path,
+    read the model file once (:func:`hpcdens.io.model.read_predictor`: network, record, the N_s
+    weight samples, SHA-256) and the structure file (repeated by ``supercell``, less
+    ``vacancies`` atoms), then :func:`plan_for_atoms`. Returns (PredictPlan, Predictor). Raises
+    InputError."""
+    from ..io.model import read_predictor
 
     out = output_file(out, overwrite)
-    record = load_model(model)[1]
+    predictor = read_predictor(model)
     atoms = build_structure(structure, supercell, vacancies, seed)
     info = {"path": str(structure), "supercell": list(supercell or (1, 1, 1)),
             "vacancies": int(vacancies), "seed": int(seed)}
-    return plan_for_atoms(atoms, record, spacing_bohr=spacing_bohr, shape=shape,
-                          chunk_points=chunk_points, valence=valence, model_path=str(model),
-                          model_sha256=sha256_file(model), out=out, structure_info=info,
+    plan = plan_for_atoms(atoms, predictor.record, spacing_bohr=spacing_bohr, shape=shape,
+                          chunk_points=chunk_points, valence=valence, model_path=predictor.path,
+                          model_sha256=predictor.sha256, out=out, structure_info=info,
                           what=str(structure))
+    return plan, predictor
 
 
 def plan_summary(plan: PredictPlan) -> str:

@@ -378,13 +378,13 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
         # every rank imports torch now, side by side; otherwise rank 0 imports it to read the
         # model and the others only to unpickle the broadcast model, one after the other
         from .. import bnn  # noqa: F401
-        plan = on_root(comm, prepare_plan, model, structure, out, spacing_bohr=spacing_bohr,
-                       shape=shape, supercell=supercell, vacancies=vacancies, seed=seed,
-                       chunk_points=chunk_points, overwrite=overwrite, valence=valence)
+        plan, predictor = on_root(comm, prepare_plan, model, structure, out,
+                                  spacing_bohr=spacing_bohr, shape=shape, supercell=supercell,
+                                  vacancies=vacancies, seed=seed, chunk_points=chunk_points,
+                                  overwrite=overwrite, valence=valence)
         if comm.rank == 0:
             log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
-        predictor = on_every_rank(comm, with_samples, load_predictor(comm, plan.model_path),
-                                  samples)
+        predictor = on_every_rank(comm, with_samples, predictor, samples)
         plan = replace(plan, record=predictor.record, sample_mode=predictor.sample_mode,
                        save_samples=bool(save_samples))
     summary = _execute(comm, plan, predictor, timer, precision, dims, keep=False).summary
