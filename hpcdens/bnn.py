@@ -229,17 +229,17 @@ class BayesianNet(nn.Module):
         if int(n_samples) < 1:
             raise InputError(f"n_samples must be >= 1, got {n_samples}")
         gen = torch.Generator().manual_seed(int(seed))
-        per_sample = []
-        for _ in range(int(n_samples)):
-            drawn = []
-            for layer in self.layers:
-                for mu, sigma in ((layer.weight_mu, layer.weight_sigma),
-                                  (layer.bias_mu, layer.bias_sigma)):
-                    eps = torch.randn(mu.shape, generator=gen, dtype=torch.float64)
-                    drawn.append(mu.detach().cpu().double() + sigma.detach().cpu().double() * eps)
-            per_sample.append(drawn)
-        stacked = [torch.stack([s[i] for s in per_sample]) for i in range(len(per_sample[0]))]
-        return WeightSamples(tuple(stacked[0::2]), tuple(stacked[1::2]), int(seed))
+        n = int(n_samples)
+        params = [(p_mu.detach().cpu().double(), p_sigma.detach().cpu().double())
+                  for layer in self.layers
+                  for p_mu, p_sigma in ((layer.weight_mu, layer.weight_sigma),
+                                        (layer.bias_mu, layer.bias_sigma))]
+        eps = [torch.empty((n, *mu.shape), dtype=torch.float64) for mu, _ in params]
+        for j in range(n):                     # the generator's order: sample, layer, w then b
+            for e, (mu, _) in zip(eps, params):
+                torch.randn(mu.shape, generator=gen, dtype=torch.float64, out=e[j])
+        drawn = [e.mul_(sigma).add_(mu) for e, (mu, sigma) in zip(eps, params)]
+        return WeightSamples(tuple(drawn[0::2]), tuple(drawn[1::2]), int(seed))
 
     @torch.no_grad()
     def mean_weights(self) -> WeightSamples:

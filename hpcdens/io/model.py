@@ -299,21 +299,12 @@ def with_samples(predictor: Predictor, samples) -> Predictor:
     from dataclasses import replace
 
     from ..bnn import WeightSamples
-    from ..errors import InputError
 
     n_s = predictor.record.n_samples
-    if samples is None or samples == "all":
-        return predictor
-    if samples == "mean":
+    k = samples_drawn(samples, n_s)
+    if k == 0:
         return replace(predictor, samples=predictor.net.mean_weights(), sample_mode="mean",
                        record=replace(predictor.record, n_samples=1))
-    try:
-        k = int(samples)
-    except (TypeError, ValueError):
-        k = 0
-    if str(samples) != str(k) or not 1 <= k <= n_s:
-        raise InputError(f"--samples must be 'mean' or a number of weight samples from 1 to the "
-                         f"model's N_s = {n_s}, got {samples!r}. Fix: e.g. --samples 5")
     if k == n_s:
         return predictor
     s = predictor.samples
@@ -322,10 +313,34 @@ def with_samples(predictor: Predictor, samples) -> Predictor:
                    record=replace(predictor.record, n_samples=k))
 
 
-def read_predictor(path) -> Predictor:
-    """:func:`load_model` and the weight samples of a prediction (serial). Raises ModelError."""
+def samples_drawn(samples, n_s: int) -> int:
+    """How many of the N_s weight samples the fast-sample mode ``samples`` (of
+    :func:`with_samples`) uses: N_s, K, or 0 for the posterior mean. InputError for another
+    value."""
+    from ..errors import InputError
+
+    if samples is None or samples == "all":
+        return n_s
+    if samples == "mean":
+        return 0
+    try:
+        k = int(samples)
+    except (TypeError, ValueError):
+        k = 0
+    if str(samples) != str(k) or not 1 <= k <= n_s:
+        raise InputError(f"--samples must be 'mean' or a number of weight samples from 1 to the "
+                         f"model's N_s = {n_s}, got {samples!r}. Fix: e.g. --samples 5")
+    return k
+
+
+def read_predictor(path, samples=None) -> Predictor:
+    """:func:`load_model` and the weight samples of a prediction (serial): all N_s, or those of
+    the fast-sample mode ``samples`` (:func:`with_samples`), drawing only the ones it uses (the
+    first K of the N_s are the same whether K or N_s are drawn; none for the posterior mean).
+    Raises ModelError, InputError."""
     from .files import sha256_file
 
     net, record = load_model(path)
-    samples = net.draw_weight_samples(record.n_samples, record.sample_seed)
-    return Predictor(net, record, samples, str(path), sha256_file(path))
+    n = samples_drawn(samples, record.n_samples)
+    drawn = net.draw_weight_samples(n, record.sample_seed) if n else net.mean_weights()
+    return with_samples(Predictor(net, record, drawn, str(path), sha256_file(path)), samples)

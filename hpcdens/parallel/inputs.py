@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -248,16 +248,16 @@ def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
 
 def prepare_plan(model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,
                  vacancies=0, seed=0, chunk_points=DEFAULT_CHUNK_POINTS, overwrite=False,
-                 valence=None):
+                 valence=None, samples=None):
     """The plan of ``hpcdens predict`` and its model (run on one rank): check the output path,
-    read the model file once (:func:`hpcdens.io.model.read_predictor`: network, record, the N_s
-    weight samples, SHA-256) and the structure file (repeated by ``supercell``, less
-    ``vacancies`` atoms), then :func:`plan_for_atoms`. Returns (PredictPlan, Predictor). Raises
-    InputError."""
+    read the model file once (:func:`hpcdens.io.model.read_predictor`: network, record, the
+    weight samples of the fast-sample mode ``samples``, SHA-256) and the structure file
+    (repeated by ``supercell``, less ``vacancies`` atoms), then :func:`plan_for_atoms`. Returns
+    (PredictPlan, Predictor). Raises InputError."""
     from ..io.model import read_predictor
 
     out = output_file(out, overwrite)
-    predictor = read_predictor(model)
+    predictor = read_predictor(model, samples)
     atoms = build_structure(structure, supercell, vacancies, seed)
     info = {"path": str(structure), "supercell": list(supercell or (1, 1, 1)),
             "vacancies": int(vacancies), "seed": int(seed)}
@@ -265,7 +265,7 @@ def prepare_plan(model, structure, out, *, spacing_bohr=None, shape=None, superc
                           chunk_points=chunk_points, valence=valence, model_path=predictor.path,
                           model_sha256=predictor.sha256, out=out, structure_info=info,
                           what=str(structure))
-    return plan, predictor
+    return replace(plan, sample_mode=predictor.sample_mode), predictor
 
 
 def plan_summary(plan: PredictPlan) -> str:

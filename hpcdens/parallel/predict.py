@@ -48,7 +48,7 @@ from ..descriptors import DESCRIPTOR_VERSION
 from ..errors import HpcdensError, InputError
 from ..grid import DEFAULT_CHUNK_POINTS
 from ..io.files import output_file
-from ..io.model import Predictor, read_predictor, with_samples
+from ..io.model import Predictor, read_predictor
 from ..io.prediction import FIELD_UNITS, FORMAT, FORMAT_VERSION
 from .block import (
     COMPUTE_PHASES,
@@ -381,12 +381,10 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
         plan, predictor = on_root(comm, prepare_plan, model, structure, out,
                                   spacing_bohr=spacing_bohr, shape=shape, supercell=supercell,
                                   vacancies=vacancies, seed=seed, chunk_points=chunk_points,
-                                  overwrite=overwrite, valence=valence)
+                                  overwrite=overwrite, valence=valence, samples=samples)
         if comm.rank == 0:
             log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
-        predictor = on_every_rank(comm, with_samples, predictor, samples)
-        plan = replace(plan, record=predictor.record, sample_mode=predictor.sample_mode,
-                       save_samples=bool(save_samples))
+        plan = replace(plan, save_samples=bool(save_samples))
     summary = _execute(comm, plan, predictor, timer, precision, dims, keep=False).summary
     if comm.rank == 0:
         log.info("predict: wrote %s (%s points, %d ranks, grid %s); halo grew %d times in %d "
