@@ -89,6 +89,12 @@ def has_epistemic(plan: PredictPlan) -> bool:
     return plan.record.n_samples > 1
 
 
+def reach_assessed(plan: PredictPlan) -> bool:
+    """Whether a prediction file flags points out of reach (field ``out_of_reach``, the
+    fraction and verdict): a calibrated model with an epistemic std (:func:`has_epistemic`)."""
+    return bool(calibration(plan)) and has_epistemic(plan)
+
+
 def calibrate_fields(fields: dict, cal: dict) -> int:
     """Apply a calibration to one chunk's fields in place: the epistemic and aleatoric std times
     ``density_scale``, and ``out_of_reach`` = 1.0 where the raw epistemic std exceeds

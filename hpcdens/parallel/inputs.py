@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -25,7 +25,7 @@ from ase.units import Bohr
 from ..errors import HpcdensError, InputError
 from ..grid import DEFAULT_CHUNK_POINTS, Grid
 from ..io.files import output_file
-from ..io.model import ModelRecord
+from ..io.model import ModelRecord, Predictor
 
 log = logging.getLogger("hpcdens.predict")
 
@@ -207,14 +207,15 @@ def build_structure(path, supercell=None, vacancies: int = 0, seed: int = 0):
     return atoms
 
 
-def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
-                   chunk_points=DEFAULT_CHUNK_POINTS, valence=None, model_path: str = "",
-                   model_sha256: str = "", out=None, structure_info=None,
-                   what: str = "", keep_samples: bool = False) -> PredictPlan:
-    """Check ``atoms`` (ASE Atoms, Angstrom) against the model's ``record`` and return the plan
-    (run on one rank). Grid: ``shape``, or ``spacing_bohr`` (default: the record's training
-    spacing). ``what`` names the structure in messages; ``keep_samples``: see
-    :class:`PredictPlan`. Raises InputError."""
+def plan_for_atoms(atoms, predictor: Predictor, *, spacing_bohr=None, shape=None,
+                   chunk_points=DEFAULT_CHUNK_POINTS, valence=None, out=None,
+                   structure_info=None, what: str = "",
+                   keep_samples: bool = False) -> PredictPlan:
+    """Check ``atoms`` (ASE Atoms, Angstrom) against the model of ``predictor`` (its record,
+    file, hash and sample mode go into the plan) and return the plan (run on one rank). Grid:
+    ``shape``, or ``spacing_bohr`` (default: the record's training spacing). ``what`` names the
+    structure in messages; ``keep_samples``: see :class:`PredictPlan`. Raises InputError."""
+    record = predictor.record
     if isinstance(chunk_points, bool) or int(chunk_points) < MIN_CHUNK_POINTS:
         raise InputError(f"--chunk-points {chunk_points} is below one network block "
                          f"({MIN_CHUNK_POINTS} points): smaller chunks only add overhead. Fix: "
@@ -237,7 +238,8 @@ def plan_for_atoms(atoms, record: ModelRecord, *, spacing_bohr=None, shape=None,
     sad = sad_tables(record, atoms.get_chemical_symbols()) if record.target == "delta_rho" \
         else None
     return PredictPlan(
-        model_path=str(model_path), model_sha256=model_sha256, record=record,
+        model_path=str(predictor.path), model_sha256=predictor.sha256, record=record,
+        sample_mode=predictor.sample_mode,
         numbers=atoms.numbers.astype(np.int64), positions_bohr=atoms.positions / Bohr,
         cell_bohr=cell, pbc=np.asarray(atoms.pbc, dtype=bool), grid_shape=grid.shape,
         n_electrons=float(sum(table[int(z)] for z in atoms.numbers)),
@@ -261,11 +263,10 @@ def prepare_plan(model, structure, out, *, spacing_bohr=None, shape=None, superc
     atoms = build_structure(structure, supercell, vacancies, seed)
     info = {"path": str(structure), "supercell": list(supercell or (1, 1, 1)),
             "vacancies": int(vacancies), "seed": int(seed)}
-    plan = plan_for_atoms(atoms, predictor.record, spacing_bohr=spacing_bohr, shape=shape,
-                          chunk_points=chunk_points, valence=valence, model_path=predictor.path,
-                          model_sha256=predictor.sha256, out=out, structure_info=info,
-                          what=str(structure))
-    return replace(plan, sample_mode=predictor.sample_mode), predictor
+    plan = plan_for_atoms(atoms, predictor, spacing_bohr=spacing_bohr, shape=shape,
+                          chunk_points=chunk_points, valence=valence, out=out,
+                          structure_info=info, what=str(structure))
+    return plan, predictor
 
 
 def plan_summary(plan: PredictPlan) -> str:

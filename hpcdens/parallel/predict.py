@@ -58,9 +58,9 @@ from .block import (
     BlockFields,
     PhaseTimer,
     block_field_names,
-    calibration,
     has_epistemic,
     predict_chunks,
+    reach_assessed,
     sample_field_names,
 )
 from .collective import (
@@ -174,10 +174,9 @@ def _root_attrs(plan: PredictPlan, decomp, extra: dict) -> dict:
 
 def field_names(plan: PredictPlan) -> list[str]:
     """The datasets of a prediction file, in the order they are created."""
-    epistemic = has_epistemic(plan)
-    return ["rho", "rho_normalised"] + (["epistemic_std"] if epistemic else []) \
+    return ["rho", "rho_normalised"] + (["epistemic_std"] if has_epistemic(plan) else []) \
         + ["aleatoric_std"] + (["rho_sad"] if plan.sad else []) \
-        + (["out_of_reach"] if calibration(plan) and epistemic else []) \
+        + (["out_of_reach"] if reach_assessed(plan) else []) \
         + (sample_field_names(plan.record.n_samples) if plan.save_samples else [])
 
 
@@ -267,8 +266,7 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                 raise err
             halo = _halo_stats(comm, stream)
             halo["out_of_reach_fraction"] = (halo["out_of_reach_points"] / plan.grid.size
-                                             if calibration(plan) and has_epistemic(plan)
-                                             else -1.0)
+                                             if reach_assessed(plan) else -1.0)
         if writer is None:
             timings, rss, cpu = _timings(comm, timer)
         else:
@@ -297,9 +295,7 @@ def _plan_atoms(atoms, predictor: Predictor, out, overwrite: bool, kwargs: dict)
     """Rank 0: the output path (when given) and :func:`plan_for_atoms`."""
     if out is not None:
         out = output_file(out, overwrite)
-    plan = plan_for_atoms(atoms, predictor.record, model_path=predictor.path,
-                          model_sha256=predictor.sha256, out=out, **kwargs)
-    return replace(plan, sample_mode=predictor.sample_mode)
+    return plan_for_atoms(atoms, predictor, out=out, **kwargs)
 
 
 def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape=None,
