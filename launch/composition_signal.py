@@ -36,6 +36,13 @@ def lattice_constant(atoms) -> float:
     return float(np.cbrt(atoms.get_volume() / len(atoms) * 8))
 
 
+def model_compositions(training: dict) -> set[str]:
+    """The compositions (snapshot key prefixes) of a model's training and validation snapshots,
+    from its record's ``training`` table."""
+    return {s["key"].split("/")[0]
+            for s in training["train_snapshots"] + training["validation_snapshots"]}
+
+
 def mean_epistemic(predictor, atoms, shape) -> float:
     pred = predict_atoms(MPI.COMM_SELF, atoms, predictor, shape=shape)
     return float(gather_fields(MPI.COMM_SELF, pred, ["epistemic_std"])["epistemic_std"].mean())
@@ -50,9 +57,7 @@ def main() -> None:
     p.add_argument("--md")
     args = p.parse_args()
     predictor = load_predictor(MPI.COMM_SELF, args.model)
-    training = load_model(args.model)[1].training
-    trained = {s["key"].split("/")[0]
-               for s in training["train_snapshots"] + training["validation_snapshots"]}
+    trained = model_compositions(load_model(args.model)[1].training)
     test = load_snapshots([args.test])
     constants = sorted({round(lattice_constant(item.snapshot.atoms), 4) for item in test
                         if item.key.split("/")[0] in trained})

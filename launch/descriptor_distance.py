@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from ase.units import Bohr
+from composition_signal import lattice_constant, model_compositions, spearman
 
 from hpcdens.descriptors import descriptors
 from hpcdens.io.model import load_model
@@ -37,11 +38,6 @@ from hpcdens.io.training_set import read_snapshot, snapshot_keys
 from hpcdens.neighbors import NeighborSearch
 
 QUANTILE = 0.999
-
-
-def lattice_constant(atoms) -> float:
-    """Cubic lattice constant per conventional cell (Angstrom) of a diamond supercell."""
-    return float(np.cbrt(atoms.get_volume() / len(atoms) * 8))
 
 
 def cell_descriptors(atoms, grid, m: int, stride: int = 1, n_random: int | None = None,
@@ -123,8 +119,7 @@ def main() -> None:
     data = training["data_files"]
     validation = {(s["file"], s["key"]) for s in training["validation_snapshots"]}
     ref, val, constants = [], [], set()
-    trained = {s["key"].split("/")[0]
-               for s in training["train_snapshots"] + training["validation_snapshots"]}
+    trained = model_compositions(training)
     for i, path in enumerate(data):
         for key in snapshot_keys(path):
             snap = read_snapshot(path, key)
@@ -195,11 +190,6 @@ def summary(rows: list[dict]) -> list[str]:
                      f"{100 * a[~seen].mean():.2f} | {a[~seen].mean() / a[seen].mean():.1f} | "
                      f"{corr:.2f} |")
     return lines
-
-
-def spearman(a, b) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 if __name__ == "__main__":
