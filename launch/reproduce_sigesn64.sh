@@ -2,7 +2,7 @@
 # The reproduction study at the paper's scale (docs/reproduction.md, "64-atom cells"): Bayesian
 # active learning vs tessellation vs random on 64-atom SiGeSn cells with thermal snapshots
 # (SevenNet-0 MD at 2400 K, the mlip extra), labelled with the embedded PySCF backend.
-#   bash launch/reproduce_sigesn64.sh [STAGE ...]      stages: pool test learn compare suite (default: all)
+#   bash launch/reproduce_sigesn64.sh [STAGE ...]   stages: pool test learn compare suite (default), vacancy, delta
 # 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
 # 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
 # 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
@@ -13,6 +13,9 @@
 # 6. vacancy: the data lever for vacancy cells (not in the default stages): AL2's 24 pool
 #             snapshots plus one 63-atom mono-vacancy thermal snapshot per AL2 composition (6 new
 #             labels), trained with AL2's settings, on the test set and the 64-site suite cells.
+# 7. delta:   the model lever (not in the default stages): AL2's training set (al2.h5) trained
+#             with target rho (al2/) and with target delta_rho (al2-delta/), same seed and split,
+#             both on the test set and the 64-site suite cells. No new DFT.
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
 # 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
@@ -103,6 +106,25 @@ if want vacancy; then
     bash launch/generalisation_sigesn.sh \
         --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c" \
         "AL2-64=$OUT/bayesian-train0/round_02/model.pt" "AL2vac-64=$V/model.pt"
+fi
+if want delta; then
+    step "7. delta-rho vs rho on AL2's training set -> $OUT/al2, $OUT/al2-delta"
+    [[ -f "$OUT/al2.h5" ]] || mpirun -n "$NP" hpcdens generate "$IN/sigesn-al2.toml" --out "$OUT/al2.h5" \
+        --reuse "$OUT/pool.h5" --extend --no-progress
+    for target in al2 al2-delta; do
+        D="$OUT/$target"
+        mkdir -p "$D"
+        if [[ ! -f "$D/model.pt" ]]; then
+            RESUME=(); [[ -f "$D/model.pt.ckpt" ]] && RESUME=(--resume)
+            mpirun -n "$NP" hpcdens train "$IN/sigesn-$target.toml" --data "$OUT/al2.h5" \
+                --out "$D/model.pt" --no-progress "${RESUME[@]}"
+        fi
+        [[ -f "$D/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$D/model.pt" \
+            "$OUT/test.h5" --config "$IN/sigesn-test.toml" --out "$D/test45" --energy-samples 0 --overwrite
+    done
+    bash launch/generalisation_sigesn.sh \
+        --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c" \
+        "AL2-64=$OUT/al2/model.pt" "AL2delta-64=$OUT/al2-delta/model.pt"
 fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
