@@ -216,7 +216,8 @@ def test_bad_input_is_reported_with_the_fix_before_any_work(training_set, config
     with pytest.raises(InputError, match="training set"):
         run_train(cfg, [not_a_set], tmp_path / "m.pt")
     (tmp_path / "m.pt").write_text("old model")
-    monkeypatch.setattr("hpcdens.training.run.prepare_data", lambda *a, **k: pytest.fail("work began"))
+    monkeypatch.setattr("hpcdens.training.run.prepare_data",
+                        lambda *a, **k: pytest.fail("work began"))
     with pytest.raises(InputError, match="--overwrite"):
         run_train(cfg, [training_set], tmp_path / "m.pt")
     with pytest.raises(InputError, match="no checkpoint.*without --resume"):
@@ -334,3 +335,47 @@ def test_lr_patience_halves_the_rate_and_a_resumed_run_keeps_it(training_set, co
     assert [[h[k] for k in keys] for h in resumed] == [[h[k] for k in keys] for h in whole]
     with pytest.raises(InputError, match=r"\[train\] lr_patience"):
         config({"train.lr_patience": -1}, name="bad.toml")
+
+
+def test_a_loss_spike_goes_back_to_the_best_weights_at_half_the_rate(training_set, config,
+                                                                      tmp_path, monkeypatch):
+    """An epoch whose training loss jumps more than SPIKE_NATS above the best epoch's is undone:
+    the next epoch starts from the best epoch's weights with a fresh optimizer at half the rate,
+    the epoch is in the history (``rolled_back_to``) and the record counts it; the sixth spike
+    stops the training with the fix. The spike is made by adding 100 nats to the loss one real
+    epoch reports (real weights moved, real optimizer state)."""
+    from hpcdens.training import loop
+
+    real = loop.bnn.train_epoch
+    seen = {"calls": 0, "starts": []}
+
+    def spiking(net, optimizer, batches, n_train, gen, spike_at=(4,)):
+        seen["calls"] += 1
+        seen["starts"].append({k: v.detach().clone() for k, v in net.state_dict().items()})
+        seen.setdefault("moments", []).append(len(optimizer.state))
+        terms = real(net, optimizer, batches, n_train, gen)
+        return dict(terms, loss=terms["loss"] + 100.0) if seen["calls"] in spike_at else terms
+
+    monkeypatch.setattr(loop.bnn, "train_epoch", spiking)
+    cfg = config({"train.points_per_snapshot": 300, "train.epochs": 7, "train.patience": 10},
+                 name="spike.toml")
+    summary = run_train(cfg, [training_set], tmp_path / "spike.pt", progress=False)
+    hist = summary["history"]
+    assert [("rolled_back_to" in h) for h in hist] == [False] * 3 + [True] + [False] * 3
+    assert summary["rollbacks"] == 1
+    best = hist[3]["rolled_back_to"]
+    assert best == min(range(1, 4), key=lambda e: hist[e - 1]["val_loss"])
+    assert [h["learning_rate"] for h in hist] == [3e-3] * 4 + [1.5e-3] * 3
+    assert seen["moments"][4] == 0 < seen["moments"][3]   # a fresh optimizer after the spike
+    # epoch 5 starts from the best epoch's weights (epoch `best` ended where epoch best+1 began)
+    start5, after_best = seen["starts"][4], seen["starts"][best]
+    assert all(torch.equal(start5[k], after_best[k]) for k in start5)
+    assert "val_loss" not in hist[3] and hist[3]["train_loss"] > 100
+    _, record = load_model(tmp_path / "spike.pt")
+    assert record.training["rollbacks"] == 1
+
+    seen["calls"] = 0
+    monkeypatch.setattr(loop.bnn, "train_epoch",
+                        lambda *a: spiking(*a, spike_at=range(2, 100)))
+    with pytest.raises(loop.TrainingDiverged, match="blew up 6 times.*learning_rate"):
+        run_train(cfg, [training_set], tmp_path / "diverge.pt", progress=False)

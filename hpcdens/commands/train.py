@@ -40,7 +40,8 @@ def run(args) -> int:
         best = s["best"]
         print(f"trained on {s['n_train_points']} points of {s['n_train_snapshots']} snapshots "
               f"({s['ranks']} ranks, {s['epoch_time_s']:.2f} s/epoch), {s['epochs_run']} epochs"
-              f"{' (early stop)' if s['stopped_early'] else ''}; best epoch {s['best_epoch']}")
+              f"{' (early stop)' if s['stopped_early'] else ''}; best epoch {s['best_epoch']}"
+              + (f"; {s['rollbacks']} loss spike(s) rolled back" if s["rollbacks"] else ""))
         if "nrmse" in best:
             print(f"validation ({s['n_validation_snapshots']} snapshots, "
                   f"{s['n_validation_points']} points): NRMSE {best['nrmse']:.4g} "

@@ -56,10 +56,16 @@ log = logging.getLogger(__name__)
 
 _STREAM_INIT, _STREAM_EPOCH = 3, 4
 _EVAL_ROWS = 65536
+SPIKE_NATS = 1.0
+"""An epoch whose mean training loss (nats per point) is this much above the training loss of the
+best epoch so far has blown up: training goes back to the best weights at half the learning rate
+(docs/commands/train.md, "Loss spikes")."""
+MAX_ROLLBACKS = 5
 
 
 class TrainingDiverged(HpcdensError):
-    """Raised on every rank when the loss becomes NaN or infinite (exit code 1 in the CLI)."""
+    """Raised on every rank when the loss becomes NaN or infinite with no earlier epoch to go
+    back to, or blows up more than ``MAX_ROLLBACKS`` times (exit code 1 in the CLI)."""
 
 
 # ------------------------------------------------------------------------------------ data ---
@@ -86,9 +92,9 @@ def prepare_data(config, paths, comm, m: int | None = None, labelled=None) -> Da
     ``m`` overrides ``[descriptors] n_neighbors``. Raises InputError on all ranks together."""
     tc, m = config.train, int(m or config.descriptors.n_neighbors)
     labelled = labelled if labelled is not None else load_snapshots(paths)
+    species = [frozenset(item.snapshot.atoms.numbers.tolist()) for item in labelled]
     train_idx, val_idx = split(len(labelled), tc.validation_fraction, tc.seed,
-                               [item.key.split("/")[0] for item in labelled],
-                               [frozenset(item.snapshot.atoms.numbers.tolist()) for item in labelled])
+                               [item.key.split("/")[0] for item in labelled], species)
     common = dict(m=m, target=config.model.target, seed=tc.seed,
                   points_per_snapshot=tc.points_per_snapshot, comm=comm,
                   chunk_points=config.descriptors.chunk_points)
@@ -295,6 +301,9 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
     terms = bnn.train_epoch(net, optimizer, epoch_batches(x, y, n_steps, gen), n_train, gen)
     terms = {k: allreduce(comm, v) / comm.size for k, v in terms.items()}
     t1 = time.perf_counter()
+    if state.best_state is not None and spiked(terms["loss"], state):
+        _roll_back(model, optimizer, state, terms, lr, t1 - t0)
+        return
     val = evaluate(model, data.val, n_train, comm) if data.val is not None else None
     monitor = val["loss"] if val else terms["loss"]
     if not math.isfinite(monitor):
@@ -313,6 +322,39 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
                           **{f"train_{k}": v for k, v in terms.items()},
                           **({f"val_{k}": v for k, v in val.items()} if val else {}),
                           "train_s": t1 - t0, "val_s": time.perf_counter() - t1})
+
+
+def spiked(train_loss: float, state: TrainState) -> bool:
+    """Whether an epoch's mean training loss (nats per point, the same on every rank) blew up:
+    not finite, or more than ``SPIKE_NATS`` above the training loss of the best epoch so far."""
+    if not math.isfinite(train_loss):
+        return True
+    best = state.best_metrics.get("train_loss")
+    return best is not None and train_loss > best + SPIKE_NATS
+
+
+def rollbacks(state: TrainState) -> int:
+    """How many epochs blew up and were rolled back (recorded in the history)."""
+    return sum("rolled_back_to" in h for h in state.history)
+
+
+def _roll_back(model, optimizer, state: TrainState, terms: dict, lr: float, seconds: float):
+    """After a loss spike: the best epoch's weights, a fresh optimizer state (its moments hold
+    the spike's gradients), half the learning rate from now on. The epoch counts (towards
+    ``epochs`` and patience). TrainingDiverged after ``MAX_ROLLBACKS`` of them."""
+    if rollbacks(state) >= MAX_ROLLBACKS:
+        raise TrainingDiverged(
+            f"the training loss blew up {MAX_ROLLBACKS + 1} times (last at epoch "
+            f"{state.epoch + 1}: {terms['loss']:.5g}, best epoch {state.best_epoch}: "
+            f"{state.best_metrics['train_loss']:.5g}). Fix: lower [train] learning_rate")
+    model.load_state_dict(state.best_state)
+    optimizer.state.clear()
+    state.epoch += 1
+    state.bad_epochs += 1
+    state.lr_halvings += 1
+    state.history.append({"epoch": state.epoch, "learning_rate": lr,
+                          **{f"train_{k}": v for k, v in terms.items()},
+                          "rolled_back_to": state.best_epoch, "train_s": seconds, "val_s": 0.0})
 
 
 def _log_through(bar):
@@ -334,6 +376,11 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 
 def _report(state: TrainState, bar) -> None:
     h = state.history[-1]
+    if "rolled_back_to" in h:
+        log.warning("epoch %d: training loss %.5g, more than %g above the best epoch's (%d: %.5g):"
+                    " back to epoch %d's weights, learning rate halved to %.3g", h["epoch"],
+                    h["train_loss"], SPIKE_NATS, h["rolled_back_to"],
+                    state.best_metrics["train_loss"], h["rolled_back_to"], h["learning_rate"] / 2)
     val = (f" val_loss {h['val_loss']:.5g} val_nrmse {h['val_nrmse']:.4g}"
            if "val_loss" in h else "")
     # With a progress bar the epoch line is a debug message (-v); without one it is the progress.

@@ -25,7 +25,7 @@ from ..io.files import output_file
 from ..io.model import ModelRecord, save_model
 from ..parallel.collective import on_root, self_comm
 from .data import HASH_SCHEME, dft_settings, n_validation, valence_electrons
-from .loop import Dataset, TrainState, fit, new_model, prepare_data
+from .loop import Dataset, TrainState, fit, new_model, prepare_data, rollbacks
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,8 @@ def _summary(config, d: Dataset, state: TrainState, ranks: int, out: Path, n_bef
     tc, now = config.train, state.history[n_before:]
     return {"out": str(out), "checkpoint": str(checkpoint_path(out)),
             "finished": state.done(tc.epochs, tc.patience), "epochs_run": state.epoch,
-            "best_epoch": state.best_epoch, "stopped_early": state.bad_epochs >= tc.patience,
+            "best_epoch": state.best_epoch, "rollbacks": rollbacks(state),
+            "stopped_early": state.bad_epochs >= tc.patience,
             "early_stopping_on": "validation loss" if d.val_idx else "training loss",
             "best": dict(state.best_metrics), "n_train_points": d.train.n_global,
             "n_validation_points": d.val.n_global if d.val else 0,
@@ -229,7 +230,7 @@ def model_record(config, d: Dataset, state: TrainState, summary: dict) -> ModelR
     def keys(indices):
         return [{"file": d.labelled[i].file_index, "key": d.labelled[i].key} for i in indices]
 
-    training = {k: summary[k] for k in ("epochs_run", "best_epoch", "stopped_early",
+    training = {k: summary[k] for k in ("epochs_run", "best_epoch", "rollbacks", "stopped_early",
                                         "early_stopping_on", "n_train_points",
                                         "n_validation_points", "ranks", "wall_time_s")}
     training.update(data_files=d.files, data_sha256=d.data_sha256, data_hash_scheme=HASH_SCHEME,
