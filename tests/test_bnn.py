@@ -94,6 +94,34 @@ def test_elbo_scaling_convention():
     assert np.mean(parts) == pytest.approx(full.loss.item(), rel=1e-12)
 
 
+def test_train_epoch_clips_long_gradients_and_leaves_short_ones_bit_for_bit():
+    """With plain SGD (lr 1) a batch moves the parameters by exactly its gradient: a gradient
+    longer than ``max_grad_norm`` moves them by a vector of that length in the same direction, a
+    shorter one is applied unchanged (bit for bit the unclipped epoch); the returned median norm
+    is the unclipped one and ``clipped`` counts the clipped batches."""
+    x = torch.as_tensor(raw_descriptors(32, 5, 2))
+    y = torch.linspace(0.01, 0.2, 32, dtype=torch.float64)
+
+    def one_step(max_grad_norm):
+        model = small_model(n_in=5, hidden=(6,)).double()
+        before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        gen = torch.Generator().manual_seed(3)
+        terms = bnn.train_epoch(model, opt, [(x, y)], 32, gen, max_grad_norm=max_grad_norm)
+        after = torch.cat([p.detach().flatten() for p in model.parameters()])
+        return after - before, terms
+
+    step, terms = one_step(math.inf)
+    norm = float(torch.linalg.vector_norm(step))
+    assert terms["grad_norm"] == pytest.approx(norm, rel=1e-9) and terms["clipped"] == 0
+    same, kept = one_step(2 * norm)
+    assert torch.equal(same, step) and kept["clipped"] == 0
+    short, clipped = one_step(norm / 10)
+    assert clipped["clipped"] == 1 and clipped["grad_norm"] == terms["grad_norm"]
+    assert float(torch.linalg.vector_norm(short)) == pytest.approx(norm / 10, rel=1e-5)
+    assert torch.allclose(short * 10, step, rtol=1e-5, atol=1e-12)
+
+
 def test_training_mode_samples_the_exact_preactivation_marginal():
     """Local reparameterisation: for a fixed input the layer output has mean x mu^T + b_mu and
     variance x^2 sigma^2T + sigma_b^2; the generator makes it reproducible."""
@@ -160,7 +188,8 @@ def test_aleatoric_std_tracks_noise_level(trained_1d):
 
 def test_epistemic_variance_grows_outside_training_range(trained_1d):
     model, samples, _ = trained_1d
-    inside = bnn_predict.predict(model, np.linspace(-0.9, 0.9, 181)[:, None], samples)["epistemic_var"]
+    inside = bnn_predict.predict(model, np.linspace(-0.9, 0.9, 181)[:, None],
+                                 samples)["epistemic_var"]
     outside = bnn_predict.predict(model, np.array([[-3.0], [3.0]]), samples)["epistemic_var"]
     # outside / max(inside), measured: seed 0 15.5 and 23.1; seeds 1-8 >= 5.9
     assert outside.min() > 3 * inside.max()
@@ -267,7 +296,8 @@ def test_production_widths_independent_of_chunking_bit_for_bit(dtype):
     whole = bnn_predict.predict(model, x, samples, dtype=dtype)
     torch.set_num_threads(1)
     cuts = [0, 1, 17, 300]
-    chunked = [bnn_predict.predict(model, x[a:b], samples, dtype=dtype) for a, b in zip(cuts, cuts[1:])]
+    chunked = [bnn_predict.predict(model, x[a:b], samples, dtype=dtype)
+               for a, b in zip(cuts, cuts[1:])]
     for key in whole:
         assert np.array_equal(np.concatenate([c[key] for c in chunked]), whole[key]), key
 

@@ -57,10 +57,12 @@ log = logging.getLogger(__name__)
 _STREAM_INIT, _STREAM_EPOCH = 3, 4
 _EVAL_ROWS = 65536
 SPIKE_NATS = 1.0
-"""An epoch whose mean training loss (nats per point) is this much above the training loss of the
-best epoch so far has blown up: training goes back to the best weights at half the learning rate
-(docs/commands/train.md, "Loss spikes")."""
+"""An epoch whose monitored loss (nats per point) is this much above the best epoch's has blown
+up: training goes back to the best weights at half the learning rate (docs/commands/train.md,
+"Loss spikes")."""
 MAX_ROLLBACKS = 5
+CLIP_FACTOR = 10.0
+"""Each batch gradient is clipped to this many times the last epoch's median gradient norm."""
 
 
 class TrainingDiverged(HpcdensError):
@@ -298,17 +300,22 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
     gen = torch.Generator().manual_seed(
         torch_seed(config.train.seed, _STREAM_EPOCH, state.epoch, comm.rank))
     n_train = data.n_kl
-    terms = bnn.train_epoch(net, optimizer, epoch_batches(x, y, n_steps, gen), n_train, gen)
+    terms = bnn.train_epoch(net, optimizer, epoch_batches(x, y, n_steps, gen), n_train, gen,
+                            max_grad_norm=clip_threshold(state))
     terms = {k: allreduce(comm, v) / comm.size for k, v in terms.items()}
     t1 = time.perf_counter()
-    if state.best_state is not None and spiked(terms["loss"], state):
-        _roll_back(model, optimizer, state, terms, lr, t1 - t0)
-        return
     val = evaluate(model, data.val, n_train, comm) if data.val is not None else None
     monitor = val["loss"] if val else terms["loss"]
-    if not math.isfinite(monitor):
-        raise TrainingDiverged(f"training diverged at epoch {state.epoch + 1} (loss {monitor}). "
-                               "Fix: lower [train] learning_rate")
+    entry = {"epoch": state.epoch + 1, "learning_rate": lr,
+             **{f"train_{k}": v for k, v in terms.items()},
+             **({f"val_{k}": v for k, v in val.items()} if val else {}),
+             "train_s": t1 - t0, "val_s": time.perf_counter() - t1}
+    if spiked(monitor, state):
+        if state.best_state is None:
+            raise TrainingDiverged(f"training diverged at epoch {state.epoch + 1} (loss "
+                                   f"{monitor}). Fix: lower [train] learning_rate")
+        _roll_back(model, optimizer, state, entry)
+        return
     state.epoch += 1
     if monitor < state.best_loss:
         state.best_loss, state.best_epoch, state.bad_epochs = monitor, state.epoch, 0
@@ -318,19 +325,21 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
         state.bad_epochs += 1
         if config.train.lr_patience and state.bad_epochs % config.train.lr_patience == 0:
             state.lr_halvings += 1   # [train] lr_patience: the next epochs at half the rate
-    state.history.append({"epoch": state.epoch, "learning_rate": lr,
-                          **{f"train_{k}": v for k, v in terms.items()},
-                          **({f"val_{k}": v for k, v in val.items()} if val else {}),
-                          "train_s": t1 - t0, "val_s": time.perf_counter() - t1})
+    state.history.append(entry)
 
 
-def spiked(train_loss: float, state: TrainState) -> bool:
-    """Whether an epoch's mean training loss (nats per point, the same on every rank) blew up:
-    not finite, or more than ``SPIKE_NATS`` above the training loss of the best epoch so far."""
-    if not math.isfinite(train_loss):
-        return True
-    best = state.best_metrics.get("train_loss")
-    return best is not None and train_loss > best + SPIKE_NATS
+def clip_threshold(state: TrainState) -> float:
+    """The gradient-norm clip of the next epoch: ``CLIP_FACTOR`` times the median batch gradient
+    norm of the last epoch (no clip in the first epoch, or after a checkpoint without norms)."""
+    norms = [h["train_grad_norm"] for h in state.history if "train_grad_norm" in h]
+    return CLIP_FACTOR * norms[-1] if norms else math.inf
+
+
+def spiked(monitor: float, state: TrainState) -> bool:
+    """Whether an epoch's monitored loss (validation loss, or the training loss without
+    validation; nats per point, the same on every rank) blew up: not finite, or more than
+    ``SPIKE_NATS`` above the best epoch's."""
+    return not math.isfinite(monitor) or monitor > state.best_loss + SPIKE_NATS
 
 
 def rollbacks(state: TrainState) -> int:
@@ -338,23 +347,21 @@ def rollbacks(state: TrainState) -> int:
     return sum("rolled_back_to" in h for h in state.history)
 
 
-def _roll_back(model, optimizer, state: TrainState, terms: dict, lr: float, seconds: float):
+def _roll_back(model, optimizer, state: TrainState, entry: dict):
     """After a loss spike: the best epoch's weights, a fresh optimizer state (its moments hold
     the spike's gradients), half the learning rate from now on. The epoch counts (towards
     ``epochs`` and patience). TrainingDiverged after ``MAX_ROLLBACKS`` of them."""
     if rollbacks(state) >= MAX_ROLLBACKS:
         raise TrainingDiverged(
-            f"the training loss blew up {MAX_ROLLBACKS + 1} times (last at epoch "
-            f"{state.epoch + 1}: {terms['loss']:.5g}, best epoch {state.best_epoch}: "
-            f"{state.best_metrics['train_loss']:.5g}). Fix: lower [train] learning_rate")
+            f"the loss blew up {MAX_ROLLBACKS + 1} times (last at epoch {entry['epoch']}: "
+            f"{entry.get('val_loss', entry['train_loss']):.5g}, best epoch {state.best_epoch}: "
+            f"{state.best_loss:.5g}). Fix: lower [train] learning_rate")
     model.load_state_dict(state.best_state)
     optimizer.state.clear()
     state.epoch += 1
     state.bad_epochs += 1
     state.lr_halvings += 1
-    state.history.append({"epoch": state.epoch, "learning_rate": lr,
-                          **{f"train_{k}": v for k, v in terms.items()},
-                          "rolled_back_to": state.best_epoch, "train_s": seconds, "val_s": 0.0})
+    state.history.append(dict(entry, rolled_back_to=state.best_epoch))
 
 
 def _log_through(bar):
@@ -377,10 +384,13 @@ def _progress_bar(total: int, initial: int, enabled: bool):
 def _report(state: TrainState, bar) -> None:
     h = state.history[-1]
     if "rolled_back_to" in h:
-        log.warning("epoch %d: training loss %.5g, more than %g above the best epoch's (%d: %.5g):"
-                    " back to epoch %d's weights, learning rate halved to %.3g", h["epoch"],
-                    h["train_loss"], SPIKE_NATS, h["rolled_back_to"],
-                    state.best_metrics["train_loss"], h["rolled_back_to"], h["learning_rate"] / 2)
+        log.warning("epoch %d: loss %.5g, more than %g above the best epoch's (%d: %.5g): back "
+                    "to epoch %d's weights, learning rate halved to %.3g", h["epoch"],
+                    h.get("val_loss", h["train_loss"]), SPIKE_NATS, h["rolled_back_to"],
+                    state.best_loss, h["rolled_back_to"], h["learning_rate"] / 2)
+    if h.get("train_clipped"):
+        log.info("epoch %d: %d batch gradients clipped to %g x the last epoch's median norm",
+                 h["epoch"], h["train_clipped"], CLIP_FACTOR)
     val = (f" val_loss {h['val_loss']:.5g} val_nrmse {h['val_nrmse']:.4g}"
            if "val_loss" in h else "")
     # With a progress bar the epoch line is a debug message (-v); without one it is the progress.
