@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 CHEMICAL_ACCURACY = 1.6e-3
-COLUMNS = ("model", "case", "key", "composition", "n_atoms", "error_ha_per_atom", "nrmse",
+COLUMNS = ("model", "case", "key", "composition", "formula", "n_atoms", "error_ha_per_atom", "nrmse",
            "relative_l1_percent", "worst_region_relative_l1_percent", "epistemic_std_mean",
            "chemically_accurate")
 
@@ -57,11 +57,12 @@ def markdown(rows: list[dict]) -> str:
         x = _float(v)
         return "-" if x is None else format(x, spec)
 
-    header = ("| model | case | composition | atoms | E error (Ha/atom) | NRMSE | rel. L1 (%) "
+    header = ("| model | case | cell | atoms | E error (Ha/atom) | NRMSE | rel. L1 (%) "
               "| worst region rel. L1 (%) | mean epistemic std |")
     lines = [header, "|---" * 9 + "|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['case']} | {r['composition']} | {r['n_atoms']} | "
+        cell = r.get("formula") or r["composition"]   # Ge23Si24Sn16, not 0.36507936...
+        lines.append(f"| {r['model']} | {r['case']} | {cell} | {r['n_atoms']} | "
                      f"{fmt(r['error_ha_per_atom'], '+.2e')} | {fmt(r['nrmse'], '.4f')} | "
                      f"{fmt(r['relative_l1_percent'], '.2f')} | "
                      f"{fmt(r['worst_region_relative_l1_percent'], '.2f')} | "
