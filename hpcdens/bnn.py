@@ -316,7 +316,7 @@ def _clip_gradient(params, max_norm: float) -> float:
     """Scale the gradients of ``params`` to the global L2 norm ``max_norm`` if theirs is longer
     (a norm that overflows clips to zero: that batch is skipped); returns the norm before."""
     grads = [p.grad for p in params if p.grad is not None]
-    norm = math.sqrt(sum(float(torch.sum(g.double() ** 2)) for g in grads))
+    norm = float(torch.nn.utils.get_total_norm(grads))
     if norm > max_norm:
         for g in grads:
             g.mul_(max_norm / norm)
@@ -328,7 +328,7 @@ def train_epoch(model, optimizer, batches: Iterable, n_train: int, generator=Non
     """One pass over ``batches`` (pairs (x, y), e.g. ``minibatches(...)`` or a DataLoader).
 
     Each minibatch's gradient is scaled down to the global L2 norm ``max_grad_norm`` when it is
-    longer (the norm summed in float64; a shorter one is left bit for bit as it is).
+    longer (a shorter one is left bit for bit as it is).
     Why: in training mode every point sees its own weight sample, and a rare sample can put f
     many sigma off with s = log sigma^2 far below the posterior mean's (measured on a delta-rho
     model: s = -19.5 where the mean network gives -4), so that one point's 0.5 exp(-s)(f - y)^2
