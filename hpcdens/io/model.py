@@ -342,5 +342,5 @@ def read_predictor(path, samples=None) -> Predictor:
 
     net, record = load_model(path)
     n = samples_drawn(samples, record.n_samples)
-    drawn = net.draw_weight_samples(n, record.sample_seed) if n else net.mean_weights()
+    drawn = net.draw_weight_samples(n, record.sample_seed) if n else None   # mean: with_samples
     return with_samples(Predictor(net, record, drawn, str(path), sha256_file(path)), samples)
