@@ -180,3 +180,32 @@ def test_energy_command_error_bar_from_saved_samples(setup, tmp_path):
     run_predict(MPI.COMM_SELF, model, tmp_path / "s.xyz", tmp_path / "plain.h5",
                 shape=snap.grid.shape)
     assert run_energy(tmp_path / "plain.h5", settings)["error_bar"] is None
+
+
+def test_the_flag_fires_far_from_training_and_not_on_a_training_snapshot(setup, tmp_path):
+    """The out-of-reach rule on real structures: a training snapshot stays under the model's
+    warn fraction (no WARNING); the same cell stretched by 20 % in every direction (bonds the
+    model never saw) is flagged, with the fraction of points in the file and on screen. (This
+    tiny model predicts a negative total charge for a 10 % compressed cell, which predict refuses
+    with an error of its own.)"""
+    from mpi4py import MPI
+
+    from hpcdens.commands.predict import format_summary
+    from hpcdens.parallel.predict import run_predict
+
+    _, calibrated, cal, train = setup
+    _, record = load_model(calibrated)
+    snap = read_snapshot(train, record.training["train_snapshots"][0]["key"])
+    stretched = snap.atoms.copy()
+    stretched.set_cell(snap.atoms.cell[:] * 1.2, scale_atoms=True)
+    fractions = {}
+    for name, atoms in (("training", snap.atoms), ("stretched", stretched)):
+        atoms.write(tmp_path / f"{name}.xyz")
+        summary = run_predict(MPI.COMM_SELF, calibrated, tmp_path / f"{name}.xyz",
+                              tmp_path / f"{name}.h5", shape=snap.grid.shape)
+        with h5py.File(tmp_path / f"{name}.h5", "r") as f:
+            assert f.attrs["out_of_reach_fraction"] == pytest.approx(f["out_of_reach"][...].mean())
+        fractions[name] = summary["out_of_reach_fraction"]
+        screen = format_summary(summary)
+        assert ("WARNING" in screen) == (name == "stretched"), (name, fractions, cal)
+    assert fractions["training"] <= cal["warn_fraction"] < fractions["stretched"]
