@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 CHEMICAL_ACCURACY = 1.6e-3
-COLUMNS = ("model", "case", "key", "composition", "formula", "n_atoms", "error_ha_per_atom", "nrmse",
-           "relative_l1_percent", "worst_region_relative_l1_percent", "epistemic_std_mean",
+COLUMNS = ("model", "case", "key", "composition", "formula", "n_atoms", "error_ha_per_atom",
+           "nrmse", "relative_l1_percent", "worst_region_relative_l1_percent", "epistemic_std_mean",
            "chemically_accurate")
 
 
