@@ -286,7 +286,8 @@ def gaussian_nll(f: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return 0.5 * s + 0.5 * torch.exp(-s) * (f - y) ** 2
 
 
-def elbo_loss(model, x: torch.Tensor, y: torch.Tensor, n_train: int, generator=None) -> ElboTerms:
+def elbo_loss(model, x: torch.Tensor, y: torch.Tensor, n_train: int, generator=None,
+              nll_beta: float = 0.0) -> ElboTerms:
     """Minibatch estimate of F_KL / N_train (Eq. 4 divided by the training-set size).
 
     x : (b, n_in) raw descriptors; y : (b,) targets in physical units; n_train : N_train, the size
@@ -295,12 +296,22 @@ def elbo_loss(model, x: torch.Tensor, y: torch.Tensor, n_train: int, generator=N
     units: for a uniformly drawn minibatch its expectation is exactly F_KL / N_train. Normalised
     and physical units differ by the constant log(y_std) per point: same gradients, same posterior.
     ``model`` may be wrapped (DistributedDataParallel): its ``.module`` supplies kl and buffers.
+
+    ``nll_beta`` > 0 (``[train] nll_beta``, beta-NLL): the per-point terms are weighted by
+    sigma_i^(2 beta) = exp(beta s_i), detached (no gradient through the weight), divided by their
+    minibatch mean, so the data term keeps its scale against KL / N_train; the reported ``nll``
+    stays the unweighted mean.
     """
     core = getattr(model, "module", model)
     f, s = model(x, generator)
-    nll = gaussian_nll(f, s, core.normalise_y(y.to(f.dtype))).mean()
+    per_point = gaussian_nll(f, s, core.normalise_y(y.to(f.dtype)))
+    nll = per_point.mean()
+    data = nll
+    if nll_beta:
+        w = torch.exp(nll_beta * (s.detach() - s.detach().max()))   # shifted: no overflow
+        data = (per_point * w).sum() / w.sum()
     kl = core.kl()
-    loss = kl / float(n_train) + nll
+    loss = kl / float(n_train) + data
     return ElboTerms(loss, float(kl.detach()), float(nll.detach()))
 
 
@@ -324,11 +335,11 @@ def _clip_gradient(params, max_norm: float) -> float:
 
 
 def train_epoch(model, optimizer, batches: Iterable, n_train: int, generator=None,
-                max_grad_norm: float = math.inf) -> dict:
+                max_grad_norm: float = math.inf, nll_beta: float = 0.0) -> dict:
     """One pass over ``batches`` (pairs (x, y), e.g. ``minibatches(...)`` or a DataLoader).
 
-    Each minibatch's gradient is scaled down to the global L2 norm ``max_grad_norm`` when it is
-    longer (a shorter one is left bit for bit as it is).
+    ``nll_beta``: see :func:`elbo_loss`. Each minibatch's gradient is scaled down to the global
+    L2 norm ``max_grad_norm`` when it is longer (a shorter one is left bit for bit as it is).
     Why: in training mode every point sees its own weight sample, and a rare sample can put f
     many sigma off with s = log sigma^2 far below the posterior mean's (measured on a delta-rho
     model: s = -19.5 where the mean network gives -4), so that one point's 0.5 exp(-s)(f - y)^2
@@ -340,7 +351,7 @@ def train_epoch(model, optimizer, batches: Iterable, n_train: int, generator=Non
     params = [p for p in model.parameters() if p.requires_grad]
     for x, y in batches:
         optimizer.zero_grad(set_to_none=True)
-        terms = elbo_loss(model, x, y, n_train, generator)
+        terms = elbo_loss(model, x, y, n_train, generator, nll_beta)
         terms.loss.backward()
         norms.append(_clip_gradient(params, max_grad_norm))
         optimizer.step()

@@ -28,7 +28,8 @@ KL_DIVISORS = ("sampled", "grid", "atoms")
 
 # Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
-LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0},
+LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0,
+                            "nll_beta": 0.0},
                   "learn": {"score": "density"}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
@@ -343,6 +344,8 @@ class TrainConfig:
         of the training snapshots: one datum per atomic environment, for grid points that are far
         from independent) or a positive integer N.
     lr_patience : halve the learning rate every lr_patience epochs without improvement (0: never)
+    nll_beta : beta-NLL (docs/model.md): each training point's NLL term weighted by sigma^(2 beta),
+        normalised over the minibatch; 0 = Eq. 8 (the paper's loss). Validation uses Eq. 8.
     """
 
     SECTION = "train"
@@ -356,6 +359,7 @@ class TrainConfig:
     density_fraction: float = 0.0
     kl_divisor: str | int = "sampled"
     lr_patience: int = 0
+    nll_beta: float = 0.0
 
     def __post_init__(self):
         s = self.SECTION
@@ -377,6 +381,8 @@ class TrainConfig:
         else:
             _one_of(s, "kl_divisor", self.kl_divisor, KL_DIVISORS)
         _require(self.lr_patience >= 0, s, "lr_patience", self.lr_patience, ">= 0", "use 0 or 5")
+        _require(0 <= self.nll_beta <= 1, s, "nll_beta", self.nll_beta, "must be in [0, 1]",
+                 "use 0 (the paper's loss) or 0.5")
 
 
 @dataclass(frozen=True)

@@ -32,17 +32,19 @@ declare -A TRAIN=(   # variant -> [train] lines added to crfeconi-bayesian.toml'
     [T4-dens50-s1]=$'density_fraction = 0.5\nseed = 1'
     [T4-dens50-s2]=$'density_fraction = 0.5\nseed = 2'
     [T4-dens50-clip]='density_fraction = 0.5'   # T4-dens50 trained again with gradient clipping
+    [T4-dens50-beta]=$'density_fraction = 0.5\nnll_beta = 0.5'   # beta-NLL (docs/model.md)
     [AL-dens50]='density_fraction = 0.5'
     [random-dens50]='density_fraction = 0.5'
 )
 declare -A DATA=([T4-dens50]="$T4" [T4-dens80-p24k]="$T4" [T4-dens50-lr3]="$T4"
                 [T4-dens50-s1]="$T4" [T4-dens50-s2]="$T4"
-                [T4-dens50-clip]="$T4")   # variant -> training set (default: AL3's)
+                [T4-dens50-clip]="$T4"
+                [T4-dens50-beta]="$T4")   # variant -> training set (default: AL3's)
 declare -A LEARN=([AL-dens50]=bayesian [random-dens50]=random)   # variants that run hpcdens learn
 VARIANTS=("$@")
 ((${#VARIANTS[@]})) || VARIANTS=(grid dens50 grid-dens50 dens80 dens50-e80 dens50-p24k T4-dens50
     T4-dens80-p24k T4-dens50-lr3 T4-dens50-s1 T4-dens50-s2 AL-dens50 random-dens50
-    T4-dens50-clip)
+    T4-dens50-clip T4-dens50-beta)
 for f in "$AL" "$T4"; do
     [[ -f "$f" ]] || { echo "no $f: run launch/reproduce_crfeconi.sh pool test learn first" >&2; exit 2; }
 done

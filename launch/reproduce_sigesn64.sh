@@ -2,7 +2,8 @@
 # The reproduction study at the paper's scale (docs/reproduction.md, "64-atom cells"): Bayesian
 # active learning vs tessellation vs random on 64-atom SiGeSn cells with thermal snapshots
 # (SevenNet-0 MD at 2400 K, the mlip extra), labelled with the embedded PySCF backend.
-#   bash launch/reproduce_sigesn64.sh [STAGE ...]   stages: pool test learn compare suite (default), vacancy, delta
+#   bash launch/reproduce_sigesn64.sh [STAGE ...]   stages: pool test learn compare suite (default),
+#                                                   vacancy, delta, beta
 # 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
 # 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
 # 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
@@ -16,6 +17,9 @@
 # 7. delta:   the model lever (not in the default stages): AL2's training set (al2.h5) trained
 #             with target rho (al2/) and with target delta_rho (al2-delta/), same seed and split,
 #             both on the test set and the 64-site suite cells. No new DFT.
+# 8. beta:    the loss lever (not in the default stages): AL2's training set trained with the
+#             beta-NLL loss ([train] nll_beta = 0.5, al2-beta/), otherwise as al2/; the same cells;
+#             then both losses with training seeds 1 and 2 on the test set (al2[-beta]-train<seed>/).
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
 # 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
@@ -107,24 +111,40 @@ if want vacancy; then
         --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c" \
         "AL2-64=$OUT/bayesian-train0/round_02/model.pt" "AL2vac-64=$V/model.pt"
 fi
-if want delta; then
-    step "7. delta-rho vs rho on AL2's training set -> $OUT/al2, $OUT/al2-delta"
+# AL2's training set (al2.h5) trained with input $2 (default: sigesn-$1.toml) into $OUT/$1, then
+# evaluated on the test set: the model levers.
+lever_model() {
+    local D="$OUT/$1" input="${2:-$IN/sigesn-$1.toml}"
     [[ -f "$OUT/al2.h5" ]] || mpirun -n "$NP" hpcdens generate "$IN/sigesn-al2.toml" --out "$OUT/al2.h5" \
         --reuse "$OUT/pool.h5" --extend --no-progress
-    for target in al2 al2-delta; do
-        D="$OUT/$target"
-        mkdir -p "$D"
-        if [[ ! -f "$D/model.pt" ]]; then
-            RESUME=(); [[ -f "$D/model.pt.ckpt" ]] && RESUME=(--resume)
-            mpirun -n "$NP" hpcdens train "$IN/sigesn-$target.toml" --data "$OUT/al2.h5" \
-                --out "$D/model.pt" --no-progress "${RESUME[@]}"
-        fi
-        [[ -f "$D/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$D/model.pt" \
-            "$OUT/test.h5" --config "$IN/sigesn-test.toml" --out "$D/test45" --energy-samples 0 --overwrite
+    mkdir -p "$D"
+    if [[ ! -f "$D/model.pt" ]]; then
+        RESUME=(); [[ -f "$D/model.pt.ckpt" ]] && RESUME=(--resume)
+        mpirun -n "$NP" hpcdens train "$input" --data "$OUT/al2.h5" \
+            --out "$D/model.pt" --no-progress "${RESUME[@]}"
+    fi
+    [[ -f "$D/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$D/model.pt" \
+        "$OUT/test.h5" --config "$IN/sigesn-test.toml" --out "$D/test45" --energy-samples 0 --overwrite
+}
+# al2/ and the lever's model $1 (input sigesn-$1.toml) on the test set and the 64-site suite cells.
+lever_vs_al2() {
+    lever_model al2
+    lever_model "$1"
+    bash launch/generalisation_sigesn.sh --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b \
+checkerboard64c" "AL2-64=$OUT/al2/model.pt" "$2=$OUT/$1/model.pt"
+}
+if want delta; then
+    step "7. delta-rho vs rho on AL2's training set -> $OUT/al2, $OUT/al2-delta"
+    lever_vs_al2 al2-delta AL2delta-64
+fi
+if want beta; then
+    step "8. beta-NLL (nll_beta = 0.5) vs the paper's loss on AL2's training set -> $OUT/al2-beta"
+    lever_vs_al2 al2-beta AL2beta-64
+    for seed in "${BAYES_TRAIN_SEEDS[@]:1}"; do   # other training seeds (split, points, weights)
+        step "8. training seed $seed: beta-NLL and the paper's loss"
+        lever_model "al2-beta-train$seed" "$(variant al2-beta train "$seed")"
+        lever_model "al2-train$seed" "$(variant al2 train "$seed")"
     done
-    bash launch/generalisation_sigesn.sh \
-        --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c" \
-        "AL2-64=$OUT/al2/model.pt" "AL2delta-64=$OUT/al2-delta/model.pt"
 fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"

@@ -250,7 +250,7 @@ def test_settings_added_later_keep_older_journals_resumable():
     config = load_config(Path(__file__).resolve().parents[1] / "inputs" / "reproduction-crfeconi"
                          / "crfeconi-bayesian.toml")
     assert active.settings_fingerprint(config) == "f5de3cf1d615ad5a"
-    for key, value in (("density_fraction", 0.5), ("kl_divisor", "grid")):
+    for key, value in (("density_fraction", 0.5), ("kl_divisor", "grid"), ("nll_beta", 0.5)):
         changed = dataclasses.replace(config, train=dataclasses.replace(config.train, **{key: value}))
         assert active.settings_fingerprint(changed) != "f5de3cf1d615ad5a", key
 

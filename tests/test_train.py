@@ -312,6 +312,26 @@ def test_density_weighted_points_and_the_kl_divisor(training_set, config, tmp_pa
         config({"train.density_fraction": 1.5}, name="bad2.toml")
 
 
+def test_nll_beta_changes_the_fit_not_the_monitored_loss(training_set, config, tmp_path):
+    """[train] nll_beta = 0.5 trains on the beta-NLL loss (other weights, so other epochs), while
+    the history's train_nll and the validation loss stay Eq. 8's: loss - nll differs from KL / N
+    by the weighting, and the setting is recorded in the model. Out of [0, 1] it is refused."""
+    base = {"train.points_per_snapshot": 300, "train.epochs": 3}
+    runs = {}
+    for beta in (0.0, 0.5):
+        cfg = config({**base, "train.nll_beta": beta}, name=f"beta{beta}.toml")
+        runs[beta] = run_train(cfg, [training_set], tmp_path / f"beta{beta}.pt", progress=False)
+        assert load_model(tmp_path / f"beta{beta}.pt")[1].config["train"]["nll_beta"] == beta
+    plain, beta = runs[0.0]["history"], runs[0.5]["history"]
+    assert plain[-1]["val_loss"] != pytest.approx(beta[-1]["val_loss"], rel=1e-9)
+    h = plain[0]                          # Eq. 8: loss = KL / N + nll
+    n_kl = h["train_kl"] / (h["train_loss"] - h["train_nll"])
+    h = beta[0]                           # beta-NLL: the data term is not the reported nll
+    assert h["train_loss"] - h["train_kl"] / n_kl != pytest.approx(h["train_nll"], rel=1e-6)
+    with pytest.raises(InputError, match=r"\[train\] nll_beta = 2.0: must be in \[0, 1\]"):
+        config({"train.nll_beta": 2}, name="bad.toml")
+
+
 def test_lr_patience_halves_the_rate_and_a_resumed_run_keeps_it(training_set, config, tmp_path):
     """[train] lr_patience = k: after every k-th epoch in a row without a better validation loss
     the learning rate halves, and stays halved after an improvement; the number of halvings is

@@ -28,8 +28,8 @@ def no_epistemic_line(summary: dict) -> str:
     reach = (", and whether the structure is out of reach is not assessed"
              if summary["uncertainty_calibration"] else "")
     return (f"epistemic std: none from one weight sample (sample mode {summary['sample_mode']}); "
-            f"the file has no epistemic_std field{reach}. Fix: --samples K with K >= 2 for "
-            "one\n")
+            f"the file has no epistemic_std field{reach}. Fix: --samples K with K >= 2 "
+            "if you need them\n")
 
 
 def reach_line(cal: dict | None, fraction: float) -> str:

@@ -301,7 +301,7 @@ def _one_epoch(net, model, optimizer, x, y, n_steps, data, config, comm, state: 
         torch_seed(config.train.seed, _STREAM_EPOCH, state.epoch, comm.rank))
     n_train = data.n_kl
     terms = bnn.train_epoch(net, optimizer, epoch_batches(x, y, n_steps, gen), n_train, gen,
-                            max_grad_norm=clip_threshold(state))
+                            max_grad_norm=clip_threshold(state), nll_beta=config.train.nll_beta)
     terms = {k: allreduce(comm, v) / comm.size for k, v in terms.items()}
     t1 = time.perf_counter()
     val = evaluate(model, data.val, n_train, comm) if data.val is not None else None
