@@ -370,11 +370,11 @@ def test_a_loss_spike_goes_back_to_the_best_weights_at_half_the_rate(training_se
     real = loop.bnn.train_epoch
     seen = {"calls": 0, "starts": [], "moments": []}
 
-    def spiking(net, optimizer, batches, n_train, gen, max_grad_norm, spike_at=(4,)):
+    def spiking(net, optimizer, batches, n_train, gen, max_grad_norm, nll_beta, spike_at=(4,)):
         seen["calls"] += 1
         seen["starts"].append({k: v.detach().clone() for k, v in net.state_dict().items()})
         seen["moments"].append(len(optimizer.state))
-        terms = real(net, optimizer, batches, n_train, gen, max_grad_norm)
+        terms = real(net, optimizer, batches, n_train, gen, max_grad_norm, nll_beta)
         if seen["calls"] in spike_at:
             with torch.no_grad():
                 for name, p in net.named_parameters():
