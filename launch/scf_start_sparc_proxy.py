@@ -80,18 +80,17 @@ def study(model, predictor, test, key, out: Path, sp: DFTConfig) -> dict:
     base = cached(cell / "pyscf.npz", pyscf_and_prediction)
     d = base["rho_pred"] - base["rho_py"]
     own = cached(cell / "sparc_own.npz", lambda: sparc_scf(atoms, grid, sp, None))
-    rho_sp = own["rho"]
+    rho_sp, sad_sp = own["rho"], atomic_density(atoms, grid, sp)
     starts = {
         "same_error": rho_sp + d,
-        "transfer": atomic_density(atoms, grid, sp) + base["rho_pred"]
-        - atomic_density(atoms, grid, py),
+        "transfer": sad_sp + base["rho_pred"] - atomic_density(atoms, grid, py),
     }
     result = {"key": key, "formula": atoms.get_chemical_formula(), "n_atoms": len(atoms),
               "grid_shape": list(grid.shape), "mesh_bohr": sp.mesh_spacing_bohr,
               "tol_scf": sp.scf_tol, "model": str(model),
               "model_nrmse_vs_pyscf": nrmse(base["rho_pred"], base["rho_py"]),
               "pyscf_iterations": int(base["iterations"]),
-              "own": summary(own, rho_sp, None)}
+              "own": summary(own, rho_sp, sad_sp)}
     for name, start in starts.items():
         negative = float(np.mean(start < 0))
         start = en.renormalise(np.clip(start, 0.0, None), grid, ne_sp)[0]
@@ -101,18 +100,15 @@ def study(model, predictor, test, key, out: Path, sp: DFTConfig) -> dict:
             "iterations"]
         result[name]["energy_difference_ha_per_atom"] = float(
             run["free_energy_per_atom_ha"] - own["free_energy_per_atom_ha"])
-    result["own"]["start_nrmse"] = nrmse(atomic_density(atoms, grid, sp), rho_sp)
     return result
 
 
 def summary(run: dict, rho_sp, start) -> dict:
-    s = {"iterations": int(run["iterations"]), "wall_s": float(run["wall_s"]),
-         "converged": bool(run["converged"]),
-         "first_scf_error": float(run["residuals"][0]) if len(run["residuals"]) else None,
-         "residuals": [float(x) for x in run["residuals"]]}
-    if start is not None:
-        s["start_nrmse"] = nrmse(start, rho_sp)
-    return s
+    """One SCF's figures; ``start``: its first density (SPARC's own: the psp8 superposition)."""
+    return {"iterations": int(run["iterations"]), "wall_s": float(run["wall_s"]),
+            "converged": bool(run["converged"]), "start_nrmse": nrmse(start, rho_sp),
+            "first_scf_error": float(run["residuals"][0]) if len(run["residuals"]) else None,
+            "residuals": [float(x) for x in run["residuals"]]}
 
 
 def main():

@@ -441,7 +441,6 @@ def test_bench_bnn_reports_both_dtypes():
     assert "predict float32" in text and "predict float64" in text and "% of fp32 matmul" in text
 
 
-
 def test_beta_nll_weights_points_by_their_predicted_variance():
     """[train] nll_beta: the data term is the mean of the per-point terms of Eq. 8 weighted by
     sigma^(2 beta), normalised to mean 1, with no gradient through the weights; the reported nll
@@ -451,8 +450,11 @@ def test_beta_nll_weights_points_by_their_predicted_variance():
     y = torch.linspace(0.01, 0.2, 32, dtype=torch.float64)
     plain = bnn.elbo_loss(model, x, y, n_train=32)
     beta = bnn.elbo_loss(model, x, y, n_train=32, nll_beta=0.5)
-    f, s = model(x)
-    per = 0.5 * s + 0.5 * ((f - (y - model.y_mean) / model.y_std) ** 2) / torch.exp(s)
+    def eq8_terms():   # per-point terms of Eq. 8 by hand, and s
+        f, s = model(x)
+        return 0.5 * s + 0.5 * ((f - (y - model.y_mean) / model.y_std) ** 2) / torch.exp(s), s
+
+    per, s = eq8_terms()
     w = torch.exp(0.5 * s.detach())
     assert beta.nll == pytest.approx(plain.nll, rel=1e-12)
     expected = plain.kl / 32 + float((per * w).sum().detach() / w.sum())
@@ -464,8 +466,7 @@ def test_beta_nll_weights_points_by_their_predicted_variance():
     beta.loss.backward()
     got = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    f, s = model(x)
-    per = 0.5 * s + 0.5 * ((f - (y - model.y_mean) / model.y_std) ** 2) / torch.exp(s)
+    per, _ = eq8_terms()
     (model.kl() / 32 + (per * w).sum() / w.sum()).backward()
     for g, p in zip(got, model.parameters()):
         assert torch.allclose(g, p.grad, rtol=1e-10, atol=1e-14)
