@@ -3,7 +3,7 @@
 # active learning vs tessellation vs random on 64-atom SiGeSn cells with thermal snapshots
 # (SevenNet-0 MD at 2400 K, the mlip extra), labelled with the embedded PySCF backend.
 #   bash launch/reproduce_sigesn64.sh [STAGE ...]   stages: pool test learn compare suite (default),
-#                                                   vacancy, delta, beta
+#                                                   vacancy, delta, beta, ensemble
 # 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
 # 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
 # 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
@@ -20,6 +20,8 @@
 # 8. beta:    the loss lever (not in the default stages): AL2's training set trained with the
 #             beta-NLL loss ([train] nll_beta = 0.5, al2-beta/), otherwise as al2/; the same cells;
 #             then both losses with training seeds 1 and 2 on the test set (al2[-beta]-train<seed>/).
+# 9. ensemble: the three beta-NLL trainings of stage 8 (training seeds 0, 1, 2) as one model
+#             (hpcdens ensemble -> al2-beta-ens/), on the test set and the 64-site suite cells.
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
 # 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
@@ -145,6 +147,22 @@ if want beta; then
         lever_model "al2-beta-train$seed" "$(variant al2-beta train "$seed")"
         lever_model "al2-train$seed" "$(variant al2 train "$seed")"
     done
+fi
+if want ensemble; then
+    E="$OUT/al2-beta-ens"
+    step "9. an ensemble of the beta-NLL trainings with training seeds ${BAYES_TRAIN_SEEDS[*]} -> $E"
+    MEMBERS=()
+    for seed in "${BAYES_TRAIN_SEEDS[@]}"; do
+        if ((seed == 0)); then lever_model al2-beta; MEMBERS+=("$OUT/al2-beta/model.pt")
+        else lever_model "al2-beta-train$seed" "$(variant al2-beta train "$seed")"
+            MEMBERS+=("$OUT/al2-beta-train$seed/model.pt"); fi
+    done
+    mkdir -p "$E"
+    [[ -f "$E/model.pt" ]] || hpcdens ensemble "${MEMBERS[@]}" --out "$E/model.pt"
+    [[ -f "$E/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$E/model.pt" \
+        "$OUT/test.h5" --config "$IN/sigesn-test.toml" --out "$E/test45" --energy-samples 0 --overwrite
+    bash launch/generalisation_sigesn.sh --cases "vacancy64 divacancy64 checkerboard64a \
+checkerboard64b checkerboard64c" "AL2beta-64=$OUT/al2-beta/model.pt" "AL2beta-ens3=$E/model.pt"
 fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"

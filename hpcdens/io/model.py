@@ -13,6 +13,15 @@ Layout on disk, unchanged since the first version (every model file written befo
 ``n_samples``, ``sample_seed``, ``descriptor_version``; when the training snapshots determine
 them ``dft`` and ``valence_electrons``) and, from ``hpcdens train``, ``features``, ``training``,
 ``config`` and ``hpcdens_version``. docs/commands/predict.md lists them.
+
+An ensemble file (``hpcdens ensemble``, :func:`save_ensemble`) holds several such trainings:
+
+    {"format": "hpcdens-bnn-ensemble", "version": 1,
+     "members": [{"architecture", "state_dict", "meta"}, ...],   # each as in a model file
+     "meta": the ensemble's ModelRecord}   # the first member's, N_s = sum, training.ensemble
+
+:func:`read_predictor` reads both kinds; an ensemble's weight samples are every member's, pooled
+by :func:`hpcdens.ensemble.pooled`.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import numpy as np
 from ..errors import InputError, ModelError
 
 FORMAT = "hpcdens-bnn"
+ENSEMBLE_FORMAT = "hpcdens-bnn-ensemble"
 FORMAT_VERSION = 1
 TARGETS = ("rho", "delta_rho")
 REQUIRED = ("n_neighbors", "species", "target", "n_samples", "sample_seed", "descriptor_version")
@@ -220,7 +230,7 @@ def _payload(path: Path) -> dict:
         first = str(err).splitlines()[0] if str(err) else ""
         raise ModelError(f"{path} is not an hpcdens model file ({type(err).__name__}: "
                          f"{first}). Fix: give a model written by 'hpcdens train'") from err
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         raise ModelError(f"{path} is not an hpcdens model file (no '{FORMAT}' marker). Fix: give "
                          "a model written by 'hpcdens train'")
     version = payload.get("version", 0)
@@ -232,16 +242,10 @@ def _payload(path: Path) -> dict:
     return payload
 
 
-def load_model(path):
-    """Read a file of :func:`save_model` -> (network in evaluation mode, its ModelRecord).
-
-    Raises ModelError (an InputError) naming the problem and the fix: no such file, not a model
-    file, another format version, a record with missing or malformed keys, a descriptor version
-    this hpcdens does not compute, weights that do not fit the stored architecture."""
+def _network(payload: dict, path: Path):
+    """(network in evaluation mode, checked ModelRecord) of one training's payload."""
     from ..bnn import BayesianNet
 
-    path = Path(path)
-    payload = _payload(path)
     try:
         arch = payload["architecture"]
         net = BayesianNet(arch["n_in"], arch["hidden_layers"], arch["activation"],
@@ -257,6 +261,22 @@ def load_model(path):
     return net.eval(), record
 
 
+def load_model(path):
+    """Read a file of :func:`save_model` -> (network in evaluation mode, its ModelRecord).
+
+    Raises ModelError (an InputError) naming the problem and the fix: no such file, not a model
+    file, an ensemble file (:func:`read_predictor` reads those), another format version, a record
+    with missing or malformed keys, a descriptor version this hpcdens does not compute, weights
+    that do not fit the stored architecture."""
+    path = Path(path)
+    payload = _payload(path)
+    if payload["format"] == ENSEMBLE_FORMAT:
+        raise ModelError(f"{path} is an ensemble of {len(payload.get('members', []))} trainings "
+                         "('hpcdens ensemble'); this command works on one training. Fix: give "
+                         "one of its members (docs/commands/ensemble.md)")
+    return _network(payload, path)
+
+
 def weights_sha256(path) -> str:
     """SHA-256 of a model file's architecture and tensors (names, dtypes, shapes, bytes), not of
     its record: equal for equal weights, whatever the wall times and paths recorded with them
@@ -264,11 +284,13 @@ def weights_sha256(path) -> str:
     import torch
 
     payload = _payload(Path(path))
-    h = hashlib.sha256(json.dumps(payload["architecture"], sort_keys=True).encode())
-    for name, tensor in sorted(payload["state_dict"].items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    h = hashlib.sha256()
+    for part in payload.get("members", [payload]):
+        h.update(json.dumps(part["architecture"], sort_keys=True).encode())
+        for name, tensor in sorted(part["state_dict"].items()):
+            t = tensor.detach().cpu().contiguous()
+            h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -337,10 +359,76 @@ def read_predictor(path, samples=None) -> Predictor:
     """:func:`load_model` and the weight samples of a prediction (serial): all N_s, or those of
     the fast-sample mode ``samples`` (:func:`with_samples`), drawing only the ones it uses (the
     first K of the N_s are the same whether K or N_s are drawn; none for the posterior mean).
-    Raises ModelError, InputError."""
+    An ensemble file gives the first member's network (normalisation, activation) and every
+    member's samples pooled (:func:`hpcdens.ensemble.pooled`). Raises ModelError, InputError."""
     from .files import sha256_file
 
-    net, record = load_model(path)
+    path = Path(path)
+    payload = _payload(path)
+    if payload["format"] == ENSEMBLE_FORMAT:
+        from ..ensemble import pooled
+
+        members = [_network(m, f"{path} member {i}") for i, m in enumerate(payload["members"])]
+        record = ModelRecord.from_meta(payload.get("meta"), path)
+        if samples == "mean":
+            raise InputError(f"{path} is an ensemble of {len(members)} trainings: it has no one "
+                             f"posterior-mean network. Fix: --samples {len(members)} (one "
+                             "weight sample of each member) or more")
+        drawn = pooled([(net, net.draw_weight_samples(r.n_samples, r.sample_seed))
+                        for net, r in members])
+        predictor = Predictor(members[0][0], record, drawn, str(path), sha256_file(path))
+        return with_samples(predictor, samples)
+    net, record = _network(payload, path)
     n = samples_drawn(samples, record.n_samples)
     drawn = net.draw_weight_samples(n, record.sample_seed) if n else None   # mean: with_samples
     return with_samples(Predictor(net, record, drawn, str(path), sha256_file(path)), samples)
+
+
+_SHARED = ("n_neighbors", "species", "target", "descriptor_version", "dft", "valence_electrons",
+           "sad_radial")
+"""Record keys on which the members of an ensemble must agree (what a prediction uses)."""
+
+
+def save_ensemble(path, members) -> Path:
+    """Bundle the model files ``members`` (two or more, from ``hpcdens train`` on the same kind of
+    data: the same network, descriptors, species, target and DFT settings) into one ensemble file
+    at ``path`` (temporary name, then renamed). Its record is the first member's with N_s the sum
+    of theirs, no calibration (the members' validation snapshots are not held out from each other)
+    and ``training = {"ensemble": [each member's path, weights SHA-256, N_s, sample seed, training
+    seed and validation metrics]}``. ModelError naming the member and the key that differ."""
+    from dataclasses import replace
+
+    import torch
+
+    paths = [Path(p) for p in members]
+    if len(paths) < 2:
+        raise InputError(f"an ensemble needs two or more model files, got {len(paths)}. Fix: "
+                         "train the same input with other [train] seed values and list them all")
+    parts = [_payload(p) for p in paths]
+    for p, part in zip(paths, parts):
+        if part["format"] == ENSEMBLE_FORMAT:
+            raise ModelError(f"{p} is itself an ensemble. Fix: list its member model files")
+    records = [_network(part, p)[1] for p, part in zip(paths, parts)]
+    for p, part, rec in zip(paths[1:], parts[1:], records[1:]):
+        diff = [k for k in _SHARED if getattr(rec, k) != getattr(records[0], k)]
+        if part["architecture"] != parts[0]["architecture"]:
+            diff.insert(0, "architecture")
+        if diff:
+            raise ModelError(f"{p} differs from {paths[0]} in {diff}: the members of an ensemble "
+                             "must be trainings of one input with other seeds. Fix: leave it out, "
+                             "or retrain it with the first member's settings")
+    listing = [{"path": str(p), "weights_sha256": weights_sha256(p), "n_samples": r.n_samples,
+                "sample_seed": r.sample_seed,
+                "train_seed": (r.training or {}).get("seed"),
+                "validation": (r.training or {}).get("validation")}
+               for p, r in zip(paths, records)]
+    record = replace(records[0], n_samples=sum(r.n_samples for r in records), calibration=None,
+                     training={"ensemble": listing})
+    payload = {"format": ENSEMBLE_FORMAT, "version": FORMAT_VERSION, "meta": record.to_meta(),
+               "members": [{k: part[k] for k in ("architecture", "state_dict", "meta")}
+                           for part in parts]}
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
