@@ -87,6 +87,26 @@ def test_rank_invariance_non_orthogonal_primitive_cell(model_dir):
 
 
 @pytest.mark.mpi(min_size=2)
+def test_rank_invariance_of_an_ensemble_file(mpi_tmp_path):
+    """An ensemble file (three members' pooled samples) predicts the same on every rank count."""
+    from mpi4py import MPI
+
+    from hpcdens.io.model import save_ensemble
+
+    comm = MPI.COMM_WORLD
+
+    def make():
+        members = [make_model(mpi_tmp_path / f"m{seed}.pt", seed=seed) for seed in (0, 1, 2)]
+        save_ensemble(mpi_tmp_path / "model.pt", members)
+        return write_cell(mpi_tmp_path / "sige8.extxyz", sige_cell(seed=6))
+
+    path = on_rank0(comm, make)
+    r = _invariance(comm, mpi_tmp_path, path, "ensemble", supercell=(2, 1, 1),
+                    spacing_bohr=0.9, chunk_points=500)
+    assert max(r["diff"].values()) <= 1e-6
+
+
+@pytest.mark.mpi(min_size=2)
 def test_empty_blocks_join_every_collective(model_dir):
     """More ranks than planes along the split axis: the last ranks own no points."""
     from mpi4py import MPI
