@@ -145,8 +145,8 @@ def test_the_model_is_read_once_and_the_atoms_stay_in_memory(setup, tmp_path, mo
 
     model, testset, _ = setup
     reads = []
-    real = model_file.load_model
-    monkeypatch.setattr(model_file, "load_model", lambda path: reads.append(path) or real(path))
+    real = model_file._payload                      # the one reader of model files
+    monkeypatch.setattr(model_file, "_payload", lambda path: reads.append(path) or real(path))
     out = tmp_path / "ev"
     r = run_evaluate(MPI.COMM_SELF, model, testset, out, with_energy=False)
     assert len(reads) == 1 and len(r["rows"]) == 2
