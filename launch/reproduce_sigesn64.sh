@@ -114,11 +114,15 @@ if want vacancy; then
         "AL2-64=$OUT/bayesian-train0/round_02/model.pt" "AL2vac-64=$V/model.pt"
 fi
 # AL2's training set (al2.h5) trained with input $2 (default: sigesn-$1.toml) into $OUT/$1, then
-# evaluated on the test set: the model levers.
+# evaluated on the test set: the model levers. al2.h5 and test.h5 are labelled first if missing
+# (al2.h5 copied from the pool when there is one), so these stages also run on their own.
 lever_model() {
     local D="$OUT/$1" input="${2:-$IN/sigesn-$1.toml}"
+    local POOL=(); [[ -f "$OUT/pool.h5" ]] && POOL=(--reuse "$OUT/pool.h5")  # else: labelled here
     [[ -f "$OUT/al2.h5" ]] || mpirun -n "$NP" hpcdens generate "$IN/sigesn-al2.toml" --out "$OUT/al2.h5" \
-        --reuse "$OUT/pool.h5" --extend --no-progress
+        "${POOL[@]}" --extend --no-progress
+    [[ -f "$OUT/test.h5" ]] || mpirun -n "$NP" hpcdens generate "$IN/sigesn-test.toml" \
+        --out "$OUT/test.h5" --extend --no-progress
     mkdir -p "$D"
     if [[ ! -f "$D/model.pt" ]]; then
         RESUME=(); [[ -f "$D/model.pt.ckpt" ]] && RESUME=(--resume)
