@@ -97,7 +97,8 @@ def test_an_ensemble_file_predicts_the_members_mean(members, tmp_path):
 
 
 def test_what_an_ensemble_cannot_do_is_refused(members, tmp_path):
-    ens = save_ensemble(tmp_path / "ens.pt", members)
+    ens = tmp_path / "ens.pt"
+    assert save_ensemble(ens, members).n_samples == 12
     with pytest.raises(ModelError, match="ensemble of 3 trainings.*Fix: give one of its members"):
         load_model(ens)                                     # calibrate, learn-compare
     with pytest.raises(InputError, match="posterior-mean network. Fix: --samples 3"):

@@ -8,14 +8,12 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import InputError
-    from ..io.model import read_predictor, save_ensemble
+    from ..io.model import save_ensemble
 
     if Path(args.out).exists() and not args.overwrite:
         raise InputError(f"{args.out} exists. Fix: another --out, or --overwrite to replace it")
-    path = save_ensemble(args.out, args.models)
-    record = read_predictor(path, samples=len(args.models)).record
-    members = record.training["ensemble"]
-    print(f"wrote {path}: an ensemble of {len(members)} trainings, N_s = "
+    members = save_ensemble(args.out, args.models).training["ensemble"]
+    print(f"wrote {args.out}: an ensemble of {len(members)} trainings, N_s = "
           f"{sum(m['n_samples'] for m in members)} weight samples in all")
     for m in members:
         print(f"  {m['path']}: N_s {m['n_samples']}, [train] seed {m['train_seed']}, "

@@ -203,14 +203,19 @@ def save_model(path, net, record: ModelRecord) -> Path:
     and ``record`` to ``path`` with ``torch.save``: to a temporary name, then renamed. Returns
     the path. TypeError for a record that is not a :class:`ModelRecord` or holds non-plain
     values."""
-    import torch
-
     if not isinstance(record, ModelRecord):
         raise TypeError(f"save_model needs a ModelRecord, got {type(record).__name__}")
+    return _write(path, {"format": FORMAT, "version": FORMAT_VERSION,
+                         "architecture": net.architecture(),
+                         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                         "meta": record.to_meta()})
+
+
+def _write(path, payload: dict) -> Path:
+    """``torch.save`` of ``payload`` to a temporary name next to ``path``, then renamed."""
+    import torch
+
     path = Path(path)
-    payload = {"format": FORMAT, "version": FORMAT_VERSION, "architecture": net.architecture(),
-               "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-               "meta": record.to_meta()}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -389,16 +394,15 @@ _SHARED = ("n_neighbors", "species", "target", "descriptor_version", "dft", "val
 """Record keys on which the members of an ensemble must agree (what a prediction uses)."""
 
 
-def save_ensemble(path, members) -> Path:
+def save_ensemble(path, members) -> ModelRecord:
     """Bundle the model files ``members`` (two or more, from ``hpcdens train`` on the same kind of
     data: the same network, descriptors, species, target and DFT settings) into one ensemble file
     at ``path`` (temporary name, then renamed). Its record is the first member's with N_s the sum
     of theirs, no calibration (the members' validation snapshots are not held out from each other)
     and ``training = {"ensemble": [each member's path, weights SHA-256, N_s, sample seed, training
-    seed and validation metrics]}``. ModelError naming the member and the key that differ."""
+    seed and validation metrics]}``; returns that record. ModelError naming the member and the
+    key that differ."""
     from dataclasses import replace
-
-    import torch
 
     paths = [Path(p) for p in members]
     if len(paths) < 2:
@@ -424,11 +428,7 @@ def save_ensemble(path, members) -> Path:
                for p, r in zip(paths, records)]
     record = replace(records[0], n_samples=sum(r.n_samples for r in records), calibration=None,
                      training={"ensemble": listing})
-    payload = {"format": ENSEMBLE_FORMAT, "version": FORMAT_VERSION, "meta": record.to_meta(),
-               "members": [{k: part[k] for k in ("architecture", "state_dict", "meta")}
-                           for part in parts]}
-    path = Path(path)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    _write(path, {"format": ENSEMBLE_FORMAT, "version": FORMAT_VERSION, "meta": record.to_meta(),
+                  "members": [{k: part[k] for k in ("architecture", "state_dict", "meta")}
+                              for part in parts]})
+    return record
