@@ -3,7 +3,7 @@
 # active learning vs tessellation vs random on 64-atom SiGeSn cells with thermal snapshots
 # (SevenNet-0 MD at 2400 K, the mlip extra), labelled with the embedded PySCF backend.
 #   bash launch/reproduce_sigesn64.sh [STAGE ...]   stages: pool test learn compare suite (default),
-#                                                   vacancy, delta, beta, ensemble
+#                                                   vacancy, delta, beta, ensemble, dens
 # 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
 # 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
 # 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
@@ -22,6 +22,8 @@
 #             then both losses with training seeds 1 and 2 on the test set (al2[-beta]-train<seed>/).
 # 9. ensemble: the three beta-NLL trainings of stage 8 (training seeds 0, 1, 2) as one model
 #             (hpcdens ensemble -> al2-beta-ens/), on the test set and the 64-site suite cells.
+# 10. dens:   the sampling lever (not in the default stages): stage 9 with half of each training
+#             snapshot's points drawn by SAD density (sigesn-al2-beta-dens.toml, al2-beta-dens*/).
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
 # 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
@@ -139,6 +141,13 @@ lever_vs_al2() {
     bash launch/generalisation_sigesn.sh --cases "vacancy64 divacancy64 checkerboard64a checkerboard64b \
 checkerboard64c" "AL2-64=$OUT/al2/model.pt" "$2=$OUT/$1/model.pt"
 }
+# The directory of input sigesn-$1.toml's model with training seed $2: $OUT/$1 for seed 0,
+# $OUT/$1-train$2 for the others (each trained and evaluated on the test set by seed_model).
+seed_dir() { if (($2 == 0)); then echo "$1"; else echo "$1-train$2"; fi; }
+seed_model() {
+    if (($2 == 0)); then lever_model "$1"
+    else lever_model "$(seed_dir "$1" "$2")" "$(variant "$1" train "$2")"; fi
+}
 if want delta; then
     step "7. delta-rho vs rho on AL2's training set -> $OUT/al2, $OUT/al2-delta"
     lever_vs_al2 al2-delta AL2delta-64
@@ -148,25 +157,32 @@ if want beta; then
     lever_vs_al2 al2-beta AL2beta-64
     for seed in "${BAYES_TRAIN_SEEDS[@]:1}"; do   # other training seeds (split, points, weights)
         step "8. training seed $seed: beta-NLL and the paper's loss"
-        lever_model "al2-beta-train$seed" "$(variant al2-beta train "$seed")"
-        lever_model "al2-train$seed" "$(variant al2 train "$seed")"
+        seed_model al2-beta "$seed"
+        seed_model al2 "$seed"
     done
 fi
-if want ensemble; then
-    E="$OUT/al2-beta-ens"
-    step "9. an ensemble of the beta-NLL trainings with training seeds ${BAYES_TRAIN_SEEDS[*]} -> $E"
-    MEMBERS=()
+# An ensemble of input sigesn-$1.toml's trainings with BAYES_TRAIN_SEEDS -> $OUT/$1-ens, on the
+# test set and the 64-site suite cells (tag $2) beside the seed-0 model.
+ensemble_of() {
+    local E="$OUT/$1-ens" MEMBERS=() seed
     for seed in "${BAYES_TRAIN_SEEDS[@]}"; do
-        if ((seed == 0)); then lever_model al2-beta; MEMBERS+=("$OUT/al2-beta/model.pt")
-        else lever_model "al2-beta-train$seed" "$(variant al2-beta train "$seed")"
-            MEMBERS+=("$OUT/al2-beta-train$seed/model.pt"); fi
+        seed_model "$1" "$seed"
+        MEMBERS+=("$OUT/$(seed_dir "$1" "$seed")/model.pt")
     done
     mkdir -p "$E"
     [[ -f "$E/model.pt" ]] || hpcdens ensemble "${MEMBERS[@]}" --out "$E/model.pt"
     [[ -f "$E/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$E/model.pt" \
         "$OUT/test.h5" --config "$IN/sigesn-test.toml" --out "$E/test45" --energy-samples 0 --overwrite
     bash launch/generalisation_sigesn.sh --cases "vacancy64 divacancy64 checkerboard64a \
-checkerboard64b checkerboard64c" "AL2beta-64=$OUT/al2-beta/model.pt" "AL2beta-ens3=$E/model.pt"
+checkerboard64b checkerboard64c" "$2-64=$OUT/$1/model.pt" "$2-ens3=$E/model.pt"
+}
+if want ensemble; then
+    step "9. an ensemble of the beta-NLL trainings with training seeds ${BAYES_TRAIN_SEEDS[*]} -> $OUT/al2-beta-ens"
+    ensemble_of al2-beta AL2beta
+fi
+if want dens; then
+    step "10. beta-NLL with half the training points drawn by SAD density, seeds ${BAYES_TRAIN_SEEDS[*]}"
+    ensemble_of al2-beta-dens AL2betadens
 fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
