@@ -153,6 +153,31 @@ def test_example_inputs_load():
     assert (test.system, test.dft) == (pool.system, pool.dft) and test.snapshots.seed != pool.snapshots.seed
 
 
+
+def test_reproduction64_inputs_share_the_pool():
+    """The 64-atom study (launch/reproduce_sigesn64.sh): every input loads; the learn runs and the
+    AL2 lever inputs label with the pool's [system], [snapshots] and [dft] (so their labels are
+    copied from it), and the learn runs train as the measured lever sigesn-al2-beta-dens does."""
+    from pathlib import Path
+
+    from hpcdens import plan
+
+    root = Path(__file__).resolve().parents[1] / "inputs" / "reproduction64"
+    study = {p.stem: load_config(p) for p in sorted(root.glob("**/*.toml"))}
+    pool = study["sigesn-pool"]
+    assert pool.system.n_sites() == 64 and len(plan.compositions(pool)) == 15
+    lever = study["sigesn-al2-beta-dens"]
+    assert lever.train.nll_beta == 0.5 and lever.train.density_fraction == 0.5
+    for name in ("sigesn-bayesian", "sigesn-tessellation", "sigesn-random", "sigesn-al2",
+                 "sigesn-al2-beta", "sigesn-al2-beta-dens", "sigesn-al2-delta"):
+        run = study[name]
+        assert (run.system, run.snapshots, run.dft) == (pool.system, pool.snapshots, pool.dft), name
+    for strategy in ("bayesian", "tessellation", "random"):
+        run = study[f"sigesn-{strategy}"]
+        assert run.learn.strategy == strategy
+        assert (run.train, run.model) == (lever.train, lever.model), strategy
+    assert {"vacancy64", "divacancy216", "checkerboard216-27bin"} <= set(study)
+
 def test_console_script_help_version_and_exit_code(tmp_path):
     exe = [sys.executable, "-m", "hpcdens.cli"]  # cli.run, the console script's entry point
     out = subprocess.run(exe + ["--help"], capture_output=True, text=True)
