@@ -85,8 +85,11 @@ if want learn; then
 fi
 if want compare; then
     step "4. learning curves on the test set: held-out compositions, then all 45"
-    DIRS=()
-    for run in "${RUNS[@]}"; do DIRS+=("$(run_dir "$run")"); done
+    DIRS=()   # the learn runs started so far (a partial learn stage compares what it has)
+    for run in "${RUNS[@]}"; do
+        if [[ -f "$(run_dir "$run")/state.json" ]]; then DIRS+=("$(run_dir "$run")")
+        else echo "not started yet, left out: $(run_dir "$run")"; fi
+    done
     mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${DIRS[@]}" --config "$IN/sigesn-test.toml" \
         --out "$OUT/compare" --exclude-training
 fi
