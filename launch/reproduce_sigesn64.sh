@@ -165,19 +165,21 @@ if want beta; then
     done
 fi
 # An ensemble of input sigesn-$1.toml's trainings with BAYES_TRAIN_SEEDS -> $OUT/$1-ens, on the
-# test set and the 64-site suite cells (tag $2) beside the seed-0 model.
+# test set and the 64-site suite cells (tags $2-64[-train<seed>], $2-ens3) with its members.
 ensemble_of() {
-    local E="$OUT/$1-ens" MEMBERS=() seed
+    local E="$OUT/$1-ens" MEMBERS=() TAGS=() seed dir
     for seed in "${BAYES_TRAIN_SEEDS[@]}"; do
         seed_model "$1" "$seed"
-        MEMBERS+=("$OUT/$(seed_dir "$1" "$seed")/model.pt")
+        dir="$(seed_dir "$1" "$seed")"
+        MEMBERS+=("$OUT/$dir/model.pt")
+        TAGS+=("$2-64${dir#"$1"}=$OUT/$dir/model.pt")
     done
     mkdir -p "$E"
     [[ -f "$E/model.pt" ]] || hpcdens ensemble "${MEMBERS[@]}" --out "$E/model.pt"
     [[ -f "$E/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$E/model.pt" \
         "$OUT/test.h5" --config "$IN/sigesn-test.toml" --out "$E/test45" --energy-samples 0 --overwrite
     bash launch/generalisation_sigesn.sh --cases "vacancy64 divacancy64 checkerboard64a \
-checkerboard64b checkerboard64c" "$2-64=$OUT/$1/model.pt" "$2-ens3=$E/model.pt"
+checkerboard64b checkerboard64c" "${TAGS[@]}" "$2-ens3=$E/model.pt"
 }
 if want ensemble; then
     step "9. an ensemble of the beta-NLL trainings with training seeds ${BAYES_TRAIN_SEEDS[*]} -> $OUT/al2-beta-ens"
