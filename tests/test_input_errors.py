@@ -153,7 +153,6 @@ def test_example_inputs_load():
     assert (test.system, test.dft) == (pool.system, pool.dft) and test.snapshots.seed != pool.snapshots.seed
 
 
-
 def test_reproduction64_inputs_share_the_pool():
     """The 64-atom study (launch/reproduce_sigesn64.sh): every input loads; the learn runs and the
     AL2 lever inputs label with the pool's [system], [snapshots] and [dft] (so their labels are
@@ -177,6 +176,7 @@ def test_reproduction64_inputs_share_the_pool():
         assert run.learn.strategy == strategy
         assert (run.train, run.model) == (lever.train, lever.model), strategy
     assert {"vacancy64", "divacancy216", "checkerboard216-27bin"} <= set(study)
+
 
 def test_console_script_help_version_and_exit_code(tmp_path):
     exe = [sys.executable, "-m", "hpcdens.cli"]  # cli.run, the console script's entry point
