@@ -23,6 +23,7 @@ TESSELLATIONS = ("T1", "T2", "T4")
 TARGETS = ("rho", "delta_rho")
 LEARN_STRATEGIES = ("bayesian", "tessellation", "random")
 LEARN_SCORES = ("density", "energy")
+LEARN_PICKS = ("top", "separated")
 #: the named choices of [train] kl_divisor (a positive integer N is the fourth)
 KL_DIVISORS = ("sampled", "grid", "atoms")
 
@@ -30,7 +31,7 @@ KL_DIVISORS = ("sampled", "grid", "atoms")
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
 LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0,
                             "nll_beta": 0.0},
-                  "learn": {"score": "density"}}
+                  "learn": {"score": "density", "pick": "top"}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
 
@@ -401,6 +402,9 @@ class LearnConfig:
         prediction of the whole DFT grid and N_s Kohn-Sham steps per structure).
     uncertainty_threshold : stop when the largest score is below this (the score's unit, e/Bohr^3
         or Ha/atom; 0 = never).
+    pick : how the bayesian strategy takes ``per_round`` candidates from the scores: "top", the
+        highest scores; "separated", each the highest that is not a grid neighbour (one step of
+        1/candidate_resolution) of an earlier pick of the round, then the rest by score.
     score_structures : structures per candidate used for scoring.
     score_points : random grid points per structure used for the density score.
     seed : seed of the scoring points and of the random strategy.
@@ -414,6 +418,7 @@ class LearnConfig:
     max_compositions: int = 0
     uncertainty_threshold: float = 0.0
     score: str = "density"
+    pick: str = "top"
     score_structures: int = 1
     score_points: int = 2000
     seed: int = 0
@@ -422,6 +427,7 @@ class LearnConfig:
         s = self.SECTION
         _one_of(s, "strategy", self.strategy, LEARN_STRATEGIES)
         _one_of(s, "score", self.score, LEARN_SCORES)
+        _one_of(s, "pick", self.pick, LEARN_PICKS)
         _require(self.candidate_resolution >= 1, s, "candidate_resolution",
                  self.candidate_resolution, "must be >= 1", "use e.g. 4 or 8")
         _require(self.per_round >= 1, s, "per_round", self.per_round, "must be >= 1", "use e.g. 3")

@@ -20,12 +20,15 @@ import pytest
 import torch
 
 from hpcdens.cli import main as cli_main
-from hpcdens.composition import tessellation
+from hpcdens.composition import simplex_grid, tessellation
 from hpcdens.config import load_config
 from hpcdens.io.training_set import parts_dir, read_training_set
 from hpcdens.learning import loop as active
 from hpcdens.learning.loop import (
     choose_random,
+    choose_separated,
+    choose_top,
+    grid_neighbours,
     next_tessellation,
     read_state,
     run_learn,
@@ -225,6 +228,29 @@ def test_random_strategy_is_seeded(tmp_path):
     assert "scores" not in state["rounds"][0]
 
 
+def test_separated_pick_takes_one_peak_per_region():
+    """Round 1 of a ternary: the two highest scores are grid neighbours on the Si-Sn edge, so
+    "separated" takes the top one and then the best score away from it; with every candidate left
+    next to a pick it fills by score; "top" takes the neighbours."""
+    els = ("Si", "Ge", "Sn")
+    grid = {c.label: c for c in (active.canonical(g, els) for g in simplex_grid(els, 4))
+            if max(c.fractions) < 1}
+    by_fractions = {c.fractions: lb for lb, c in grid.items()}
+    si_sn, si3_sn, ge_sn = (by_fractions[f] for f in ((0.5, 0, 0.5), (0.75, 0, 0.25),
+                                                       (0, 0.5, 0.5)))
+    scores = {lb: 1.0 for lb in grid}
+    scores.update({si_sn: 17.0, si3_sn: 16.0, ge_sn: 5.0})
+    assert choose_top(scores, 2) == [si_sn, si3_sn]
+    assert choose_separated(scores, 2, grid, 4) == [si_sn, ge_sn]
+    assert grid_neighbours(grid[si_sn], grid[si3_sn], 4)
+    assert not grid_neighbours(grid[si_sn], grid[ge_sn], 4)
+    picked = choose_separated(scores, len(grid), grid, 4)
+    assert sorted(picked) == sorted(grid) and picked[:2] == [si_sn, ge_sn]
+    firsts = [lb for lb in picked if not any(grid_neighbours(grid[lb], grid[c], 4)
+                                             for c in picked[:picked.index(lb)])]
+    assert picked[:len(firsts)] == firsts, "no fill-in before the separated picks run out"
+
+
 def test_bad_input_exits_2(tmp_path, capsys):
     inp = write(tmp_path, {"learn.strategy": "bayes"})
     assert main([str(inp), "--out", str(tmp_path / "run")]) == 2
@@ -246,13 +272,16 @@ def test_changed_settings_are_refused(reference, tmp_path, capsys):
 def test_settings_added_later_keep_older_journals_resumable():
     """A setting added with a default must not change the fingerprint of inputs that leave it at
     that default: f5de3cf1d615ad5a is what the CrFeCoNi study journaled (state.json) before
-    [train] density_fraction and kl_divisor existed. Setting them does change it."""
+    [train] density_fraction and kl_divisor (and [learn] pick) existed. Setting them does change
+    it."""
     config = load_config(Path(__file__).resolve().parents[1] / "inputs" / "reproduction-crfeconi"
                          / "crfeconi-bayesian.toml")
     assert active.settings_fingerprint(config) == "f5de3cf1d615ad5a"
     for key, value in (("density_fraction", 0.5), ("kl_divisor", "grid"), ("nll_beta", 0.5)):
         changed = dataclasses.replace(config, train=dataclasses.replace(config.train, **{key: value}))
         assert active.settings_fingerprint(changed) != "f5de3cf1d615ad5a", key
+    changed = dataclasses.replace(config, learn=dataclasses.replace(config.learn, pick="separated"))
+    assert active.settings_fingerprint(changed) != "f5de3cf1d615ad5a"
 
 
 def test_help_documents_the_aggregate(capsys):

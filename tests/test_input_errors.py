@@ -12,6 +12,7 @@ from hpcdens.config import load_config
 BAD_INPUTS = {
     "unknown element": ({"system.elements": ["Si", "Gx"]}, ["elements", "'Gx'", "Ge"]),
     "unknown learn score": ({"learn.score": "energi"}, ["[learn] score", "'energi'", "energy"]),
+    "unknown learn pick": ({"learn.pick": "peaks"}, ["[learn] pick", "'peaks'", "separated"]),
     "fractions not summing to 1": ({"compositions.list": ["Si0.5Ge0.4"]}, ["list", "Si0.5Ge0.4", "sum"]),
     "negative fraction": ({"compositions.list": ["Si1.5Ge-0.5"]}, ["list", "-0.5", "[0, 1]"]),
     "empty composition": ({"compositions.list": [""]}, ["list", "empty"]),

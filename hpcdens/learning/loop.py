@@ -6,7 +6,9 @@ their snapshots, :func:`hpcdens.generate.run_generate` with ``extend``, one trai
 and picks the compositions of the next round:
 
 * ``bayesian``: the ``per_round`` candidates (simplex grid of ``candidate_resolution``, minus the
-  training compositions) with the highest score. By default (``score = "density"``) the score of
+  training compositions) with the highest score (``pick = "top"``), or each the highest one that
+  is not a grid neighbour of an earlier pick (``pick = "separated"``, :func:`choose_separated`).
+  By default (``score = "density"``) the score of
   a candidate is the paper's acquisition function, the epistemic uncertainty: the epistemic
   STANDARD DEVIATION sqrt(1/N_s sum_j (f_j - mean)^2) (Eq. 7, N_s = model.n_samples fixed weight
   samples drawn with model.seed), averaged over ``score_points`` seeded random grid points of each
@@ -203,6 +205,26 @@ def choose_top(scores: dict[str, float], k: int) -> list[str]:
     return [lb for lb, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
+def grid_neighbours(a, b, resolution: int) -> bool:
+    """Whether compositions ``a`` and ``b`` are neighbours on the simplex grid k_i / resolution:
+    one step of 1/resolution moved from one element to another (L1 distance 2/resolution)."""
+    d = np.abs(np.subtract(a.fractions, b.fractions)) * resolution
+    return bool(np.isclose(d.sum(), 2.0) and np.isclose(d.max(), 1.0))
+
+
+def choose_separated(scores: dict[str, float], k: int, comps: dict, resolution: int) -> list[str]:
+    """``k`` labels by score, each the highest one not a grid neighbour of a label chosen before
+    it (the peaks of the score over the composition grid, one per region of high uncertainty);
+    when every label left neighbours a chosen one, the rest follow by score."""
+    ranked = choose_top(scores, len(scores))
+    chosen: list[str] = []
+    for lb in ranked:
+        if len(chosen) < k and not any(grid_neighbours(comps[lb], comps[c], resolution)
+                                       for c in chosen):
+            chosen.append(lb)
+    return chosen + [lb for lb in ranked if lb not in chosen][:k - len(chosen)]
+
+
 def next_tessellation(config, training: list[str]) -> list[str]:
     """What the next tessellation level adds to ``training`` (empty after T4)."""
     els, have = config.system.elements, set(training)
@@ -358,7 +380,8 @@ def _choose(run: _Run, r: dict) -> str | None:
         if lc.uncertainty_threshold and top < lc.uncertainty_threshold:
             return run.stop(r, f"uncertainty_threshold: largest score {top:.4g} < "
                                f"{lc.uncertainty_threshold:g}")
-        chosen = choose_top(r["scores"], k)
+        chosen = (choose_top(r["scores"], k) if lc.pick == "top" else
+                  choose_separated(r["scores"], k, run.comps, lc.candidate_resolution))
     elif lc.strategy == "random":
         chosen = choose_random(remaining, k, lc.seed, r["round"])
     else:
