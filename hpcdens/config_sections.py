@@ -428,19 +428,15 @@ class LearnConfig:
         _one_of(s, "strategy", self.strategy, LEARN_STRATEGIES)
         _one_of(s, "score", self.score, LEARN_SCORES)
         _one_of(s, "pick", self.pick, LEARN_PICKS)
-        _require(self.candidate_resolution >= 1, s, "candidate_resolution",
-                 self.candidate_resolution, "must be >= 1", "use e.g. 4 or 8")
-        _require(self.per_round >= 1, s, "per_round", self.per_round, "must be >= 1", "use e.g. 3")
-        _require(self.max_rounds >= 1, s, "max_rounds", self.max_rounds, "must be >= 1",
-                 "use e.g. 3")
+        for key, example in (("candidate_resolution", "4 or 8"), ("per_round", "3"),
+                             ("max_rounds", "3"), ("score_structures", "2"),
+                             ("score_points", "2000")):
+            value = getattr(self, key)
+            _require(value >= 1, s, key, value, "must be >= 1", f"use e.g. {example}")
         _require(self.max_compositions >= 0, s, "max_compositions", self.max_compositions,
                  "must be >= 0", "use 0 for no limit or e.g. 20")
         _require(self.uncertainty_threshold >= 0, s, "uncertainty_threshold",
                  self.uncertainty_threshold, "must be >= 0", "use 0 to never stop on it")
-        _require(self.score_structures >= 1, s, "score_structures", self.score_structures,
-                 "must be >= 1", "use e.g. 2")
-        _require(self.score_points >= 1, s, "score_points", self.score_points, "must be >= 1",
-                 "use e.g. 2000")
 
 
 @dataclass(frozen=True)

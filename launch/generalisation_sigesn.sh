@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The generalisation suite of Pathrudkar et al. (2025) for SiGeSn, for any trained model(s):
 #   bash launch/generalisation_sigesn.sh [--cases "vacancy64 divacancy64 ..."] TAG=MODEL.pt [TAG=MODEL.pt ...]
-# 1. labels every test cell of inputs/reproduction64/suite/ with PySCF (once; resumable):
+# 1. labels every test cell of inputs/reproduction64/suite/ with PySCF (once; resumable; the cells
+#    side by side, one rank each):
 #    216-atom thermal cells at compositions k/6, mono- and di-vacancy cells (64 and 216 sites),
 #    the 8-bin checkerboards at three compositions (64 and 216 sites; the 216-site cells are cut
 #    a/8 off the half-cell planes so that every block holds 27 sites, docs/structures.md) and the
@@ -37,9 +38,27 @@ mkdir -p "$OUT/suite" "$OUT/generalisation"
 
 for case in "${CASES[@]}"; do
     [[ -f "$IN/$case.toml" ]] || { echo "error: no input $IN/$case.toml" >&2; exit 2; }
-    printf '\n=== label %s -> %s/suite/%s.h5 ===\n' "$case" "$OUT" "$case"
-    mpirun -n "$NP" hpcdens generate "$IN/$case.toml" --out "$OUT/suite/$case.h5" --extend --no-progress
 done
+# Most cases are one cell, which `generate` labels on one rank whatever -n says (one task per
+# snapshot): the cases run side by side instead, one rank each, $NP at a time, each logging to
+# $OUT/suite/CASE.log. A failed case does not stop the others; the suite then stops before the
+# evaluations, and started again labels only what is missing.
+label() {
+    echo "labelling: $1 ($(date +%H:%M:%S))"
+    if mpirun -n 1 hpcdens generate "$IN/$1.toml" --out "$OUT/suite/$1.h5" --extend --no-progress \
+        >> "$OUT/suite/$1.log" 2>&1; then
+        echo "labelled:  $1 ($(date +%H:%M:%S))"
+    else
+        echo "error: labelling $1 failed; the end of $OUT/suite/$1.log:" >&2
+        tail -n 20 "$OUT/suite/$1.log" >&2
+        return 1
+    fi
+}
+export -f label
+export IN OUT
+printf '\n=== label %d cases -> %s/suite/CASE.h5, %d at a time ===\n' "${#CASES[@]}" "$OUT" "$NP"
+printf '%s\n' "${CASES[@]}" | xargs -P "$NP" -I{} bash -c 'label "$1"' _ {} \
+    || { echo "error: the suite is not fully labelled (see above); run again to resume" >&2; exit 1; }
 
 for spec in "$@"; do
     tag="${spec%%=*}" model="${spec#*=}"

@@ -3,7 +3,7 @@
 # active learning vs tessellation vs random on 64-atom SiGeSn cells with thermal snapshots
 # (SevenNet-0 MD at 2400 K, the mlip extra), labelled with the embedded PySCF backend.
 #   bash launch/reproduce_sigesn64.sh [STAGE ...]   stages: pool test learn compare suite (default),
-#                                                   vacancy, delta, beta, ensemble, dens
+#                                                   vacancy, delta, beta, ensemble, dens, dens216
 # 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
 # 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
 # 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
@@ -24,6 +24,9 @@
 #             (hpcdens ensemble -> al2-beta-ens/), on the test set and the 64-site suite cells.
 # 10. dens:   the sampling lever (not in the default stages): stage 9 with half of each training
 #             snapshot's points drawn by SAD density (sigesn-al2-beta-dens.toml, al2-beta-dens*/).
+# 11. dens216: the three trainings of stage 10 on the 216-site suite cells (mono- and di-vacancy,
+#             the three 8-bin and the 27-bin checkerboards, four thermal cells at k/6); 15-35
+#             core-minutes of PySCF per cell, labelled side by side, one rank each.
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
 # 35 min, test set 25 min, each learn run 15-40 min, each model on the test set about 20 min.
@@ -188,6 +191,17 @@ fi
 if want dens; then
     step "10. beta-NLL with half the training points drawn by SAD density, seeds ${BAYES_TRAIN_SEEDS[*]}"
     ensemble_of al2-beta-dens AL2betadens
+fi
+if want dens216; then
+    step "11. the density-draw models of stage 10 (seeds ${BAYES_TRAIN_SEEDS[*]}) on the 216-site suite cells"
+    TAGS=()
+    for seed in "${BAYES_TRAIN_SEEDS[@]}"; do
+        seed_model al2-beta-dens "$seed"
+        dir="$(seed_dir al2-beta-dens "$seed")"
+        TAGS+=("AL2betadens-64${dir#al2-beta-dens}=$OUT/$dir/model.pt")
+    done
+    bash launch/generalisation_sigesn.sh --cases "vacancy216 divacancy216 checkerboard216a \
+checkerboard216b checkerboard216c checkerboard216-27bin large216" "${TAGS[@]}"
 fi
 step "done"
 echo "learning curves: $OUT/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
