@@ -6,7 +6,8 @@
 #                                                   vacancy, delta, beta, ensemble, dens, dens216
 # 1. pool:    the 15 compositions k/4 x 4 snapshots, labelled once (runs/reproduction64/pool.h5);
 # 2. test:    the 45 compositions k/8, one snapshot each (test.h5);
-# 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once; every label
+# 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once, then
+#             bayesian with pick = "separated" (sigesn-bayesian-separated.toml); every label
 #             is copied from the pool (hpcdens learn --reuse-labels), none is computed twice;
 # 4. compare: learning curves of every run on the test set (held-out compositions, and all 45);
 # 5. suite:   the generalisation suite (launch/generalisation_sigesn.sh) for AL2, T2, T4 and
@@ -68,6 +69,7 @@ for i in "${!RANDOM_SEEDS[@]}"; do
     RUNS+=("random:learn:${RANDOM_SEEDS[$i]}")
     ((i + 1 < ${#BAYES_TRAIN_SEEDS[@]})) && RUNS+=("bayesian:train:${BAYES_TRAIN_SEEDS[$((i + 1))]}")
 done
+RUNS+=("bayesian-separated:train:0")   # the pick lever: picks from separate regions ([learn] pick)
 run_dir() { local IFS=:; set -- $1; echo "$OUT/$1-$2$3"; }
 
 if want pool; then

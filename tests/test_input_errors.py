@@ -158,6 +158,7 @@ def test_reproduction64_inputs_share_the_pool():
     """The 64-atom study (launch/reproduce_sigesn64.sh): every input loads; the learn runs and the
     AL2 lever inputs label with the pool's [system], [snapshots] and [dft] (so their labels are
     copied from it), and the learn runs train as the measured lever sigesn-al2-beta-dens does."""
+    import dataclasses
     from pathlib import Path
 
     from hpcdens import plan
@@ -168,14 +169,19 @@ def test_reproduction64_inputs_share_the_pool():
     assert pool.system.n_sites() == 64 and len(plan.compositions(pool)) == 15
     lever = study["sigesn-al2-beta-dens"]
     assert lever.train.nll_beta == 0.5 and lever.train.density_fraction == 0.5
-    for name in ("sigesn-bayesian", "sigesn-tessellation", "sigesn-random", "sigesn-al2",
-                 "sigesn-al2-beta", "sigesn-al2-beta-dens", "sigesn-al2-delta"):
+    for name in ("sigesn-bayesian", "sigesn-bayesian-separated", "sigesn-tessellation",
+                 "sigesn-random", "sigesn-al2", "sigesn-al2-beta", "sigesn-al2-beta-dens",
+                 "sigesn-al2-delta"):
         run = study[name]
         assert (run.system, run.snapshots, run.dft) == (pool.system, pool.snapshots, pool.dft), name
     for strategy in ("bayesian", "tessellation", "random"):
         run = study[f"sigesn-{strategy}"]
         assert run.learn.strategy == strategy
         assert (run.train, run.model) == (lever.train, lever.model), strategy
+    separated, bayesian = study["sigesn-bayesian-separated"], study["sigesn-bayesian"]
+    assert (separated.learn.pick, bayesian.learn.pick) == ("separated", "top")
+    assert dataclasses.replace(separated.learn, pick="top") == bayesian.learn
+    assert (separated.train, separated.model) == (lever.train, lever.model)
     assert {"vacancy64", "divacancy216", "checkerboard216-27bin"} <= set(study)
 
 
