@@ -11,9 +11,11 @@
 #    per-region errors around each vacancy and at each segregation boundary: regions.csv);
 # 3. writes the table of every model x cell: $OUT/generalisation/suite.csv and suite.md.
 # Finished labels and evaluations are kept: started again, it does only what is missing.
-# $HPCDENS_RANKS ranks (default 2); $SUITE_OUT (default runs/reproduction64). 216-atom cells cost
-# 15 to more than 30 core-minutes of PySCF each (the Sn-rich 8-bin cells the most); the 64-atom
-# ones about one.
+# $HPCDENS_RANKS ranks (default 2); $SUITE_OUT (default runs/reproduction64); $SUITE_ENERGY_SAMPLES
+# weight samples per energy error bar (default: all N_s; 0: none). 216-atom cells cost 30 to 80
+# core-minutes of PySCF each (mono-vacancy: 34 SCF iterations); each Harris-Foulkes energy there
+# costs about one SCF iteration, so evaluating one model on one with the error bar (N_s = 30) takes
+# more than 20 minutes on 2 ranks, with SUITE_ENERGY_SAMPLES=0 about 2. The 64-atom cells: about 1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -70,7 +72,7 @@ for spec in "$@"; do
         printf '\n=== evaluate %s on %s -> %s ===\n' "$tag" "$case" "$dir"
         mkdir -p "$dir"
         mpirun -n "$NP" hpcdens evaluate "$model" "$OUT/suite/$case.h5" --config "$IN/$case.toml" \
-            --out "$dir" --overwrite
+            --out "$dir" --overwrite ${SUITE_ENERGY_SAMPLES:+--energy-samples "$SUITE_ENERGY_SAMPLES"}
     done
 done
 python launch/suite_table.py "$OUT/generalisation" "${CASES[@]}"
