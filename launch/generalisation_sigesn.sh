@@ -12,9 +12,9 @@
 # 3. writes the table of every model x cell: $OUT/generalisation/suite.csv and suite.md.
 # Finished labels and evaluations are kept: started again, it does only what is missing.
 # $HPCDENS_RANKS ranks (default 2); $SUITE_OUT (default runs/reproduction64); $SUITE_ENERGY_SAMPLES
-# weight samples per energy error bar (default: all N_s; 0: none). 216-atom cells cost 30 to 80
-# core-minutes of PySCF each (mono-vacancy: 34 SCF iterations); each Harris-Foulkes energy there
-# costs about one SCF iteration, so evaluating one model on one with the error bar (N_s = 30) takes
+# weight samples per energy error bar (default: all N_s; 0: none). 216-atom cells cost 30 to 45
+# core-minutes of PySCF each (8-bin a: 27 SCF iterations, mono-vacancy 34); one Harris-Foulkes energy
+# there costs about one SCF iteration, so one model on one cell with the error bar (N_s = 30) takes
 # more than 20 minutes on 2 ranks, with SUITE_ENERGY_SAMPLES=0 about 2. The 64-atom cells: about 1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
