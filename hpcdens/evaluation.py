@@ -177,7 +177,9 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
     if with_energy:
         t0 = time.perf_counter()
         energy = en.energy_per_atom(snap.atoms, snap.grid, settings, n_e)
+        t1 = time.perf_counter()
         e_ml = energy(fields["rho"])
+        one = time.perf_counter() - t1
         natm, e_ref = len(snap.atoms), float(snap.attrs["free_energy_ha"])
         diff = e_ml * natm - e_ref
         row.update(e_ml_per_atom_ha=e_ml, e_dft_per_atom_ha=e_ref / natm,
@@ -186,6 +188,9 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
                    chemically_accurate=bool(abs(diff) / natm
                                             <= en.CHEMICAL_ACCURACY_HA_PER_ATOM))
         if fields.get("samples"):
+            n = len(fields["samples"])
+            log.info("evaluate: %s: %d sample energies for the error bar, about %.0f s (%.1f s "
+                     "each; --energy-samples 0: none)", snap.key, n, n * one, one)
             spread = unc.energy_spread(fields["samples"], energy)
             spread.update(unc.aleatoric_shift(energy, fields["rho"], fields["aleatoric_std"],
                                               e_ml, unc.key_seed(snap.key)))

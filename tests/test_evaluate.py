@@ -158,6 +158,19 @@ def test_the_model_is_read_once_and_the_atoms_stay_in_memory(setup, tmp_path, mo
             assert row["epistemic_std_mean"] == float(np.mean(f["epistemic_std"][()]))
 
 
+def test_the_error_bar_announces_its_cost(setup, tmp_path, caplog):
+    """Before the sample energies (minutes on a 216-atom cell) the log says how many and about
+    how long, from the mean density's own energy."""
+    from mpi4py import MPI
+
+    model, testset, _ = setup
+    with caplog.at_level("INFO", logger="hpcdens.evaluate"):
+        r = run_evaluate(MPI.COMM_SELF, model, testset, tmp_path / "ev", energy_samples=2)
+    lines = [m for m in caplog.messages if "sample energies for the error bar" in m]
+    assert len(lines) == len(r["rows"]) == 2 and all(": 2 sample energies" in m for m in lines)
+    assert all(row["energy_samples"] == 2 for row in r["rows"])
+
+
 def test_output_files_and_summary(result):
     out = result["out"]
     from pathlib import Path
