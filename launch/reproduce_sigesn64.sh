@@ -26,7 +26,7 @@
 # 10. dens:   the sampling lever (not in the default stages): stage 9 with half of each training
 #             snapshot's points drawn by SAD density (sigesn-al2-beta-dens.toml, al2-beta-dens*/).
 # 11. dens216: the three trainings of stage 10 on the 216-site suite cells (mono- and di-vacancy,
-#             the three 8-bin and the 27-bin checkerboards, four thermal cells at k/6); 15-35
+#             the three 8-bin and the 27-bin checkerboards, four thermal cells at k/6); 30-45
 #             core-minutes of PySCF per cell, labelled side by side, one rank each.
 # Everything lands in runs/reproduction64/; started again, every stage resumes (finished labels,
 # models and evaluations are kept). $HPCDENS_RANKS ranks (default 2). Cost on 2 cores: pool about
@@ -169,16 +169,23 @@ if want beta; then
         seed_model al2 "$seed"
     done
 fi
-# An ensemble of input sigesn-$1.toml's trainings with BAYES_TRAIN_SEEDS -> $OUT/$1-ens, on the
-# test set and the 64-site suite cells (tags $2-64[-train<seed>], $2-ens3) with its members.
-ensemble_of() {
-    local E="$OUT/$1-ens" MEMBERS=() TAGS=() seed dir
+# Input sigesn-$1.toml trained with every seed of BAYES_TRAIN_SEEDS (seed_model); sets MEMBERS
+# (their model files) and TAGS (TAG=MODEL for the suite: $2-64[-train<seed>]).
+seed_models() {
+    local seed dir
+    MEMBERS=() TAGS=()
     for seed in "${BAYES_TRAIN_SEEDS[@]}"; do
         seed_model "$1" "$seed"
         dir="$(seed_dir "$1" "$seed")"
         MEMBERS+=("$OUT/$dir/model.pt")
         TAGS+=("$2-64${dir#"$1"}=$OUT/$dir/model.pt")
     done
+}
+# An ensemble of input sigesn-$1.toml's trainings with BAYES_TRAIN_SEEDS -> $OUT/$1-ens, on the
+# test set and the 64-site suite cells (tags $2-64[-train<seed>], $2-ens3) with its members.
+ensemble_of() {
+    local E="$OUT/$1-ens"
+    seed_models "$1" "$2"
     mkdir -p "$E"
     [[ -f "$E/model.pt" ]] || hpcdens ensemble "${MEMBERS[@]}" --out "$E/model.pt"
     [[ -f "$E/test45/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$E/model.pt" \
@@ -196,12 +203,7 @@ if want dens; then
 fi
 if want dens216; then
     step "11. the density-draw models of stage 10 (seeds ${BAYES_TRAIN_SEEDS[*]}) on the 216-site suite cells"
-    TAGS=()
-    for seed in "${BAYES_TRAIN_SEEDS[@]}"; do
-        seed_model al2-beta-dens "$seed"
-        dir="$(seed_dir al2-beta-dens "$seed")"
-        TAGS+=("AL2betadens-64${dir#al2-beta-dens}=$OUT/$dir/model.pt")
-    done
+    seed_models al2-beta-dens AL2betadens
     bash launch/generalisation_sigesn.sh --cases "vacancy216 divacancy216 checkerboard216a \
 checkerboard216b checkerboard216c checkerboard216-27bin large216" "${TAGS[@]}"
 fi

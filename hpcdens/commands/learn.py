@@ -17,8 +17,8 @@ def register(sub) -> None:
         "score not a grid neighbour of an earlier pick); 'tessellation' adds T2 then T4; "
         "'random' draws seeded picks. Stops at max_rounds, max_compositions or "
         "uncertainty_threshold. Journal DIR/state.json: the same command after a kill resumes "
-        "without relabelling (a killed "
-        "training from its checkpoint). Writes DIR/train.h5, DIR/round_NN/model.pt, "
+        "without relabelling (a killed training from its checkpoint). Writes DIR/train.h5, "
+        "DIR/round_NN/model.pt, "
         "DIR/rounds.csv and plots. MPI: all ranks label, train and score. See "
         "docs/commands/learn.md.")
     p.add_argument("config", help="input file (TOML)")
