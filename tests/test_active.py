@@ -284,6 +284,24 @@ def test_settings_added_later_keep_older_journals_resumable():
     assert active.settings_fingerprint(changed) != "f5de3cf1d615ad5a"
 
 
+def test_journal_records_the_pick_and_an_older_journal_gets_it_on_resume(reference, tmp_path):
+    """learn-compare groups runs by strategy and pick, read from the journal: a new journal has
+    it; one written before [learn] pick existed gets the input's pick when it resumes (the
+    fingerprint has checked that the input is the run's)."""
+    import shutil
+
+    inp, directory, state = reference
+    assert state["pick"] == "top"
+    old = tmp_path / "old"
+    shutil.copytree(directory, old)
+    journal = active.read_state(old)
+    del journal["pick"]
+    active.write_state(old, journal)
+    resumed = active.prepare(load_config(inp), old, overwrite=False)
+    assert resumed["pick"] == "top" and active.read_state(old)["pick"] == "top"
+    assert {k: v for k, v in resumed.items() if k != "pick"} == journal
+
+
 def test_help_documents_the_aggregate(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])

@@ -149,6 +149,42 @@ def test_rows_per_round_equal_direct_evaluation(runs, compared, direct):
             assert (out / name / f"round_{i:02d}" / "source.json").is_file()
 
 
+def test_compositions_to_chemical_accuracy_per_strategy(runs, compared):
+    """Per run, the first round (by training compositions) whose every test snapshot is within
+    1.6e-3 Ha/atom; grouped by strategy and pick. Checked on the real comparison and on rows made
+    up to cover a run that never reaches it and two runs of one strategy."""
+    from hpcdens.learning.compare_report import format_accuracy, to_chemical_accuracy
+
+    _, result = compared
+    summary = {g["strategy"]: g for g in result["to_chemical_accuracy"]}
+    assert sorted(summary) == ["random", "tessellation"]
+    for strategy, name in (("tessellation", "tess"), ("random", "random")):
+        g = summary[strategy]
+        assert g["pick"] == "top" and g["n_runs"] == 1 and g["runs"][0]["name"] == name
+        mine = sorted((r for r in result["rows"] if r["name"] == name), key=lambda r: r["round"])
+        first = next((r["n_training"] for r in mine if r["chemically_accurate"]), None)
+        assert g["runs"][0]["reached_at"] == first and g["n_reached"] == (first is not None)
+        assert g["runs"][0]["largest_trained"] == 3
+    assert json.loads(json.dumps(result["to_chemical_accuracy"])) == json.loads(
+        (Path(result["out"]) / "compare.json").read_text())["to_chemical_accuracy"]
+
+    def row(name, n, ok):
+        return {"name": name, "n_training": n, "round": n, "chemically_accurate": ok}
+
+    made_up = [row("b0", 3, False), row("b0", 6, True), row("b0", 9, True),
+               row("b1", 3, False), row("b1", 6, False), row("b1", 9, True),
+               row("b2", 3, False), row("b2", 6, False), row("b2", 9, False),
+               row("s0", 3, None), row("s0", 6, True)]
+    runs_ = [{"name": n, "strategy": "bayesian", "pick": "top"} for n in ("b0", "b1", "b2")]
+    runs_.append({"name": "s0", "strategy": "bayesian", "pick": "separated"})
+    top, sep = to_chemical_accuracy(made_up, runs_)
+    assert [m["reached_at"] for m in top["runs"]] == [6, 9, None]
+    assert (top["n_reached"], top["min"], top["median"], top["max"]) == (2, 6, 7.5, 9)
+    assert (sep["pick"], sep["n_reached"], sep["min"]) == ("separated", 1, 6)
+    table = format_accuracy([top, sep])
+    assert "6, 9, >9" in table and "bayesian (separated)" in table
+
+
 def test_exclude_training_through_the_command_line(runs, compared, direct, tmp_path, capsys):
     import h5py
 
@@ -168,6 +204,7 @@ def test_exclude_training_through_the_command_line(runs, compared, direct, tmp_p
     printed = capsys.readouterr().out
     assert "0 round(s) evaluated now, 4 reused" in printed and "held-out" in printed
     assert "tessellation" in printed and "random" in printed
+    assert "until every test snapshot is within chemical accuracy" in printed
     assert {p: p.stat().st_mtime_ns for p in out.rglob("evaluate.json")} == stamps
     before = (out / "compare.json").read_bytes()
     data = json.loads((out / "compare_held_out.json").read_text())

@@ -43,7 +43,7 @@ from .. import energy as en
 from ..errors import HpcdensError, InputError
 from ..io.files import sha256_file, write_csv, write_json
 from ..parallel.collective import on_root
-from .compare_report import plot_learning_curves
+from .compare_report import plot_learning_curves, to_chemical_accuracy
 
 log = logging.getLogger("hpcdens.learn_compare")
 
@@ -266,7 +266,8 @@ def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tu
             raise InputError(f"learn directory {str(shown)!r} has no trained model yet. Fix: let "
                              f"'hpcdens learn' finish a round in it, or leave it out")
         runs.append({"name": name, "directory": str(d), "strategy": state.get("strategy"),
-                     "stopped": state.get("stopped"), "rounds": [r["round"] for r in trained]})
+                     "pick": state.get("pick", "top"), "stopped": state.get("stopped"),
+                     "rounds": [r["round"] for r in trained]})
         for r in trained:
             model = d / r["model"]
             sha, record = _check_round_model(model, r, shown, test_species)
@@ -421,6 +422,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                   "units": {"energy": "Ha/atom, |free energy E - TS (Harris-Foulkes) - DFT|",
                             "nrmse": "dimensionless", "relative_l1": "percent"},
                   "runs": plan["runs"], "columns": list(COLUMNS), "rows": rows,
+                  "to_chemical_accuracy": to_chemical_accuracy(rows, plan["runs"]),
                   "evaluated": evaluated, "reused": reused, "out": str(out)}
         csv_name, json_name, png_name = output_names(plan["exclude_training"])
         write_csv(out / csv_name, rows, COLUMNS)

@@ -18,6 +18,48 @@ def _fmt(v, spec):
     return format("-", f">{width}")
 
 
+def to_chemical_accuracy(rows: list[dict], runs: list[dict]) -> list[dict]:
+    """The paper's measure of a strategy: how many training compositions until every test
+    snapshot used is within chemical accuracy. One entry per strategy (runs grouped by
+    ``strategy`` and ``pick``, in the order of ``runs``): per run the smallest ``n_training`` of a
+    round with ``chemically_accurate`` (None: no round reached it) and the largest it trained;
+    over the runs that reached it, min / median / max."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        mine = sorted((r for r in rows if r["name"] == run["name"]),
+                      key=lambda r: (r["n_training"], r["round"]))
+        reached = [r["n_training"] for r in mine if r["chemically_accurate"]]
+        groups.setdefault((run["strategy"], run.get("pick", "top")), []).append({
+            "name": run["name"], "reached_at": reached[0] if reached else None,
+            "largest_trained": max((r["n_training"] for r in mine), default=None)})
+    out = []
+    for (strategy, pick), members in groups.items():
+        hit = sorted(m["reached_at"] for m in members if m["reached_at"] is not None)
+        out.append({"strategy": strategy, "pick": pick, "runs": members,
+                    "n_runs": len(members), "n_reached": len(hit),
+                    "min": hit[0] if hit else None,
+                    "median": float(np.median(hit)) if hit else None,
+                    "max": hit[-1] if hit else None})
+    return out
+
+
+def format_accuracy(summary: list[dict]) -> str:
+    """The table of :func:`to_chemical_accuracy`: per strategy, the compositions each run needed
+    (">N": not reached with the N it trained) and min / median / max over the runs that did."""
+    head = (f"{'strategy':<22} {'runs':>4} {'reached':>7} {'min':>4} {'median':>6} {'max':>4}  "
+            "per run")
+    lines = ["training compositions until every test snapshot is within chemical accuracy",
+             head, "-" * len(head)]
+    for g in summary:
+        name = g["strategy"] if g["pick"] == "top" else f"{g['strategy']} ({g['pick']})"
+        per_run = ", ".join(str(m["reached_at"]) if m["reached_at"] is not None
+                            else f">{m['largest_trained']}" for m in g["runs"])
+        lines.append(f"{str(name):<22} {g['n_runs']:>4} {g['n_reached']:>7} "
+                     f"{_fmt(g['min'], '>4')} {_fmt(g['median'], '>6.1f')} "
+                     f"{_fmt(g['max'], '>4')}  {per_run}")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict], exclude_training: bool) -> str:
     which = ("held-out test snapshots (training compositions excluded)" if exclude_training
              else "all test snapshots")

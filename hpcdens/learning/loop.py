@@ -122,10 +122,13 @@ def prepare(config, directory: Path, overwrite: bool) -> dict:
             raise InputError(f"{str(directory)!r} holds an active-learning run made with other "
                              "settings than this input file. Fix: restore them, --overwrite to "
                              "start again, or another --out")
+        if "pick" not in state:                       # a journal from before [learn] pick
+            state["pick"] = config.learn.pick
+            write_state(directory, state)
         return state
     directory.mkdir(exist_ok=True)
     state = {"format": STATE_FORMAT, "version": STATE_VERSION, "fingerprint": fp,
-             "name": config.name, "strategy": config.learn.strategy,
+             "name": config.name, "strategy": config.learn.strategy, "pick": config.learn.pick,
              "elements": list(config.system.elements),
              "candidates": [c.label for c in candidates(config, warn=True)],
              "aggregate": RUN_AGGREGATES[config.learn.score],
