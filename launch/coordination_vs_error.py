@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 from ase.neighborlist import natural_cutoffs, neighbor_list
@@ -50,7 +51,7 @@ def main() -> None:
         pool = [v[0] for v in coordination(args.pool, args.mult).values()]
         print(f"pool cells: median {np.median(pool):.2f}, max {max(pool):.2f}")
     for path in args.evaluations:
-        rows = {r["key"]: r for r in json.loads(open(path).read())["rows"]}
+        rows = {r["key"]: r for r in json.loads(Path(path).read_text())["rows"]}
         keys = [k for k in rows if k in under]
         u = [under[k] for k in keys]
         err = [rows[k]["error_ha_per_atom"] for k in keys]

@@ -40,6 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import energy as en
+from ..config_sections import LATER_DEFAULTS
 from ..errors import HpcdensError, InputError
 from ..io.files import sha256_file, write_csv, write_json
 from ..parallel.collective import on_root
@@ -266,7 +267,9 @@ def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tu
             raise InputError(f"learn directory {str(shown)!r} has no trained model yet. Fix: let "
                              f"'hpcdens learn' finish a round in it, or leave it out")
         runs.append({"name": name, "directory": str(d), "strategy": state.get("strategy"),
-                     "pick": state.get("pick", "top"), "stopped": state.get("stopped"),
+                     # a journal from before [learn] pick (not resumed since) picked the default
+                     "pick": state.get("pick", LATER_DEFAULTS["learn"]["pick"]),
+                     "stopped": state.get("stopped"),
                      "rounds": [r["round"] for r in trained]})
         for r in trained:
             model = d / r["model"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import energy as en
+from ..config_sections import LATER_DEFAULTS
 
 
 def _fmt(v, spec):
@@ -29,7 +30,7 @@ def to_chemical_accuracy(rows: list[dict], runs: list[dict]) -> list[dict]:
         mine = sorted((r for r in rows if r["name"] == run["name"]),
                       key=lambda r: (r["n_training"], r["round"]))
         reached = [r["n_training"] for r in mine if r["chemically_accurate"]]
-        groups.setdefault((run["strategy"], run.get("pick", "top")), []).append({
+        groups.setdefault((run["strategy"], run["pick"]), []).append({
             "name": run["name"], "reached_at": reached[0] if reached else None,
             "largest_trained": max((r["n_training"] for r in mine), default=None)})
     out = []
@@ -51,7 +52,8 @@ def format_accuracy(summary: list[dict]) -> str:
     lines = ["training compositions until every test snapshot is within chemical accuracy",
              head, "-" * len(head)]
     for g in summary:
-        name = g["strategy"] if g["pick"] == "top" else f"{g['strategy']} ({g['pick']})"
+        default = g["pick"] == LATER_DEFAULTS["learn"]["pick"]
+        name = g["strategy"] if default else f"{g['strategy']} ({g['pick']})"
         per_run = ", ".join(str(m["reached_at"]) if m["reached_at"] is not None
                             else f">{m['largest_trained']}" for m in g["runs"])
         lines.append(f"{str(name):<22} {g['n_runs']:>4} {g['n_reached']:>7} "
