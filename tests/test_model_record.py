@@ -16,6 +16,7 @@ from hpcdens.errors import InputError, ModelError
 from hpcdens.io.model import (
     ModelRecord,
     load_model,
+    prediction_sha256,
     read_predictor,
     save_model,
     weights_sha256,
@@ -96,6 +97,23 @@ def test_weights_hash_ignores_the_record(tmp_path):
     b = save_model(tmp_path / "b.pt", net, dataclasses.replace(RECORD, training={"wall": 1.0}))
     c = save_model(tmp_path / "c.pt", small_net(seed=1), RECORD)
     assert weights_sha256(a) == weights_sha256(b) != weights_sha256(c)
+
+
+def test_prediction_hash_ignores_only_what_documents_the_training(tmp_path):
+    from hpcdens.io.files import sha256_file
+
+    net = small_net()
+    a = save_model(tmp_path / "a.pt", net, RECORD)
+    b = save_model(tmp_path / "b.pt", net, dataclasses.replace(
+        RECORD, training={"wall_time_s": 2.0, "data_files": ["x.h5"]},
+        config={"name": "other"}, hpcdens_version="y"))
+    assert sha256_file(a) != sha256_file(b) and prediction_sha256(a) == prediction_sha256(b)
+    for change in ({"n_samples": 5}, {"sample_seed": 8}, {"target": "delta_rho"},
+                   {"valence_electrons": {14: 4.0, 32: 14.0}}):
+        c = save_model(tmp_path / "c.pt", net, dataclasses.replace(RECORD, **change))
+        assert prediction_sha256(c) != prediction_sha256(a), change
+    d = save_model(tmp_path / "d.pt", small_net(seed=1), RECORD)
+    assert prediction_sha256(d) != prediction_sha256(a)
 
 
 def test_files_that_are_not_models_are_refused(tmp_path):

@@ -29,9 +29,11 @@ def run(args) -> int:
         print(format_accuracy(result["to_chemical_accuracy"]))
         csv_name, json_name, png_name = output_names(args.exclude_training)
         files = [csv_name, json_name] + ([] if args.no_plots else [png_name])
+        copied = (f", {len(result['copied'])} copied from an equal model"
+                  if result["copied"] else "")
         print(f"{len(result['evaluated'])} round(s) evaluated now, {len(result['reused'])} "
-              f"reused from earlier runs; results -> {result['out']}/ ({', '.join(files)})",
-              flush=True)
+              f"reused from earlier runs{copied}; results -> {result['out']}/ "
+              f"({', '.join(files)})", flush=True)
     return 0
 
 

@@ -286,9 +286,25 @@ def weights_sha256(path) -> str:
     """SHA-256 of a model file's architecture and tensors (names, dtypes, shapes, bytes), not of
     its record: equal for equal weights, whatever the wall times and paths recorded with them
     (those make the hash of the whole file differ between runs)."""
+    return _weights_hash(_payload(Path(path))).hexdigest()
+
+
+def prediction_sha256(path) -> str:
+    """SHA-256 of what a prediction with a model file depends on: its weights (as
+    :func:`weights_sha256`) and its record but for what only documents the training
+    (``training``, ``config``, ``hpcdens_version``): equal for two learn runs that trained the
+    same round under other names, paths or wall times."""
+    payload = _payload(Path(path))
+    h = _weights_hash(payload)
+    meta = {k: v for k, v in (payload.get("meta") or {}).items()
+            if k not in ("training", "config", "hpcdens_version")}
+    h.update(json.dumps(meta, sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+def _weights_hash(payload: dict):
     import torch
 
-    payload = _payload(Path(path))
     h = hashlib.sha256()
     for part in payload.get("members", [payload]):
         h.update(json.dumps(part["architecture"], sort_keys=True).encode())
@@ -296,7 +312,7 @@ def weights_sha256(path) -> str:
             t = tensor.detach().cpu().contiguous()
             h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
             h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
+    return h
 
 
 @dataclass(frozen=True)

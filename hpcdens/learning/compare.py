@@ -20,7 +20,11 @@ Cache: each evaluated round gets ``OUT/<name>/round_NN/source.json`` with the SH
 and of the test set and the DFT settings of the energies; it is written after the evaluation
 finished. A round whose ``evaluate.json`` and matching ``source.json`` exist is not evaluated
 again, so a killed comparison resumes and a learn run that has grown evaluates only its new
-rounds. ``OUT/manifest.json`` marks OUT as a comparison output.
+rounds. A round whose model predicts exactly as one evaluated or cached earlier in the same
+comparison (equal :func:`hpcdens.io.model.prediction_sha256`: weights and prediction settings;
+equal DFT settings) gets a copy of that evaluation instead: the first round of runs that differ
+only in their strategy or ``[learn]`` seed trains the same pure-element model.
+``OUT/manifest.json`` marks OUT as a comparison output.
 
 Training compositions (``exclude_training``): a test snapshot counts as a training composition of
 a round when its requested composition (the key's prefix, ``requested_composition``) or its
@@ -44,12 +48,13 @@ from ..config_sections import LATER_DEFAULTS
 from ..errors import HpcdensError, InputError
 from ..io.files import sha256_file, write_csv, write_json
 from ..parallel.collective import on_root
+from .compare_cache import SOURCE, cache_hit, copy_evaluation, twin_key
 from .compare_report import plot_learning_curves, to_chemical_accuracy
 
 log = logging.getLogger("hpcdens.learn_compare")
 
 FORMAT, VERSION = "hpcdens-learn-compare", 1
-MANIFEST, SOURCE = "manifest.json", "source.json"
+MANIFEST = "manifest.json"
 CSV_NAME, JSON_NAME, PNG_NAME = "compare.csv", "compare.json", "learning_curves.png"
 HELD_OUT = "_held_out"  # suffix of the --exclude-training outputs: both kinds share OUT's cache
 
@@ -258,6 +263,7 @@ def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tu
     """One job per trained round of every learn directory (its model checked, the DFT settings
     of its energies checked against every test snapshot), and one run entry per directory."""
     from ..dft import settings_from_record, valence_electrons
+    from ..io.model import prediction_sha256
 
     test_species = {int(z) for s in snaps for z in s.atoms.numbers}
     checked, jobs, runs = [], [], []
@@ -282,7 +288,8 @@ def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tu
             jobs.append({"name": name, "directory": str(d), "strategy": state.get("strategy"),
                          "round": r["round"], "training": list(r["training"]),
                          "training_fractions": training_compositions(d, r["training"], elements),
-                         "model": str(model), "model_sha256": sha, "settings": use,
+                         "model": str(model), "model_sha256": sha,
+                         "prediction_sha256": prediction_sha256(model), "settings": use,
                          "out": str(out / name / f"round_{r['round']:02d}")})
     return jobs, runs
 
@@ -325,25 +332,12 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
                   "testset": str(testset), "testset_sha256": test_sha,
                   "dft": _settings_record(job["settings"]), "elements": list(elements)}
         job["source"] = source
-        job["cached"] = (not overwrite) and _cache_hit(Path(job["out"]), source)
+        job["cached"] = (not overwrite) and cache_hit(Path(job["out"]), source)
     _make_folders(out, ours, testset, test_sha, jobs)
     return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
             "elements": list(elements), "jobs": jobs, "runs": runs,
             "test_fractions": test_fracs, "test_compositions": test_comps,
             "exclude_training": bool(exclude_training)}
-
-
-def _cache_hit(directory: Path, source: dict) -> bool:
-    from ..evaluation import JSON_NAME as EVAL_JSON
-
-    try:
-        old = json.loads((directory / SOURCE).read_text())
-        rows = json.loads((directory / EVAL_JSON).read_text())["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    same = all(old.get(k) == source[k] for k in ("model_sha256", "testset_sha256", "dft",
-                                                  "elements"))
-    return same and isinstance(rows, list)
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -394,23 +388,34 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
     comparison. ``energy_samples``: weight samples per snapshot for the energy error bar
     (default 0: none; the learning curves need only the errors). Returns {"rows", "evaluated",
-    "reused", "out", ...} on every rank."""
+    "reused", "copied" (rounds given the evaluation of an equal model), "out", ...} on
+    every rank."""
     from ..evaluation import run_evaluate
 
     plan = on_root(comm, prepare, testset, [str(d) for d in dirs], out, settings, elements,
                    overwrite, exclude_training)
-    evaluated, reused = [], []
+    evaluated, reused, copied = [], [], []
+    done = {}   # the evaluation folder of each (model SHA-256, DFT settings) evaluated or cached
     for job in plan["jobs"]:
         tag = f"{job['name']}/round_{job['round']:02d}"
+        twin = twin_key(job)
         if job["cached"]:
             reused.append(tag)
-            continue
-        if comm.rank == 0:
-            log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
-        run_evaluate(comm, job["model"], plan["testset"], job["out"], settings=job["settings"],
-                     elements=plan["elements"], overwrite=True, energy_samples=energy_samples)
-        on_root(comm, write_json, Path(job["out"]) / SOURCE, job["source"])
-        evaluated.append(tag)
+        elif twin in done:
+            if comm.rank == 0:
+                log.info("learn-compare: %s predicts as the model of %s (same weights and "
+                         "settings): its evaluation is copied", tag, done[twin])
+            on_root(comm, copy_evaluation, done[twin], job["out"], job["source"])
+            copied.append(tag)
+        else:
+            if comm.rank == 0:
+                log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
+            run_evaluate(comm, job["model"], plan["testset"], job["out"],
+                         settings=job["settings"], elements=plan["elements"], overwrite=True,
+                         energy_samples=energy_samples)
+            on_root(comm, write_json, Path(job["out"]) / SOURCE, job["source"])
+            evaluated.append(tag)
+        done.setdefault(twin, job["out"])
 
     def finish():
         out = Path(plan["out"])
@@ -426,7 +431,8 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                             "nrmse": "dimensionless", "relative_l1": "percent"},
                   "runs": plan["runs"], "columns": list(COLUMNS), "rows": rows,
                   "to_chemical_accuracy": to_chemical_accuracy(rows, plan["runs"]),
-                  "evaluated": evaluated, "reused": reused, "out": str(out)}
+                  "evaluated": evaluated, "reused": reused, "copied": copied,
+                  "out": str(out)}
         csv_name, json_name, png_name = output_names(plan["exclude_training"])
         write_csv(out / csv_name, rows, COLUMNS)
         write_json(out / json_name, result)

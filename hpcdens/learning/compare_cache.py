@@ -1,0 +1,51 @@
+"""The evaluation cache of ``hpcdens learn-compare`` (:mod:`hpcdens.learning.compare`).
+
+Each evaluated round's folder ``OUT/<name>/round_NN/`` holds ``evaluate.json`` and, written after
+the evaluation finished, ``source.json`` (the model's and the test set's SHA-256, the DFT settings
+of the energies, the element order): :func:`cache_hit` says whether a folder's evaluation is that
+of a job. :func:`twin_key` and :func:`copy_evaluation` give a round whose model predicts exactly
+as an evaluated one a copy of that evaluation. Documentation: docs/commands/learn-compare.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..io.files import write_json
+
+SOURCE = "source.json"
+
+
+def cache_hit(directory: Path, source: dict) -> bool:
+    """Whether ``directory`` holds a finished evaluation (``evaluate.json`` with rows) whose
+    ``source.json`` equals ``source`` in model and test-set SHA-256, DFT settings and elements."""
+    from ..evaluation import JSON_NAME as EVAL_JSON
+
+    try:
+        old = json.loads((directory / SOURCE).read_text())
+        rows = json.loads((directory / EVAL_JSON).read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    same = all(old.get(k) == source[k] for k in ("model_sha256", "testset_sha256", "dft",
+                                                  "elements"))
+    return same and isinstance(rows, list)
+
+
+def twin_key(job: dict) -> str:
+    """What makes two rounds' evaluations equal: what the model predicts with
+    (:func:`hpcdens.io.model.prediction_sha256`) and the DFT settings of the energies (the test
+    set and the elements are the same for every job of a plan)."""
+    return json.dumps([job["prediction_sha256"], job["source"]["dft"]], sort_keys=True)
+
+
+def copy_evaluation(src, dst, source: dict) -> None:
+    """Rank 0: the evaluation folder ``src`` of an equal model copied as ``dst`` (copied, not
+    linked: a later evaluation into either folder rewrites its files in place), then ``dst``'s
+    source.json."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(SOURCE))
+    write_json(dst / SOURCE, source)
