@@ -48,6 +48,7 @@ import numpy as np
 from . import energy as en
 from . import regions as rg
 from . import uncertainty as unc
+from .charge_correction import correct_density
 from .config import DFTConfig
 from .dft import settings_from_record, valence_electrons
 from .errors import InputError
@@ -72,7 +73,8 @@ COLUMNS = ("key", "composition", "formula", "n_atoms", "n_electrons", "x", "nrms
            "coverage_2sigma_aleatoric", "coverage_1sigma_total_low", "coverage_2sigma_total_low",
            "coverage_1sigma_total_mid", "coverage_2sigma_total_mid", "coverage_1sigma_total_high",
            "coverage_2sigma_total_high", "e_ml_std_raw_per_atom_ha", "out_of_reach_fraction",
-           "out_of_reach", "aleatoric_capped_fraction", "aleatoric_std_median")
+           "out_of_reach", "aleatoric_capped_fraction", "aleatoric_std_median",
+           "charge_correction_rmse")
 ENERGY_COLUMNS = ("e_ml_per_atom_ha", "e_dft_per_atom_ha", "error_ha_per_atom",
                   "abs_error_ha_per_atom", "error_ha_per_electron", "abs_error_ha_per_electron",
                   "chemically_accurate", "e_ml_std_per_atom_ha", "energy_samples",
@@ -145,15 +147,20 @@ def prepare(model, testset, out, settings: DFTConfig | None, elements, overwrite
 
 
 def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
-                      with_energy: bool, calibration: dict | None = None) -> dict:
+                      with_energy: bool, calibration: dict | None = None,
+                      charges: dict | None = None) -> dict:
     """One row: errors of the predicted ``fields`` (rho, epistemic_std, aleatoric_std on the
     snapshot's grid, e/Bohr^3, out_of_reach for calibrated models, and ``samples``, a list of
     sample densities, when the energy error bar is wanted) against ``snap``; its region rows
     (regions.csv) under ``"_regions"``. ``calibration``: the model's (its energy_scale
-    multiplies sigma_E)."""
+    multiplies sigma_E); ``charges``: its charge model (the renormalised density is corrected
+    to it, docs/charges.md, before every error)."""
     epi, ale = float(np.mean(fields["epistemic_std"])), float(np.mean(fields["aleatoric_std"]))
     n_e = float(snap.attrs.get("n_electrons") or valence_electrons(snap.atoms, settings))
     rho, factor = en.renormalise(fields["rho"], snap.grid, n_e)
+    corrected = {"charge_rmse_change": None, "lambda_max": None}
+    if charges:
+        rho, corrected = correct_density(rho, snap.atoms, snap.grid, charges)
     dens = en.density_errors(rho, snap.rho)
     coverage = unc.point_coverage(rho, snap.rho, factor * fields["epistemic_std"],
                                   factor * fields["aleatoric_std"])
@@ -165,6 +172,7 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
            "epistemic_std_mean": epi, "aleatoric_std_mean": ale,
            "aleatoric_std_median": float(np.median(fields["aleatoric_std"])),
            "renormalisation_factor": factor, **coverage,
+           "charge_correction_rmse": corrected["charge_rmse_change"],
            "out_of_reach_fraction": (float(np.mean(fields["out_of_reach"]))
                                      if "out_of_reach" in fields else None),
            "_ref_spread": float(snap.rho.max() - snap.rho.min()),
@@ -178,7 +186,7 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
         t0 = time.perf_counter()
         energy = en.energy_per_atom(snap.atoms, snap.grid, settings, n_e)
         t1 = time.perf_counter()
-        e_ml = energy(fields["rho"])
+        e_ml = energy(rho if charges else fields["rho"])
         one = time.perf_counter() - t1
         natm, e_ref = len(snap.atoms), float(snap.attrs["free_energy_ha"])
         diff = e_ml * natm - e_ref
@@ -360,8 +368,9 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
         n_samples = n_samples if energy_samples is None else min(n_samples, energy_samples)
 
     def work(snap, fields, predict_s):
+        record = plan["predictor"].record
         row = evaluate_snapshot(snap, fields, plan["settings"], plan["elements"], with_energy,
-                                plan["predictor"].record.calibration)
+                                record.calibration, record.charges)
         row["predict_s"] = predict_s
         log.info("evaluate: %s NRMSE %.3e, E error %s +- %s Ha/atom", snap.key, row["nrmse"],
                  _fmt(row["error_ha_per_atom"], ".3e"), _fmt(row["e_ml_std_per_atom_ha"], ".1e"))

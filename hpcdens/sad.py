@@ -118,20 +118,48 @@ def _plane_spacings(cell_bohr: np.ndarray) -> np.ndarray:
 
 
 def _images_near(cell_bohr: np.ndarray, frac_atoms: np.ndarray, frac_lo: np.ndarray,
-                 frac_hi: np.ndarray, r_cut: float) -> np.ndarray:
-    """(m, 3) Cartesian positions (Bohr) of the lattice images of atoms at fractional coordinates
-    ``frac_atoms`` that can lie within ``r_cut`` of a point whose fractional coordinates are in
-    the box [frac_lo, frac_hi]: a displacement of length d changes fractional coordinate i by at
-    most d / (plane spacing i), so an image further than that outside the box along any axis is
-    further than r_cut from every point of it."""
+                 frac_hi: np.ndarray, r_cut: float) -> tuple[np.ndarray, np.ndarray]:
+    """((m, 3) Cartesian positions (Bohr), (m,) row of ``frac_atoms``) of the lattice images of
+    atoms at fractional coordinates ``frac_atoms`` that can lie within ``r_cut`` of a point whose
+    fractional coordinates are in the box [frac_lo, frac_hi]: a displacement of length d changes
+    fractional coordinate i by at most d / (plane spacing i), so an image further than that
+    outside the box along any axis is further than r_cut from every point of it."""
     margin = r_cut / _plane_spacings(cell_bohr)
     n_lo = np.ceil(frac_lo - margin - frac_atoms.max(0)).astype(int)
     n_hi = np.floor(frac_hi + margin - frac_atoms.min(0)).astype(int)
     axes = [np.arange(lo, hi + 1) for lo, hi in zip(n_lo, n_hi)]
     shifts = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     frac = (frac_atoms[:, None, :] + shifts[None, :, :]).reshape(-1, 3)
+    atom = np.repeat(np.arange(len(frac_atoms)), len(shifts))
     inside = np.all((frac >= frac_lo - margin) & (frac <= frac_hi + margin), axis=1)
-    return frac[inside] @ cell_bohr
+    return frac[inside] @ cell_bohr, atom[inside]
+
+
+def _pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict):
+    """Per block of POINTS_PER_BLOCK points and per element: (point index, atom index, value of
+    the atom image's radial density at the point, e/Bohr^3) of every (point, atom image) pair
+    closer than the element's r_cut (arrays; an atom appears once per image in range)."""
+    from scipy.spatial import cKDTree
+
+    cell_bohr = np.asarray(cell_bohr, dtype=float)
+    points = np.asarray(points_bohr, dtype=float).reshape(-1, 3)
+    positions = np.asarray(positions_bohr, dtype=float).reshape(-1, 3)
+    symbols = np.asarray(symbols, dtype=object)
+    inv = np.linalg.inv(cell_bohr)
+    for p0 in range(0, len(points), POINTS_PER_BLOCK):
+        block = points[p0:p0 + POINTS_PER_BLOCK]
+        frac = block @ inv
+        tree = cKDTree(block)
+        for el in sorted(set(symbols.tolist())):
+            rad, rows = radial[el], np.flatnonzero(symbols == el)
+            images, atom = _images_near(cell_bohr, positions[rows] @ inv, frac.min(0),
+                                        frac.max(0), rad.r_cut)
+            if not len(images):
+                continue
+            pairs = tree.sparse_distance_matrix(cKDTree(images), rad.r_cut,
+                                                output_type="ndarray")
+            pairs = pairs[pairs["v"] < rad.r_cut]
+            yield pairs["i"] + p0, rows[atom[pairs["j"]]], rad.spline(pairs["v"])
 
 
 def superpose(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict) -> np.ndarray:
@@ -146,27 +174,22 @@ def superpose(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict) -> 
     (point, image) pair closer than the element's r_cut, and only those are evaluated. Equal to
     the direct sum over all atoms and images to rounding (tests/test_sad.py).
     """
-    from scipy.spatial import cKDTree
-
-    cell_bohr = np.asarray(cell_bohr, dtype=float)
-    points = np.asarray(points_bohr, dtype=float).reshape(-1, 3)
-    positions = np.asarray(positions_bohr, dtype=float).reshape(-1, 3)
-    symbols = np.asarray(symbols, dtype=object)
-    inv = np.linalg.inv(cell_bohr)
-    frac_atoms = {el: positions[symbols == el] @ inv for el in sorted(set(symbols.tolist()))}
-    out = np.zeros(len(points))
-    for p0 in range(0, len(points), POINTS_PER_BLOCK):
-        block = points[p0:p0 + POINTS_PER_BLOCK]
-        frac = block @ inv
-        tree = cKDTree(block)
-        for el, fa in frac_atoms.items():
-            rad = radial[el]
-            images = _images_near(cell_bohr, fa, frac.min(0), frac.max(0), rad.r_cut)
-            if not len(images):
-                continue
-            pairs = tree.sparse_distance_matrix(cKDTree(images), rad.r_cut,
-                                                output_type="ndarray")
-            pairs = pairs[pairs["v"] < rad.r_cut]
-            out[p0:p0 + len(block)] += np.bincount(pairs["i"], weights=rad.spline(pairs["v"]),
-                                                   minlength=len(block))
+    out = np.zeros(len(np.asarray(points_bohr).reshape(-1, 3)))
+    for point, _, value in _pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial):
+        out += np.bincount(point, weights=value, minlength=len(out))
     return out
+
+
+def pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict):
+    """The SAD of :func:`superpose` atom by atom: a ``scipy.sparse.csr_matrix`` (npts, natm)
+    whose column a is atom a's radial density summed over its lattice images (e/Bohr^3), zero
+    beyond its r_cut; its row sums are :func:`superpose`'s values. The pro-atoms of a Hirshfeld
+    partition (:mod:`hpcdens.charges`)."""
+    from scipy.sparse import coo_matrix
+
+    n_points = len(np.asarray(points_bohr).reshape(-1, 3))
+    parts = list(_pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial))
+    point, atom, value = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+                          for k in range(3))
+    shape = (n_points, len(np.asarray(positions_bohr).reshape(-1, 3)))
+    return coo_matrix((value, (point.astype(int), atom.astype(int))), shape=shape).tocsr()

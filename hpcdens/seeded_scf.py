@@ -20,6 +20,7 @@ import time
 from ase.data import atomic_numbers
 
 from . import energy as en
+from .charge_correction import correct_density
 from .dft import (
     atomic_density,
     check_mesh_resolves,
@@ -96,6 +97,8 @@ def _label(atoms, grid, fields, settings, path, key, predictor, compare_default,
     """Rank 0: the SCF from the prediction, the training-set entry and the comparison."""
     n_e = valence_electrons(atoms, settings)
     rho0 = en.renormalise(fields["rho"], grid, n_e)[0]
+    if predictor.record.charges:                # the model's atomic charges (docs/charges.md)
+        rho0 = correct_density(rho0, atoms, grid, predictor.record.charges)[0]
     log.info("scf: %s, %d atoms, grid %s, SCF from the prediction of %s", key, len(atoms),
              grid.shape, predictor.path)
     seeded = en.scf_from_density(atoms, grid, rho0, settings)

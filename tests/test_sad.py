@@ -79,3 +79,21 @@ def test_a_table_round_trips_bit_for_bit_and_a_bad_one_is_refused():
                    {k: v for k, v in rad.to_table().items() if k != "integral"}):
         with pytest.raises(ValueError, match="radial table of Ge"):
             RadialDensity.from_table("Ge", broken)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_pro_atoms_are_the_sad_atom_by_atom(name, monkeypatch):
+    cell = CELLS[name]
+    rng = np.random.default_rng(2)
+    symbols = ["Si", "Ge", "Si", "Ge"]
+    positions = rng.random((4, 3)) @ cell
+    points = rng.random((200, 3)) @ cell
+    monkeypatch.setattr(sad, "POINTS_PER_BLOCK", 64)
+    pro = sad.pro_atoms(cell, positions, symbols, points, RADIAL).toarray()
+    assert pro.shape == (200, 4)
+    for a in range(4):        # column a: atom a alone, all its images
+        np.testing.assert_allclose(pro[:, a], direct_sum(cell, positions[a:a + 1],
+                                                         symbols[a:a + 1], points),
+                                   rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(pro.sum(1), superpose(cell, positions, symbols, points, RADIAL),
+                               rtol=1e-12)

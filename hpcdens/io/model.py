@@ -26,8 +26,6 @@ by :func:`hpcdens.ensemble.pooled`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, ModelError
+from .model_hash import prediction_hash, weights_hash
 
 FORMAT = "hpcdens-bnn"
 ENSEMBLE_FORMAT = "hpcdens-bnn-ensemble"
@@ -44,7 +43,7 @@ REQUIRED = ("n_neighbors", "species", "target", "n_samples", "sample_seed", "des
 """Record keys every model file must carry."""
 _RETRAIN = "Fix: retrain the model with 'hpcdens train' of this hpcdens version"
 _OPTIONAL = ("dft", "valence_electrons", "features", "training", "config", "hpcdens_version",
-             "calibration", "sad_radial")
+             "calibration", "sad_radial", "charges")
 
 
 @dataclass(frozen=True)
@@ -69,6 +68,8 @@ class ModelRecord:
         :meth:`hpcdens.sad.RadialDensity.to_table`}, from the labels' DFT backend at training,
         so that a prediction adds back the SAD its targets had without running that backend;
         None for rho models and models trained before it was stored
+    charges : the atomic-charge model fitted by ``hpcdens charges``
+        (:meth:`hpcdens.charges.ChargeModel.to_record`), or None: no charge correction
     """
 
     n_neighbors: int
@@ -85,6 +86,7 @@ class ModelRecord:
     hpcdens_version: str | None = None
     calibration: dict | None = None
     sad_radial: dict | None = None
+    charges: dict | None = None
 
     @property
     def mesh_spacing_bohr(self) -> float | None:
@@ -126,7 +128,8 @@ class ModelRecord:
                 config=_mapping(meta.get("config"), "config"),
                 hpcdens_version=meta.get("hpcdens_version"),
                 calibration=_mapping(meta.get("calibration"), "calibration"),
-                sad_radial=_mapping(meta.get("sad_radial"), "sad_radial"))
+                sad_radial=_mapping(meta.get("sad_radial"), "sad_radial"),
+                charges=_mapping(meta.get("charges"), "charges"))
         except (TypeError, ValueError) as err:
             raise ModelError(f"model {path}: malformed metadata ({err}); n_neighbors, n_samples, "
                              "sample_seed and descriptor_version must be integers, species a "
@@ -282,39 +285,6 @@ def load_model(path):
     return _network(payload, path)
 
 
-def weights_sha256(path) -> str:
-    """SHA-256 of a model file's architecture and tensors (names, dtypes, shapes, bytes), not of
-    its record: equal for equal weights, whatever the wall times and paths recorded with them
-    (those make the hash of the whole file differ between runs)."""
-    return _weights_hash(_payload(Path(path))).hexdigest()
-
-
-def prediction_sha256(path) -> str:
-    """SHA-256 of what a prediction with a model file depends on: its weights (as
-    :func:`weights_sha256`) and its record but for what only documents the training
-    (``training``, ``config``, ``hpcdens_version``): equal for two learn runs that trained the
-    same round under other names, paths or wall times."""
-    payload = _payload(Path(path))
-    h = _weights_hash(payload)
-    meta = {k: v for k, v in (payload.get("meta") or {}).items()
-            if k not in ("training", "config", "hpcdens_version")}
-    h.update(json.dumps(meta, sort_keys=True, default=repr).encode())
-    return h.hexdigest()
-
-
-def _weights_hash(payload: dict):
-    import torch
-
-    h = hashlib.sha256()
-    for part in payload.get("members", [payload]):
-        h.update(json.dumps(part["architecture"], sort_keys=True).encode())
-        for name, tensor in sorted(part["state_dict"].items()):
-            t = tensor.detach().cpu().contiguous()
-            h.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
-            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h
-
-
 @dataclass(frozen=True)
 class Predictor:
     """A model ready to predict: the network (evaluation mode), its record, the record's N_s
@@ -418,6 +388,7 @@ def save_ensemble(path, members) -> ModelRecord:
     and ``training = {"ensemble": [each member's path, weights SHA-256, N_s, sample seed, training
     seed and validation metrics]}``; returns that record. ModelError naming the member and the
     key that differ."""
+
     from dataclasses import replace
 
     paths = [Path(p) for p in members]
@@ -448,3 +419,16 @@ def save_ensemble(path, members) -> ModelRecord:
                   "members": [{k: part[k] for k in ("architecture", "state_dict", "meta")}
                               for part in parts]})
     return record
+
+
+def weights_sha256(path) -> str:
+    """SHA-256 of a model file's architecture and tensors, not of its record
+    (:func:`hpcdens.io.model_hash.weights_hash`): equal for equal weights whatever the wall times
+    and paths recorded with them."""
+    return weights_hash(_payload(Path(path))).hexdigest()
+
+
+def prediction_sha256(path) -> str:
+    """SHA-256 of what a prediction with a model file depends on: its weights and its record but
+    for what only documents the training (:func:`hpcdens.io.model_hash.prediction_hash`)."""
+    return prediction_hash(_payload(Path(path))).hexdigest()

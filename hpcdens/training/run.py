@@ -104,6 +104,14 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
             save_model(out, model, model_record(config, dataset, state, summary))
             log.info("model -> %s", out)
         on_root(comm, save)
+        if config.train.charge_model:      # docs/charges.md
+            from ..charge_correction import run_fit_charges
+
+            fitted = run_fit_charges(comm, out, data=paths)
+            summary["charge_model"] = {k: fitted[k] for k in ("cv_rmse", "n_atoms")}
+            if comm.rank == 0:
+                log.info("charge model: %d atoms, cross-validated error %.4f e -> %s",
+                         fitted["n_atoms"], fitted["cv_rmse"], out)
     return summary
 
 

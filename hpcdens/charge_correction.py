@@ -1,0 +1,141 @@
+"""The atomic-charge correction of a model (:mod:`hpcdens.charges`, docs/charges.md): fitted by
+``hpcdens charges`` (:func:`run_fit_charges`) on the DFT densities of the model's training
+snapshots and stored in its record with the backend's pro-atoms; applied to a renormalised
+prediction on its full grid by :func:`correct_density` (``evaluate``, ``scf``).
+
+Fitting: the snapshots are those ``hpcdens train`` recorded (training and validation), read from
+the recorded training files (or ``data``, in the same order); each rank computes the Hirshfeld
+charges and the features of every size-th snapshot, rank 0 fits and writes. Units: e, Bohr.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from ase.data import chemical_symbols
+from ase.units import Bohr
+
+from . import charges
+from .errors import InputError
+
+log = logging.getLogger("hpcdens.charges")
+
+
+def training_items(record, data=None) -> list[tuple[str, str]]:
+    """(file, key) of every snapshot the model ``record`` was trained or validated on; ``data``
+    replaces the recorded training files (same order). InputError naming the fix."""
+    training = record.training or {}
+    snaps = (training.get("train_snapshots") or []) + (training.get("validation_snapshots") or [])
+    files = [str(f) for f in (data or training.get("data_files") or [])]
+    if not snaps:
+        raise InputError("the model records no training snapshots. Fix: use a model written by "
+                         "'hpcdens train' of this version")
+    needed = sorted({int(s["file"]) for s in snaps})
+    if len(files) <= needed[-1]:
+        raise InputError(f"the model was trained on {needed[-1] + 1} files but {len(files)} are "
+                         "given. Fix: pass --data with the files 'hpcdens train' was given, in "
+                         "that order")
+    missing = [files[i] for i in needed if not Path(files[i]).is_file()]
+    if missing:
+        raise InputError(f"training file {missing[0]!r} (recorded in the model) does not exist "
+                         "here. Fix: pass --data with the training files, in the order "
+                         "'hpcdens train' was given them")
+    return [(files[int(s["file"])], str(s["key"])) for s in snaps]
+
+
+def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
+    """(rho', info): the renormalised density ``rho`` (e/Bohr^3 on ``grid``, the cell of
+    ``atoms``) with every atom's Hirshfeld charge moved to the charge model's of ``record``
+    (a model record's ``charges``), the total kept (:func:`hpcdens.charges.correct`). info:
+    {"charge_rmse_change": rms of (model - prediction) charges (e), "lambda_max": max |lam|}."""
+    from .sad import RadialDensity, pro_atoms
+
+    model = charges.ChargeModel.from_record(record)
+    radial = {el: RadialDensity.from_table(el, t) for el, t in record["pro_atoms"].items()}
+    symbols = atoms.get_chemical_symbols()
+    missing = sorted(set(symbols) - set(radial))
+    if missing:
+        raise InputError(f"the charge model has no pro-atom for {missing}. Fix: fit it again "
+                         "with 'hpcdens charges' on training data holding these elements")
+    pro = pro_atoms(np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr, symbols,
+                    grid.cartesian_points(), radial)
+    weights = charges.hirshfeld_weights(pro)
+    zval = np.array([radial[s].n_electrons for s in symbols])
+    dv = grid.voxel_volume_bohr3
+    q_now = zval - charges.populations(weights, rho, dv)
+    q_model = model.predict(atom_features(atoms, model.species))
+    q_model += float(np.mean(q_now - q_model))       # the same total charge
+    fixed, lam = charges.correct(rho, weights, dv, zval - q_model)
+    return fixed, {"charge_rmse_change": float(np.sqrt(np.mean((q_model - q_now) ** 2))),
+                   "lambda_max": float(np.abs(lam).max())}
+
+
+def snapshot_charges(snap, settings, species) -> tuple[np.ndarray, np.ndarray]:
+    """(features (natm, nf), Hirshfeld charges (natm,), e) of a labelled snapshot's DFT density
+    with the pro-atoms of ``settings``' backend."""
+    from .dft import atom_valence_charges, pro_atom_densities
+
+    pro = pro_atom_densities(snap.atoms, snap.grid.cartesian_points(), settings)
+    weights = charges.hirshfeld_weights(pro)
+    zval = atom_valence_charges(snap.atoms, settings)
+    q = zval - charges.populations(weights, snap.rho, snap.grid.voxel_volume_bohr3)
+    return atom_features(snap.atoms, species), q
+
+
+def atom_features(atoms, species) -> np.ndarray:
+    """:func:`hpcdens.charges.features` of an ASE Atoms (Angstrom) in Bohr."""
+    return charges.features(atoms.positions / Bohr, atoms.numbers,
+                            np.asarray(atoms.cell) / Bohr, species)
+
+
+def run_fit_charges(comm, model, out=None, *, data=None) -> dict:
+    """Fit the charge model of ``model`` (all ranks of ``comm`` compute the training charges,
+    rank 0 fits) and write the model with it to ``out`` (default: ``model``, replaced
+    atomically). Returns {"n_atoms", "n_snapshots", "cv_rmse", "charge_rms", "alpha", "gamma",
+    "wall_time_s"} on every rank."""
+    from .dft import get_backend, settings_from_record
+    from .io.model import load_model, save_model
+    from .io.training_set import read_snapshot
+    from .parallel.collective import on_every_rank, on_root
+
+    t0 = time.perf_counter()
+    record = on_root(comm, lambda: load_model(model)[1])
+    if record.dft is None:
+        raise InputError(f"model {model} records no DFT settings of its labels, so its pro-atoms "
+                         "are unknown. Fix: retrain it on labels of one backend and settings")
+    settings = settings_from_record(record.dft)
+    items = on_root(comm, training_items, record, data)
+
+    def mine():
+        out_items = []
+        for i in range(comm.rank, len(items), comm.size):
+            snap = read_snapshot(*items[i])
+            f, q = snapshot_charges(snap, settings, record.species)
+            out_items.append((i, f, q))
+            log.info("charges: %s (%d atoms, rms %.4f e)", snap.key, len(q),
+                     float(np.sqrt(np.mean(q ** 2))))
+        return out_items
+
+    parts = comm.gather(on_every_rank(comm, mine), root=0)
+
+    def fit_and_write():
+        found = sorted((t for p in parts for t in p), key=lambda t: t[0])
+        feats = np.vstack([f for _, f, _ in found])
+        q = np.concatenate([c for _, _, c in found])
+        groups = np.concatenate([[i] * len(c) for i, _, c in found])
+        fitted = charges.fit(feats, q, groups, record.species)
+        symbols = [chemical_symbols[z] for z in record.species]
+        radial = get_backend(settings.backend).radial_densities(symbols, settings)
+        stored = {**fitted.to_record(),
+                  "pro_atoms": {el: radial[el].to_table() for el in symbols}}
+        net, rec = load_model(model)
+        save_model(out or model, net, replace(rec, charges=stored))
+        return {"n_atoms": int(len(q)), "n_snapshots": len(found), "cv_rmse": fitted.cv_rmse,
+                "charge_rms": float(np.sqrt(np.mean(q ** 2))), "alpha": fitted.alpha,
+                "gamma": fitted.gamma, "wall_time_s": time.perf_counter() - t0}
+
+    return on_root(comm, fit_and_write)

@@ -1,0 +1,130 @@
+"""``hpcdens charges`` on a real tiny PySCF SiGe model: the charge model is fitted on the
+Hirshfeld charges of the model's own training snapshots and stored in the model file, and
+evaluate corrects each atom's charge of the predicted density to it before every error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pyscf")
+
+from hpcdens import charges
+from hpcdens import energy as en
+from hpcdens.charge_correction import atom_features, correct_density, run_fit_charges
+from hpcdens.dft import atom_valence_charges, pro_atom_densities, settings_from_record
+from hpcdens.errors import InputError
+from hpcdens.io.model import load_model
+from hpcdens.io.training_set import read_training_set
+from tests.input_helpers import KEYS, TRAIN, label_and_train
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """(model, model with its charge model, fit summary, training set)."""
+    from mpi4py import MPI
+
+    d = tmp_path_factory.mktemp("charges")
+    label_and_train(d, TRAIN)
+    res = run_fit_charges(MPI.COMM_SELF, d / "model.pt", d / "charged.pt")
+    return d / "model.pt", d / "charged.pt", res, d / "train.h5"
+
+
+def _dft_charges(snap, settings):
+    w = charges.hirshfeld_weights(pro_atom_densities(snap.atoms, snap.grid.cartesian_points(),
+                                                     settings))
+    return (atom_valence_charges(snap.atoms, settings)
+            - charges.populations(w, snap.rho, snap.grid.voxel_volume_bohr3))
+
+
+def test_the_fit_uses_every_training_snapshot_and_is_stored(setup):
+    model, charged, res, train = setup
+    record = load_model(charged)[1]
+    snaps = read_training_set(train)
+    assert sorted(s.key for s in snaps) == sorted(KEYS)
+    assert res["n_snapshots"] == 4 and res["n_atoms"] == 8
+    settings = settings_from_record(record.dft)
+    q = np.concatenate([_dft_charges(s, settings) for s in snaps])
+    assert np.abs(q).max() > 1e-3 and abs(q.sum()) < 1e-3     # Si gains from Ge, neutral
+    assert res["charge_rms"] == pytest.approx(np.sqrt(np.mean(q ** 2)), rel=1e-9)
+    fitted = charges.ChargeModel.from_record(record.charges)
+    assert fitted.cv_rmse == res["cv_rmse"]
+    assert sorted(record.charges["pro_atoms"]) == ["Ge", "Si"]
+    assert load_model(model)[1].charges is None                 # the input file untouched
+    # What it predicts on a training atom is close to that atom's charge.
+    s = snaps[2]
+    pred = fitted.predict(atom_features(s.atoms, fitted.species))
+    assert np.abs(pred - _dft_charges(s, settings)).max() < 0.5 * np.abs(q).max() + 1e-3
+
+
+def test_the_correction_gives_every_atom_the_models_charge(setup):
+    _, charged, _, train = setup
+    record = load_model(charged)[1]
+    settings = settings_from_record(record.dft)
+    snap = read_training_set(train)[3]
+    n_e = float(snap.attrs["n_electrons"])
+    rho = snap.rho * (1 + 0.05 * np.cos(snap.grid.cartesian_points()[:, 0]).reshape(
+        snap.grid.shape))
+    rho = en.renormalise(rho, snap.grid, n_e)[0]
+    fixed, info = correct_density(rho, snap.atoms, snap.grid, record.charges)
+    assert fixed.sum() * snap.grid.voxel_volume_bohr3 == pytest.approx(n_e, rel=1e-12)
+    fitted = charges.ChargeModel.from_record(record.charges)
+    want = fitted.predict(atom_features(snap.atoms, fitted.species))
+    w = charges.hirshfeld_weights(pro_atom_densities(snap.atoms, snap.grid.cartesian_points(),
+                                                     settings))
+    zval = atom_valence_charges(snap.atoms, settings)
+    got = zval - charges.populations(w, fixed, snap.grid.voxel_volume_bohr3)
+    np.testing.assert_allclose(got - got.mean(), want - want.mean(), atol=1e-9)
+    assert info["lambda_max"] > 0 and fixed.min() >= 0
+    with pytest.raises(InputError, match=r"no pro-atom for \['Sn'\]"):
+        atoms = snap.atoms.copy()
+        atoms.numbers[0] = 50
+        correct_density(rho, atoms, snap.grid, record.charges)
+
+
+def test_evaluate_applies_it(setup, tmp_path):
+    from mpi4py import MPI
+
+    from hpcdens.evaluation import run_evaluate
+
+    model, charged, _, train = setup
+    rows = {}
+    for name, path in (("raw", model), ("charged", charged)):
+        res = run_evaluate(MPI.COMM_SELF, path, train, tmp_path / name)
+        rows[name] = {r["key"]: r for r in res["rows"]}
+    record = load_model(charged)[1]
+    settings = settings_from_record(record.dft)
+    for key in KEYS:
+        raw, cor = rows["raw"][key], rows["charged"][key]
+        assert raw["charge_correction_rmse"] is None and cor["charge_correction_rmse"] > 0
+        assert cor["nrmse"] != raw["nrmse"]
+    # The energy of the charged row is that of the corrected density.
+    snap = read_training_set(train)[0]
+    from h5py import File
+
+    with File(tmp_path / "charged" / "predictions" / (snap.key.replace("/", "__") + ".h5")) as f:
+        rho = f["rho"][()]
+    n_e = float(snap.attrs["n_electrons"])
+    fixed = correct_density(en.renormalise(rho, snap.grid, n_e)[0], snap.atoms, snap.grid,
+                            record.charges)[0]
+    e = en.energy_per_atom(snap.atoms, snap.grid, settings, n_e)(fixed)
+    assert rows["charged"][snap.key]["e_ml_per_atom_ha"] == pytest.approx(e, rel=1e-10)
+    csv_head = (tmp_path / "charged" / "evaluate.csv").read_text().splitlines()[0]
+    assert "charge_correction_rmse" in csv_head.split(",")
+
+
+def test_train_fits_it_with_the_option(setup, tmp_path):
+    """[train] charge_model = true: the same charge model as 'hpcdens charges' on the model."""
+    from hpcdens.config import load_config
+    from hpcdens.training.run import run_train
+    from tests.input_helpers import TINY, write_input_file
+
+    _, charged, _, train = setup
+    gen = write_input_file(tmp_path / "gen.toml", {**TINY, **TRAIN, "train.charge_model": True,
+                                                   "output.directory": str(tmp_path / "r")})
+    summary = run_train(load_config(gen), [train], tmp_path / "m.pt", progress=False)
+    got, want = load_model(tmp_path / "m.pt")[1].charges, load_model(charged)[1].charges
+    np.testing.assert_allclose(got["coef"], want["coef"], rtol=1e-10)
+    assert summary["charge_model"]["n_atoms"] == 8
+    with pytest.raises(InputError, match=r"charge_model = 1: must be of type bool"):
+        load_config(write_input_file(tmp_path / "bad.toml", {**TINY, "train.charge_model": 1}))
