@@ -2,7 +2,7 @@
 predictions: does fixing each atom's Hirshfeld charge fix the Harris-Foulkes energy?
 
     python launch/charge_correction.py TRAIN.h5 EVAL_DIR TEST.h5 CONFIG.toml
-        [--compositions LABEL ...] [--keys KEY ...] [--json OUT.json]
+        [--compositions LABEL ...] [--keys KEY ...] [--json OUT.json] [--oracle]
 
 1. The charge model is fitted to the Hirshfeld charges of the DFT densities of TRAIN.h5 (the
    density model's training snapshots; ``--compositions`` keeps only those whose key starts with
@@ -12,6 +12,8 @@ predictions: does fixing each atom's Hirshfeld charge fix the Harris-Foulkes ene
    prediction, of the DFT density and of the charge model (made neutral); the prediction
    corrected to the charge model's charges; the Harris-Foulkes free-energy errors (Ha/atom, the
    DFT settings of CONFIG) of the prediction and of the corrected density against the DFT label.
+   ``--oracle``: the DFT density's charges instead of the charge model's (what a perfect charge
+   model would give).
 3. A table per cell and a summary (mean / max |E error|, cells within chemical accuracy) on
    stdout; ``--json`` writes the rows.
 """
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--compositions", nargs="+", default=[])
     ap.add_argument("--keys", nargs="+", default=[])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--oracle", action="store_true", help="correct to the DFT charges")
     args = ap.parse_args()
     settings = load_config(args.config).dft
     snaps = [s for s in read_training_set(args.test) if not args.keys or s.key in args.keys]
@@ -89,6 +92,8 @@ def main() -> None:
         q_dft = zval - charges.populations(w, snap.rho, dv)
         q_pred = zval - charges.populations(w, rho, dv)
         q_model = model.predict(atom_features(snap.atoms, species))
+        if args.oracle:
+            q_model = q_dft.copy()
         q_model += (q_pred.sum() - q_model.sum()) / len(q_model)     # the prediction's charge
         fixed, lam = charges.correct(rho, w, dv, zval - q_model)
         n_e = float(snap.attrs["n_electrons"])
