@@ -48,17 +48,26 @@ def validation_items(record, data=None) -> list[tuple[str, str]]:
     """(file, key) of each validation snapshot of the model ``record``; ``data`` replaces the
     recorded training files (same order). InputError naming the fix when there are none or a
     file is missing."""
+    return recorded_items(record, data, ("validation_snapshots",),
+                          "the model records no validation snapshots, so there is nothing to "
+                          "calibrate on. Fix: train it with train.validation_fraction > 0")
+
+
+def recorded_items(record, data, kinds, none_message: str) -> list[tuple[str, str]]:
+    """(file, key) of the snapshots the model ``record`` lists under ``kinds`` (keys of its
+    ``training`` record: "train_snapshots", "validation_snapshots"), read from the recorded
+    training files or ``data`` (same order). InputError: ``none_message`` when there are none,
+    too few files, a missing file."""
     training = record.training or {}
-    snaps = training.get("validation_snapshots") or []
+    snaps = [s for kind in kinds for s in training.get(kind) or []]
     files = [str(f) for f in (data or training.get("data_files") or [])]
     if not snaps:
-        raise InputError("the model records no validation snapshots, so there is nothing to "
-                         "calibrate on. Fix: train it with train.validation_fraction > 0")
+        raise InputError(none_message)
     needed = sorted({int(s["file"]) for s in snaps})
     if len(files) <= needed[-1]:
-        raise InputError(f"the model's validation snapshots come from {needed[-1] + 1} training "
-                         f"files but {len(files)} are given. Fix: pass --data with the files "
-                         "'hpcdens train' was given, in that order")
+        raise InputError(f"the model's snapshots come from {needed[-1] + 1} training files but "
+                         f"{len(files)} are given. Fix: pass --data with the files 'hpcdens "
+                         "train' was given, in that order")
     missing = [files[i] for i in needed if not Path(files[i]).is_file()]
     if missing:
         raise InputError(f"training file {missing[0]!r} (recorded in the model) does not exist "

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from ase.data import chemical_symbols
@@ -28,23 +27,11 @@ log = logging.getLogger("hpcdens.charges")
 def training_items(record, data=None) -> list[tuple[str, str]]:
     """(file, key) of every snapshot the model ``record`` was trained or validated on; ``data``
     replaces the recorded training files (same order). InputError naming the fix."""
-    training = record.training or {}
-    snaps = (training.get("train_snapshots") or []) + (training.get("validation_snapshots") or [])
-    files = [str(f) for f in (data or training.get("data_files") or [])]
-    if not snaps:
-        raise InputError("the model records no training snapshots. Fix: use a model written by "
-                         "'hpcdens train' of this version")
-    needed = sorted({int(s["file"]) for s in snaps})
-    if len(files) <= needed[-1]:
-        raise InputError(f"the model was trained on {needed[-1] + 1} files but {len(files)} are "
-                         "given. Fix: pass --data with the files 'hpcdens train' was given, in "
-                         "that order")
-    missing = [files[i] for i in needed if not Path(files[i]).is_file()]
-    if missing:
-        raise InputError(f"training file {missing[0]!r} (recorded in the model) does not exist "
-                         "here. Fix: pass --data with the training files, in the order "
-                         "'hpcdens train' was given them")
-    return [(files[int(s["file"])], str(s["key"])) for s in snaps]
+    from .calibration import recorded_items
+
+    return recorded_items(record, data, ("train_snapshots", "validation_snapshots"),
+                          "the model records no training snapshots. Fix: use a model written by "
+                          "'hpcdens train' of this version")
 
 
 def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
