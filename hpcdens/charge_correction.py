@@ -39,21 +39,16 @@ def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
     ``atoms``) with every atom's Hirshfeld charge moved to the charge model's of ``record``
     (a model record's ``charges``), the total kept (:func:`hpcdens.charges.correct`). info:
     {"charge_rmse_change": rms of (model - prediction) charges (e), "lambda_max": max |lam|}."""
-    from .sad import RadialDensity, pro_atoms
+    from .sad import RadialDensity
 
     model = charges.ChargeModel.from_record(record)
     radial = {el: RadialDensity.from_table(el, t) for el, t in record["pro_atoms"].items()}
-    symbols = atoms.get_chemical_symbols()
-    missing = sorted(set(symbols) - set(radial))
+    missing = sorted(set(atoms.get_chemical_symbols()) - set(radial))
     if missing:
         raise InputError(f"the charge model has no pro-atom for {missing}. Fix: fit it again "
                          "with 'hpcdens charges' on training data holding these elements")
-    pro = pro_atoms(np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr, symbols,
-                    grid.cartesian_points(), radial)
-    weights = charges.hirshfeld_weights(pro)
-    zval = np.array([radial[s].n_electrons for s in symbols])
+    weights, zval, q_now = hirshfeld(atoms, grid, rho, radial)
     dv = grid.voxel_volume_bohr3
-    q_now = zval - charges.populations(weights, rho, dv)
     q_model = model.predict(atom_features(atoms, model.species))
     q_model += float(np.mean(q_now - q_model))       # the same total charge
     fixed, lam = charges.correct(rho, weights, dv, zval - q_model)
@@ -61,16 +56,18 @@ def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
                    "lambda_max": float(np.abs(lam).max())}
 
 
-def snapshot_charges(snap, settings, species) -> tuple[np.ndarray, np.ndarray]:
-    """(features (natm, nf), Hirshfeld charges (natm,), e) of a labelled snapshot's DFT density
-    with the pro-atoms of ``settings``' backend."""
-    from .dft import atom_valence_charges, pro_atom_densities
+def hirshfeld(atoms, grid, rho, radial: dict) -> tuple:
+    """(weights (sparse (npts, natm)), valence charges (natm,), Hirshfeld charges (natm,), e) of
+    the density ``rho`` (e/Bohr^3 on ``grid``, the cell of ``atoms``) with the pro-atoms
+    ``radial`` (element -> :class:`hpcdens.sad.RadialDensity`)."""
+    from .sad import pro_atoms
 
-    pro = pro_atom_densities(snap.atoms, snap.grid.cartesian_points(), settings)
+    symbols = atoms.get_chemical_symbols()
+    pro = pro_atoms(np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr, symbols,
+                    grid.cartesian_points(), radial)
     weights = charges.hirshfeld_weights(pro)
-    zval = atom_valence_charges(snap.atoms, settings)
-    q = zval - charges.populations(weights, snap.rho, snap.grid.voxel_volume_bohr3)
-    return atom_features(snap.atoms, species), q
+    zval = np.array([radial[s].n_electrons for s in symbols])
+    return weights, zval, zval - charges.populations(weights, rho, grid.voxel_volume_bohr3)
 
 
 def atom_features(atoms, species) -> np.ndarray:
@@ -95,14 +92,16 @@ def run_fit_charges(comm, model, out=None, *, data=None) -> dict:
         raise InputError(f"model {model} records no DFT settings of its labels, so its pro-atoms "
                          "are unknown. Fix: retrain it on labels of one backend and settings")
     settings = settings_from_record(record.dft)
+    symbols = [chemical_symbols[z] for z in record.species]
+    radial = get_backend(settings.backend).radial_densities(symbols, settings)
     items = on_root(comm, training_items, record, data)
 
     def mine():
         out_items = []
         for i in range(comm.rank, len(items), comm.size):
             snap = read_snapshot(*items[i])
-            f, q = snapshot_charges(snap, settings, record.species)
-            out_items.append((i, f, q))
+            q = hirshfeld(snap.atoms, snap.grid, snap.rho, radial)[2]
+            out_items.append((i, atom_features(snap.atoms, record.species), q))
             log.info("charges: %s (%d atoms, rms %.4f e)", snap.key, len(q),
                      float(np.sqrt(np.mean(q ** 2))))
         return out_items
@@ -115,8 +114,6 @@ def run_fit_charges(comm, model, out=None, *, data=None) -> dict:
         q = np.concatenate([c for _, _, c in found])
         groups = np.concatenate([[i] * len(c) for i, _, c in found])
         fitted = charges.fit(feats, q, groups, record.species)
-        symbols = [chemical_symbols[z] for z in record.species]
-        radial = get_backend(settings.backend).radial_densities(symbols, settings)
         stored = {**fitted.to_record(),
                   "pro_atoms": {el: radial[el].to_table() for el in symbols}}
         net, rec = load_model(model)

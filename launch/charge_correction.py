@@ -24,35 +24,21 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from ase.units import Bohr
 
 from hpcdens import charges
+from hpcdens.charge_correction import atom_features, hirshfeld
 from hpcdens.config import load_config
-from hpcdens.dft import get_backend, pro_atom_densities
+from hpcdens.dft import get_backend
 from hpcdens.energy import CHEMICAL_ACCURACY_HA_PER_ATOM, energy_per_atom
 from hpcdens.io.training_set import read_training_set
 
 
-def hirshfeld(snap, settings):
-    """(weights, valence charge per atom) of a snapshot's grid."""
-    pro = pro_atom_densities(snap.atoms, snap.grid.cartesian_points(), settings)
-    symbols = snap.atoms.get_chemical_symbols()
-    zval = get_backend(settings.backend).valence_charges(symbols, settings)
-    return charges.hirshfeld_weights(pro), np.array([zval[s] for s in symbols], float)
-
-
-def atom_features(atoms, species):
-    return charges.features(atoms.positions / Bohr, atoms.numbers, np.asarray(atoms.cell) / Bohr,
-                            species)
-
-
-def fit_charge_model(train: Path, settings, compositions, species):
+def fit_charge_model(train: Path, radial, compositions, species):
     feats, q, groups = [], [], []
     for snap in read_training_set(train):
         if compositions and snap.key.split("/")[0] not in compositions:
             continue
-        w, zval = hirshfeld(snap, settings)
-        q.append(zval - charges.populations(w, snap.rho, snap.grid.voxel_volume_bohr3))
+        q.append(hirshfeld(snap.atoms, snap.grid, snap.rho, radial)[2])
         feats.append(atom_features(snap.atoms, species))
         groups += [snap.key] * len(snap.atoms)
     if not q:
@@ -79,7 +65,11 @@ def main() -> None:
     snaps = [s for s in read_training_set(args.test) if not args.keys or s.key in args.keys]
     species = sorted({int(z) for s in snaps for z in s.atoms.numbers}
                      | {int(z) for s in read_training_set(args.train) for z in s.atoms.numbers})
-    model = fit_charge_model(args.train, settings, set(args.compositions), species)
+    from ase.data import chemical_symbols
+
+    symbols = [chemical_symbols[z] for z in species]
+    radial = get_backend(settings.backend).radial_densities(symbols, settings)
+    model = fit_charge_model(args.train, radial, set(args.compositions), species)
     rows = []
     print("| cell | E error (Ha/atom) | corrected | charge rmse (e): density model / charge "
           "model | max lam |\n|---|---|---|---|---|")
@@ -87,9 +77,8 @@ def main() -> None:
         path = args.eval_dir / "predictions" / (snap.key.replace("/", "__") + ".h5")
         with h5py.File(path, "r") as f:
             rho = f["rho_normalised"][...]
-        w, zval = hirshfeld(snap, settings)
+        w, zval, q_dft = hirshfeld(snap.atoms, snap.grid, snap.rho, radial)
         dv = snap.grid.voxel_volume_bohr3
-        q_dft = zval - charges.populations(w, snap.rho, dv)
         q_pred = zval - charges.populations(w, rho, dv)
         q_model = model.predict(atom_features(snap.atoms, species))
         if args.oracle:

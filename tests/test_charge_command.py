@@ -12,7 +12,7 @@ pytest.importorskip("pyscf")
 from hpcdens import charges
 from hpcdens import energy as en
 from hpcdens.charge_correction import atom_features, correct_density, run_fit_charges
-from hpcdens.dft import atom_valence_charges, pro_atom_densities, settings_from_record
+from hpcdens.dft import get_backend, settings_from_record
 from hpcdens.errors import InputError
 from hpcdens.io.model import load_model
 from hpcdens.io.training_set import read_training_set
@@ -30,11 +30,23 @@ def setup(tmp_path_factory):
     return d / "model.pt", d / "charged.pt", res, d / "train.h5"
 
 
+def _weights_and_valence(atoms, grid, settings):
+    """Hirshfeld weights and valence charges from the backend's own tables (not the model's)."""
+    from ase.units import Bohr
+
+    from hpcdens.sad import pro_atoms
+
+    symbols = atoms.get_chemical_symbols()
+    backend = get_backend(settings.backend)
+    pro = pro_atoms(np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr, symbols,
+                    grid.cartesian_points(), backend.radial_densities(symbols, settings))
+    zval = backend.valence_charges(symbols, settings)
+    return charges.hirshfeld_weights(pro), np.array([zval[s] for s in symbols])
+
+
 def _dft_charges(snap, settings):
-    w = charges.hirshfeld_weights(pro_atom_densities(snap.atoms, snap.grid.cartesian_points(),
-                                                     settings))
-    return (atom_valence_charges(snap.atoms, settings)
-            - charges.populations(w, snap.rho, snap.grid.voxel_volume_bohr3))
+    w, zval = _weights_and_valence(snap.atoms, snap.grid, settings)
+    return zval - charges.populations(w, snap.rho, snap.grid.voxel_volume_bohr3)
 
 
 def test_the_fit_uses_every_training_snapshot_and_is_stored(setup):
@@ -70,9 +82,7 @@ def test_the_correction_gives_every_atom_the_models_charge(setup):
     assert fixed.sum() * snap.grid.voxel_volume_bohr3 == pytest.approx(n_e, rel=1e-12)
     fitted = charges.ChargeModel.from_record(record.charges)
     want = fitted.predict(atom_features(snap.atoms, fitted.species))
-    w = charges.hirshfeld_weights(pro_atom_densities(snap.atoms, snap.grid.cartesian_points(),
-                                                     settings))
-    zval = atom_valence_charges(snap.atoms, settings)
+    w, zval = _weights_and_valence(snap.atoms, snap.grid, settings)
     got = zval - charges.populations(w, fixed, snap.grid.voxel_volume_bohr3)
     np.testing.assert_allclose(got - got.mean(), want - want.mean(), atol=1e-9)
     assert info["lambda_max"] > 0 and fixed.min() >= 0

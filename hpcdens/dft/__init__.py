@@ -53,7 +53,7 @@ from ase.units import Bohr
 from ..config import DFTConfig
 from ..errors import DFTInputError, DFTSetupError
 from ..grid import Grid
-from ..sad import aliasing_error, pro_atoms, superpose
+from ..sad import aliasing_error, superpose
 from .base import DFTResult, cell_bohr, check_grid_cell
 
 BACKENDS = {"pyscf": "hpcdens.dft.pyscf_backend", "sparc": "hpcdens.dft.sparc_backend"}
@@ -106,14 +106,6 @@ def valence_electrons(atoms, settings: DFTConfig) -> float:
     return float(sum(charges[s] for s in symbols))
 
 
-def atom_valence_charges(atoms, settings: DFTConfig) -> np.ndarray:
-    """(natm,) valence charge of each atom of ``atoms`` (e): its element's entry of the
-    backend's ``valence_charges``."""
-    symbols = atoms.get_chemical_symbols()
-    charges = get_backend(settings.backend).valence_charges(symbols, settings)
-    return np.array([charges[s] for s in symbols], dtype=float)
-
-
 def atomic_density_points(atoms, points_bohr, settings: DFTConfig) -> np.ndarray:
     """(npts,) SAD (e/Bohr^3) at arbitrary Cartesian ``points_bohr`` (npts, 3), Bohr: the
     superposition over the atoms of ``atoms`` and their periodic images of the backend's
@@ -122,16 +114,6 @@ def atomic_density_points(atoms, points_bohr, settings: DFTConfig) -> np.ndarray
     radial = get_backend(settings.backend).radial_densities(symbols, settings)
     return superpose(cell_bohr(atoms, "the SAD"), np.asarray(atoms.positions) / Bohr, symbols, points_bohr,
                      radial)
-
-
-def pro_atom_densities(atoms, points_bohr, settings: DFTConfig):
-    """The SAD of :func:`atomic_density_points` atom by atom: sparse (npts, natm), column a atom
-    a's radial density with its periodic images (e/Bohr^3; :func:`hpcdens.sad.pro_atoms`), the
-    pro-atoms of a Hirshfeld partition (:mod:`hpcdens.charges`)."""
-    symbols = atoms.get_chemical_symbols()
-    radial = get_backend(settings.backend).radial_densities(symbols, settings)
-    return pro_atoms(cell_bohr(atoms, "the SAD"), np.asarray(atoms.positions) / Bohr, symbols,
-                     points_bohr, radial)
 
 
 def atomic_density(atoms, grid: Grid, settings: DFTConfig) -> np.ndarray:
