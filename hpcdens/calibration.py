@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from . import energy as en
 from . import uncertainty as unc
 from .dft import settings_from_record
 from .errors import InputError
+from .io.training_set import recorded_items
 
 log = logging.getLogger("hpcdens.calibrate")
 
@@ -51,29 +51,6 @@ def validation_items(record, data=None) -> list[tuple[str, str]]:
     return recorded_items(record, data, ("validation_snapshots",),
                           "the model records no validation snapshots, so there is nothing to "
                           "calibrate on. Fix: train it with train.validation_fraction > 0")
-
-
-def recorded_items(record, data, kinds, none_message: str) -> list[tuple[str, str]]:
-    """(file, key) of the snapshots the model ``record`` lists under ``kinds`` (keys of its
-    ``training`` record: "train_snapshots", "validation_snapshots"), read from the recorded
-    training files or ``data`` (same order). InputError: ``none_message`` when there are none,
-    too few files, a missing file."""
-    training = record.training or {}
-    snaps = [s for kind in kinds for s in training.get(kind) or []]
-    files = [str(f) for f in (data or training.get("data_files") or [])]
-    if not snaps:
-        raise InputError(none_message)
-    needed = sorted({int(s["file"]) for s in snaps})
-    if len(files) <= needed[-1]:
-        raise InputError(f"the model's snapshots come from {needed[-1] + 1} training files but "
-                         f"{len(files)} are given. Fix: pass --data with the files 'hpcdens "
-                         "train' was given, in that order")
-    missing = [files[i] for i in needed if not Path(files[i]).is_file()]
-    if missing:
-        raise InputError(f"training file {missing[0]!r} (recorded in the model) does not exist "
-                         "here. Fix: pass --data with the training files, in the order "
-                         "'hpcdens train' was given them")
-    return [(files[int(s["file"])], str(s["key"])) for s in snaps]
 
 
 def snapshot_statistics(snap, fields, settings, n_samples: int) -> dict:

@@ -27,7 +27,7 @@ log = logging.getLogger("hpcdens.charges")
 def training_items(record, data=None) -> list[tuple[str, str]]:
     """(file, key) of every snapshot the model ``record`` was trained or validated on; ``data``
     replaces the recorded training files (same order). InputError naming the fix."""
-    from .calibration import recorded_items
+    from .io.training_set import recorded_items
 
     return recorded_items(record, data, ("train_snapshots", "validation_snapshots"),
                           "the model records no training snapshots. Fix: use a model written by "
@@ -38,36 +38,61 @@ def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
     """(rho', info): the renormalised density ``rho`` (e/Bohr^3 on ``grid``, the cell of
     ``atoms``) with every atom's Hirshfeld charge moved to the charge model's of ``record``
     (a model record's ``charges``), the total kept (:func:`hpcdens.charges.correct`). info:
-    {"charge_rmse_change": rms of (model - prediction) charges (e), "lambda_max": max |lam|}."""
+    {"charge_rmse_change": rms of (model - prediction) charges (e), "lambda_max": max |lam|}.
+    The whole grid on one process; a prediction file is corrected on every rank by
+    :func:`hpcdens.parallel.charge_pass.write_corrected`, with the same sums over blocks."""
+    model, radial = load_charge_model(record, atoms.get_chemical_symbols())
+    weights, zval, q_now = hirshfeld(atoms, grid, rho, radial)
+    target, change = target_populations(model, atoms.positions / Bohr, atoms.numbers,
+                                        np.asarray(atoms.cell) / Bohr, zval, zval - q_now)
+    fixed, lam = charges.correct(rho, weights, grid.voxel_volume_bohr3, target)
+    return fixed, {"charge_rmse_change": change, "lambda_max": float(np.abs(lam).max())}
+
+
+def load_charge_model(record: dict, symbols) -> tuple[charges.ChargeModel, dict]:
+    """(the charge model, its pro-atoms: element -> :class:`hpcdens.sad.RadialDensity`) of a
+    model record's ``charges``; InputError when an element of ``symbols`` has no pro-atom."""
     from .sad import RadialDensity
 
-    model = charges.ChargeModel.from_record(record)
     radial = {el: RadialDensity.from_table(el, t) for el, t in record["pro_atoms"].items()}
-    missing = sorted(set(atoms.get_chemical_symbols()) - set(radial))
+    missing = sorted(set(symbols) - set(radial))
     if missing:
         raise InputError(f"the charge model has no pro-atom for {missing}. Fix: fit it again "
                          "with 'hpcdens charges' on training data holding these elements")
-    weights, zval, q_now = hirshfeld(atoms, grid, rho, radial)
-    dv = grid.voxel_volume_bohr3
-    q_model = model.predict(atom_features(atoms, model.species))
-    q_model += float(np.mean(q_now - q_model))       # the same total charge
-    fixed, lam = charges.correct(rho, weights, dv, zval - q_model)
-    return fixed, {"charge_rmse_change": float(np.sqrt(np.mean((q_model - q_now) ** 2))),
-                   "lambda_max": float(np.abs(lam).max())}
+    return charges.ChargeModel.from_record(record), radial
+
+
+def target_populations(model: charges.ChargeModel, positions_bohr, numbers, cell_bohr, zval,
+                       now) -> tuple[np.ndarray, float]:
+    """(target populations (natm,), rms change of the charges (e)): the electrons each atom
+    should hold, Z_a - q_a with the charges q_a of ``model``, shifted by one constant so that they
+    sum to the populations ``now`` of the density (its total kept). ``zval``: valence charges."""
+    zval = np.asarray(zval, dtype=float)
+    q_now = zval - np.asarray(now, dtype=float)
+    q_model = model.predict(charges.features(positions_bohr, numbers, cell_bohr, model.species))
+    q_model += float(np.mean(q_now - q_model))
+    return zval - q_model, float(np.sqrt(np.mean((q_model - q_now) ** 2)))
 
 
 def hirshfeld(atoms, grid, rho, radial: dict) -> tuple:
     """(weights (sparse (npts, natm)), valence charges (natm,), Hirshfeld charges (natm,), e) of
     the density ``rho`` (e/Bohr^3 on ``grid``, the cell of ``atoms``) with the pro-atoms
     ``radial`` (element -> :class:`hpcdens.sad.RadialDensity`)."""
-    from .sad import pro_atoms
-
     symbols = atoms.get_chemical_symbols()
-    pro = pro_atoms(np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr, symbols,
-                    grid.cartesian_points(), radial)
-    weights = charges.hirshfeld_weights(pro)
+    weights = weights_at(np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr, symbols,
+                         grid.cartesian_points(), radial)
     zval = np.array([radial[s].n_electrons for s in symbols])
     return weights, zval, zval - charges.populations(weights, rho, grid.voxel_volume_bohr3)
+
+
+def weights_at(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict):
+    """Hirshfeld weights (sparse (npts, natm)) at any ``points_bohr`` (Bohr) of the periodic
+    cell: a point's weights depend on that point alone, so a grid's rows can be computed block
+    by block."""
+    from .sad import pro_atoms
+
+    return charges.hirshfeld_weights(pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr,
+                                               radial))
 
 
 def atom_features(atoms, species) -> np.ndarray:

@@ -78,25 +78,39 @@ def populations(weights, rho, voxel_volume_bohr3: float) -> np.ndarray:
     return np.asarray(weights.T @ (np.ravel(rho) * voxel_volume_bohr3)).ravel()
 
 
-def correct(rho, weights, voxel_volume_bohr3: float, target_populations) -> tuple[np.ndarray,
-                                                                                  np.ndarray]:
-    """(rho', lam): rho' = rho (1 + weights @ lam), shaped as ``rho``, with the lam (natm,) that
-    give every atom its ``target_populations`` entry (electrons): the linear system
-    sum_b [int w_a w_b rho dV] lam_b = target_a - N_a[rho]. The targets must sum to the charge
-    of rho (ValueError otherwise: a correction cannot change the number of electrons)."""
+def overlap(weights, rho, voxel_volume_bohr3: float):
+    """The sparse (natm, natm) matrix A_ab = sum_r w_a(r) w_b(r) rho(r) dV of the correction's
+    linear system (rho flattened as the rows of ``weights``, e/Bohr^3): sums over parts of the
+    grid add up to the whole grid's."""
+    from scipy.sparse import diags
+
+    return weights.T @ diags(np.ravel(rho) * voxel_volume_bohr3) @ weights
+
+
+def solve_lambda(a, now, target_populations) -> np.ndarray:
+    """(natm,) lam of the per-atom Eq. 9 from the :func:`overlap` matrix ``a`` and the
+    populations ``now`` (:func:`populations`) of the whole density: a lam = target - now. The
+    targets must sum to the density's charge (ValueError otherwise: a correction cannot change
+    the number of electrons)."""
     from scipy.sparse.linalg import spsolve
 
-    flat = np.ravel(rho)
     target = np.asarray(target_populations, dtype=float)
-    now = populations(weights, flat, voxel_volume_bohr3)
+    now = np.asarray(now, dtype=float)
     if abs(target.sum() - now.sum()) > 1e-8 * max(1.0, abs(now.sum())):
         raise ValueError(f"target populations sum to {target.sum():.10g} electrons, the density "
                          f"holds {now.sum():.10g}: renormalise the density first (Eq. 9) or "
                          "make the target charges neutral")
-    from scipy.sparse import diags
+    return np.atleast_1d(spsolve(a.tocsc(), target - now))
 
-    a = (weights.T @ diags(flat * voxel_volume_bohr3) @ weights).tocsc()
-    lam = np.atleast_1d(spsolve(a, target - now))
+
+def correct(rho, weights, voxel_volume_bohr3: float, target_populations) -> tuple[np.ndarray,
+                                                                                  np.ndarray]:
+    """(rho', lam): rho' = rho (1 + weights @ lam), shaped as ``rho``, with the lam (natm,) that
+    give every atom its ``target_populations`` entry (electrons): the linear system
+    sum_b [int w_a w_b rho dV] lam_b = target_a - N_a[rho] (:func:`solve_lambda`)."""
+    flat = np.ravel(rho)
+    lam = solve_lambda(overlap(weights, flat, voxel_volume_bohr3),
+                       populations(weights, flat, voxel_volume_bohr3), target_populations)
     return (flat * (1.0 + weights @ lam)).reshape(np.shape(rho)), lam
 
 

@@ -10,8 +10,9 @@ descriptors at M = 55); results do not depend on it, memory does."""
 # ----------------------------------------------------------------- hpcdens.energy
 #: 1 kcal/mol: the paper's "chemical accuracy" in Ha/atom.
 CHEMICAL_ACCURACY_HA_PER_ATOM = 1.6e-3
-DEFAULT_FIELD = "rho"
-"""Density dataset of a prediction file whose Harris-Foulkes energy ``hpcdens energy`` computes."""
+DEFAULT_FIELD = "rho_normalised"
+"""Density dataset of a prediction file whose Harris-Foulkes energy ``hpcdens energy`` computes:
+Eq. 9's, with the atomic-charge correction where the model has a charge model (docs/charges.md)."""
 
 # ----------------------------------------------------------------- hpcdens.io
 #: Decimals of voxel vectors and atom positions (Bohr) in written cube files (hpcdens.io.cube).
@@ -26,5 +27,5 @@ float32 is about twice as fast as float64 and agrees with it to about 1e-6 of th
 (moments are accumulated in float64 either way; docs/model.md)."""
 PRECISIONS = ("float32", "float64")
 
-PHASES = ("setup", "halo", "descriptors", "network", "sad", "reduce", "write")
+PHASES = ("setup", "halo", "descriptors", "network", "sad", "reduce", "charges", "write")
 """Timed phases of a prediction; the file stores the maximum over ranks of each (seconds)."""

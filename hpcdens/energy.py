@@ -327,6 +327,8 @@ def run_energy(path, settings: DFTConfig, reference=None, key=None, field: str =
                                evaluator=evaluator)
     rho = _scale(pred.rho, grid, n_e)[0] if renormalise else pred.rho
     summary = {"prediction": str(pred.path), "field": field,
+               "charge_corrected": field == "rho_normalised"
+               and bool(pred.attrs.get("charge_corrected", False)),
                "formula": atoms.get_chemical_formula(), **energy,
                "error_bar": _error_bar(pred, settings, n_e, evaluator)}
     if ref is not None:

@@ -57,3 +57,28 @@ def vacancy_cluster_cell(radius_angstrom=4.0):
     atoms = sige_cell((2, 2, 2), seed=3)
     _, dist = get_distances(atoms.positions, [[0.0, 0.0, 0.0]], cell=atoms.cell, pbc=True)
     return atoms[dist[:, 0] > radius_angstrom]
+
+
+def charge_record(seed=0):
+    """A model record's ``charges`` for Si/Ge (hpcdens charges' format) without DFT: Gaussian
+    pro-atoms of 4 electrons and a kernel charge model fitted to a made-up charge law (each atom
+    gains 0.02 e per Ge neighbour within 4.5 Bohr) on rattled SiGe cells."""
+    from ase.neighborlist import neighbor_list
+    from ase.units import Bohr
+
+    from hpcdens import charges
+    from hpcdens.sad import tabulate
+
+    r = np.arange(0.0, 14.0, 0.01)
+    pro = {el: tabulate(el, 4.0, r, 4.0 * np.exp(-(r / w) ** 2) / (np.pi ** 1.5 * w ** 3))
+           for el, w in (("Si", 1.4), ("Ge", 1.7))}
+    feats, q, groups = [], [], []
+    for k in range(4):
+        atoms = sige_cell(seed=seed + k)
+        i, j = neighbor_list("ij", atoms, 4.5 * Bohr)
+        feats.append(charges.features(atoms.positions / Bohr, atoms.numbers,
+                                      np.asarray(atoms.cell) / Bohr, (14, 32)))
+        q.append(-0.02 * np.bincount(i[atoms.numbers[j] == 32], minlength=len(atoms)))
+        groups += [k] * len(atoms)
+    model = charges.fit(np.vstack(feats), np.concatenate(q), groups, (14, 32))
+    return {**model.to_record(), "pro_atoms": {el: t.to_table() for el, t in pro.items()}}

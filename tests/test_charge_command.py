@@ -138,3 +138,51 @@ def test_train_fits_it_with_the_option(setup, tmp_path):
     assert summary["charge_model"]["n_atoms"] == 8
     with pytest.raises(InputError, match=r"charge_model = 1: must be of type bool"):
         load_config(write_input_file(tmp_path / "bad.toml", {**TINY, "train.charge_model": 1}))
+
+
+def test_predict_writes_it_and_energy_uses_it(setup, tmp_path):
+    """The prediction file's rho_normalised is the corrected density (computed chunk by chunk)
+    and 'hpcdens energy' takes it by default."""
+    from mpi4py import MPI
+
+    from hpcdens.energy import run_energy
+    from hpcdens.io.prediction import read_prediction
+    from hpcdens.parallel.predict import run_predict
+    from hpcdens.structures import write_structures
+
+    _, charged, _, train = setup
+    record = load_model(charged)[1]
+    settings = settings_from_record(record.dft)
+    snap = read_training_set(train)[1]
+    write_structures(tmp_path / "cell.extxyz", [snap.atoms])
+    out = tmp_path / "pred.h5"
+    run_predict(MPI.COMM_SELF, charged, tmp_path / "cell.extxyz", out, shape=snap.grid.shape,
+                chunk_points=700)
+    raw, pred = read_prediction(out, "rho"), read_prediction(out, "rho_normalised")
+    n_e = pred.attrs["n_electrons"]
+    want = correct_density(en.renormalise(raw.rho, raw.grid, n_e)[0], raw.atoms, raw.grid,
+                           record.charges)[0]
+    assert np.abs(pred.rho - want).max() <= 1e-12 * want.max()
+    summary = run_energy(out, settings)
+    assert summary["field"] == "rho_normalised" and summary["charge_corrected"]
+    e = en.energy_per_atom(raw.atoms, raw.grid, settings, n_e)(want)
+    assert summary["free_energy_per_atom_ha"] == pytest.approx(e, rel=1e-10)
+
+
+def test_the_command_refuses_bad_input_with_exit_2(setup, tmp_path, capsys):
+    """Through the CLI: a missing training file, a model without a DFT record; nothing written."""
+    from hpcdens.cli import main
+    from hpcdens.io.model import save_model
+
+    model, _, _, _ = setup
+    out = tmp_path / "out.pt"
+    assert main(["charges", str(model), "--out", str(out), "--data",
+                 str(tmp_path / "missing.h5")]) == 2
+    assert "missing.h5" in capsys.readouterr().err
+    net, record = load_model(model)
+    from dataclasses import replace
+
+    save_model(tmp_path / "nodft.pt", net, replace(record, dft=None))
+    assert main(["charges", str(tmp_path / "nodft.pt"), "--out", str(out)]) == 2
+    assert "records no DFT settings" in capsys.readouterr().err
+    assert not out.exists()

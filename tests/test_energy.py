@@ -242,7 +242,7 @@ def files(tmp_path_factory):
 
 def test_command_prints_the_energy(files, capsys, write_input):
     config = write_input({"dft.mesh_spacing_bohr": 0.4})
-    assert cli_main(["energy", str(files["pred"]), "--config", str(config)]) == 0
+    assert cli_main(["energy", str(files["pred"]), "--config", str(config), "--field", "rho"]) == 0
     out = capsys.readouterr().out
     direct = en.energy_of_density(files["atoms"], files["scf"].grid, files["rho"], TIGHT)
     assert f"E_HF = {direct['free_energy_per_atom_ha']:.8f} Ha/atom" in out

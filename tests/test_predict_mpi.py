@@ -234,3 +234,28 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
     on_every_rank(comm, raised_here)
     comm.Barrier()
     assert list(model_dir.glob("*pred.h5*")) == []
+
+
+@pytest.mark.mpi(min_size=2)
+def test_rank_invariance_of_the_charge_correction(mpi_tmp_path):
+    """A model with a charge model: rho_normalised corrected block by block on every rank, in
+    two decompositions, equals the one-rank file to rounding."""
+    from mpi4py import MPI
+
+    from tests.predict_helpers import charge_record
+
+    comm = MPI.COMM_WORLD
+    on_rank0(comm, lambda: make_model(mpi_tmp_path / "model.pt",
+                                      meta={"charges": charge_record()}))
+    path = on_rank0(comm, lambda: write_cell(mpi_tmp_path / "c.extxyz",
+                                             sige_cell((1, 1, 2), seed=7)))
+    for report, kw in (("charges", {"spacing_bohr": 0.8, "chunk_points": 600}),
+                       ("charges-x", {"spacing_bohr": 0.8, "dims": (comm.size, 1, 1)})):
+        r = _invariance(comm, mpi_tmp_path, path, report, **kw)
+        assert r["diff"]["rho"] == 0.0 and r["diff"]["rho_normalised"] <= 1e-13
+
+    def corrected():
+        _, attrs = read_fields(mpi_tmp_path / "par-charges.h5")
+        assert attrs["charge_corrected"] and attrs["n_ranks"] == comm.size
+
+    on_rank0(comm, corrected)

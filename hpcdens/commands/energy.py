@@ -11,7 +11,8 @@ from ..errors import InputError
 
 def format_report(s: dict) -> str:
     """Human-readable lines of a :func:`run_energy` summary."""
-    lines = [f"{s['prediction']} [{s['field']}]: {s['formula']}, {s['n_atoms']} atoms, grid "
+    field = s["field"] + (", charge-corrected" if s.get("charge_corrected") else "")
+    lines = [f"{s['prediction']} [{field}]: {s['formula']}, {s['n_atoms']} atoms, grid "
              f"{'x'.join(map(str, s['grid_shape']))}, N_e = {s['n_electrons']:g}",
              f"integral of rho = {s['integral_e']:.8g} e"
              + (f", renormalised by {s['renormalisation_factor']:.8f} (Eq. 9)"
@@ -93,7 +94,8 @@ def register(sub):
                    "generate') holding a DFT label of the same structure on the same grid")
     p.add_argument("--key", help="snapshot key in TRAINSET (optional if it holds one snapshot)")
     p.add_argument("--field", default=DEFAULT_FIELD, help="density dataset of the prediction file "
-                   "(default rho, the raw prediction; rho_normalised or rho_sad also work)")
+                   "(default rho_normalised: Eq. 9, and the atomic-charge correction where the "
+                   "model has a charge model; rho, the raw prediction, or rho_sad also work)")
     p.add_argument("--no-renormalise", action="store_true", help="use the density as stored, "
                    "without scaling it to N_e (Eq. 9); for diagnostics only")
     p.add_argument("--scf-from-prediction", action="store_true", help="also run an "

@@ -14,11 +14,21 @@ def format_summary(summary: dict) -> str:
             f"{summary['n_ranks']} ranks (process grid {summary['process_grid']})\n"
             f"N_e = {summary['n_electrons']:g} ({summary['valence_source']}), integral of raw "
             f"rho = {summary['integral_rho_raw']:.6f}\n"
-            f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
+            + charge_line(summary.get("charge_correction"))
+            + f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
             f"(max radius {summary['halo_radius_max_bohr']:.2f} Bohr)\n"
             f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB\n"
             + no_epistemic_line(summary)
             + reach_line(summary["uncertainty_calibration"], summary["out_of_reach_fraction"]))
+
+
+def charge_line(corrected: dict | None) -> str:
+    """The atomic-charge correction's line ('' without one)."""
+    if not corrected:
+        return ""
+    return (f"rho_normalised corrected to the model's atomic charges: rms change "
+            f"{corrected['charge_rmse_change']:.4f} e, max |lambda| "
+            f"{corrected['lambda_max']:.3g}\n")
 
 
 def no_epistemic_line(summary: dict) -> str:
@@ -52,7 +62,8 @@ def run(args) -> int:
                           supercell=args.supercell, vacancies=args.vacancies, seed=args.seed,
                           chunk_points=args.chunk_points, overwrite=args.overwrite,
                           valence=args.valence, precision=args.precision, samples=args.samples,
-                          save_samples=args.save_samples)
+                          save_samples=args.save_samples,
+                          charge_correction=not args.no_charge_correction)
     if comm.rank == 0:
         print(format_summary(summary), flush=True)
     return 0
@@ -65,7 +76,8 @@ def register(sub):
         description="Predict the electron density of STRUCTURE with the Bayesian network MODEL on "
         "a periodic real-space grid, domain-decomposed over the MPI ranks (mpirun/srun -n N "
         "hpcdens predict ...). Writes one HDF5 file: rho (predicted), rho_normalised (scaled to "
-        "N_e valence electrons, Eq. 9), epistemic_std, aleatoric_std (rho_sad for delta_rho "
+        "N_e valence electrons, Eq. 9, then corrected to the atomic charges of a model that "
+        "has a charge model), epistemic_std, aleatoric_std (rho_sad for delta_rho "
         "models), the atoms, and the root attribute complete=True. See docs/commands/predict.md.")
     p.add_argument("model", help="model file written by 'hpcdens train'")
     p.add_argument("structure", help="structure file ASE reads (extxyz, cif, POSCAR, ...), "
@@ -101,6 +113,10 @@ def register(sub):
     p.add_argument("--save-samples", action="store_true", help="also write the density of each "
                    "weight sample used (datasets rho_sample_<j>, N_s times the size of rho): "
                    "'hpcdens energy' then reports the energy error bar")
+    p.add_argument("--no-charge-correction", action="store_true", help="with a model that has "
+                   "a charge model ('hpcdens charges'), write rho_normalised as Eq. 9 alone, "
+                   "without moving each atom's Hirshfeld charge to the charge model's "
+                   "(docs/charges.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=run)
     return p

@@ -212,3 +212,26 @@ def _read_snapshot(key: str, g: h5py.Group) -> Snapshot:
     settings = json.loads(attrs.pop("settings", "{}"))
     grid = Grid(cell, tuple(int(n) for n in attrs.pop("grid_shape")))
     return Snapshot(key, atoms, grid, g["rho"][...], g["rho_sad"][...], attrs, settings)
+
+
+def recorded_items(record, data, kinds, none_message: str) -> list[tuple[str, str]]:
+    """(file, key) of the snapshots the model ``record`` lists under ``kinds`` (keys of its
+    ``training`` record: "train_snapshots", "validation_snapshots"), read from the recorded
+    training files or ``data`` (same order). InputError: ``none_message`` when there are none,
+    too few files, a missing file."""
+    training = record.training or {}
+    snaps = [s for kind in kinds for s in training.get(kind) or []]
+    files = [str(f) for f in (data or training.get("data_files") or [])]
+    if not snaps:
+        raise InputError(none_message)
+    needed = sorted({int(s["file"]) for s in snaps})
+    if len(files) <= needed[-1]:
+        raise InputError(f"the model's snapshots come from {needed[-1] + 1} training files but "
+                         f"{len(files)} are given. Fix: pass --data with the files 'hpcdens "
+                         "train' was given, in that order")
+    missing = [files[i] for i in needed if not Path(files[i]).is_file()]
+    if missing:
+        raise InputError(f"training file {missing[0]!r} (recorded in the model) does not exist "
+                         "here. Fix: pass --data with the training files, in the order "
+                         "'hpcdens train' was given them")
+    return [(files[int(s["file"])], str(s["key"])) for s in snaps]

@@ -76,6 +76,8 @@ class PredictPlan:
         only, fields ``rho_sample_<j>``; see :func:`hpcdens.parallel.block.sample_field_names`)
     save_samples : also write the per-sample densities into the prediction file (datasets
         ``rho_sample_<j>``; ``hpcdens energy`` then gives the energy error bar)
+    charge_correction : write rho_normalised corrected to the model's atomic charges (a file
+        and a model with a charge model only; :mod:`hpcdens.parallel.charge_pass`)
     sample_mode : which weight samples (``hpcdens.io.model.with_samples``): "all", "first K of
         N_s" or "mean"; ``record.n_samples`` is their number
     """
@@ -98,6 +100,7 @@ class PredictPlan:
     keep_samples: bool = False
     sample_mode: str = "all"
     save_samples: bool = False
+    charge_correction: bool = False
 
     @property
     def sample_fields(self) -> bool:

@@ -63,6 +63,7 @@ from .block import (
     reach_assessed,
     sample_field_names,
 )
+from .charge_pass import write_corrected
 from .collective import (
     allreduce,
     allreduce_array,
@@ -267,12 +268,19 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
             halo = _halo_stats(comm, stream)
             halo["out_of_reach_fraction"] = (halo["out_of_reach_points"] / plan.grid.size
                                              if reach_assessed(plan) else -1.0)
+        corrected = None
         if writer is None:
             timings, rss, cpu = _timings(comm, timer)
         else:
-            with timer("write"):
-                stream_normalised(comm, plan, decomp, writer, plan.n_electrons / raw)
+            if plan.charge_correction:
+                with timer("charges"):
+                    corrected = write_corrected(comm, plan, decomp, writer, plan.n_electrons / raw)
+            else:
+                with timer("write"):
+                    stream_normalised(comm, plan, decomp, writer, plan.n_electrons / raw)
             attrs = _root_attrs(plan, decomp, {"integral_rho_raw": raw, "precision": precision,
+                                               "charge_corrected": corrected is not None,
+                                               "charge_correction_json": json.dumps(corrected),
                                                **halo})
             timings, rss, cpu = finish_prediction(comm, plan, writer, attrs, timer)
         layout = BlockLayout(decomp.shape, decomp.dims, decomp.coords)
@@ -282,7 +290,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                "valence_source": plan.valence_source, "timings": timings,
                "peak_rss_mb_max": rss, "compute_cpu_s_sum": cpu,
                "uncertainty_calibration": plan.record.calibration,
-               "n_samples": plan.record.n_samples, "sample_mode": plan.sample_mode, **halo}
+               "n_samples": plan.record.n_samples, "sample_mode": plan.sample_mode,
+               "charge_correction": corrected, **halo}
     return Prediction(plan, layout, kept.arrays() if kept is not None else None, summary)
 
 
@@ -302,7 +311,8 @@ def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape
                   valence=None, chunk_points: int = DEFAULT_CHUNK_POINTS,
                   precision: str = DEFAULT_PRECISION, out=None, overwrite: bool = False,
                   keep: bool = True, structure_info: dict | None = None,
-                  dims=None, keep_samples: bool = False) -> Prediction:
+                  dims=None, keep_samples: bool = False,
+                  charge_correction: bool = False) -> Prediction:
     """Predict the density of ``atoms`` with a loaded model on all ranks of ``comm`` (the
     in-memory entry point: no input files).
 
@@ -315,6 +325,9 @@ def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape
         whole grid to rank 0 with :func:`gather_fields`)
     keep_samples : with ``keep``, also keep the density of each of the N_s weight samples
         (fields ``rho_sample_<j>``, raw, not renormalised, never written to ``out``)
+    charge_correction : with ``out`` and a model with a charge model (``hpcdens charges``),
+        write its ``rho_normalised`` corrected to the model's atomic charges (docs/charges.md);
+        the kept fields are never corrected
 
     Returns this rank's :class:`Prediction`. Raises InputError (all ranks) for bad inputs.
     """
@@ -327,7 +340,15 @@ def predict_atoms(comm, atoms, predictor: Predictor, *, spacing_bohr=None, shape
                        {"spacing_bohr": spacing_bohr, "shape": shape, "valence": valence,
                         "chunk_points": chunk_points, "structure_info": structure_info,
                         "keep_samples": bool(keep_samples and keep)})
+    plan = _with_correction(plan, charge_correction)
     return _execute(comm, plan, predictor, timer, precision, dims, keep)
+
+
+def _with_correction(plan: PredictPlan, wanted: bool) -> PredictPlan:
+    """The plan with the charge correction on where it is ``wanted``, a file is written and the
+    model has a charge model."""
+    return replace(plan, charge_correction=bool(wanted and plan.out is not None
+                                                and plan.record.charges))
 
 
 def gather_fields(comm, prediction: Prediction, names=None, root: int = 0) -> dict | None:
@@ -353,16 +374,18 @@ def gather_fields(comm, prediction: Prediction, names=None, root: int = 0) -> di
 def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, supercell=None,
                 vacancies=0, seed=0, chunk_points=DEFAULT_CHUNK_POINTS, overwrite=False,
                 valence=None, dims=None, precision: str = DEFAULT_PRECISION,
-                samples=None, save_samples: bool = False) -> dict:
+                samples=None, save_samples: bool = False,
+                charge_correction: bool = True) -> dict:
     """Predict the density of ``structure`` with ``model`` on all ranks of ``comm`` into ``out``.
 
     Parameters are those of ``hpcdens predict`` (docs/commands/predict.md); ``dims`` forces a
     process grid; ``precision`` ("float32" or "float64") is that of the network pass (moments
     are accumulated in float64 either way; docs/model.md); ``samples``: the fast-sample mode
     (:func:`hpcdens.io.model.with_samples`: None for all N_s, K, or "mean"); ``save_samples``:
-    also write each weight sample's density (``rho_sample_<j>``, raw). Returns the same
-    summary dict on every
-    rank. Raises InputError (all ranks) for bad inputs, ParallelIOError without parallel HDF5.
+    also write each weight sample's density (``rho_sample_<j>``, raw); ``charge_correction``:
+    rho_normalised corrected to the atomic charges of a model that has a charge model
+    (docs/charges.md; False: Eq. 9 alone). Returns the same summary dict on every rank.
+    Raises InputError (all ranks) for bad inputs, ParallelIOError without parallel HDF5.
 
     Memory per rank is bounded by the chunk, not the block: each chunk is written as soon as it
     is predicted, and rho_normalised is written in a second streamed pass over the file.
@@ -380,7 +403,8 @@ def run_predict(comm, model, structure, out, *, spacing_bohr=None, shape=None, s
                                   overwrite=overwrite, valence=valence, samples=samples)
         if comm.rank == 0:
             log.info("predict: %s on %d ranks", plan_summary(plan), comm.size)
-        plan = replace(plan, save_samples=bool(save_samples))
+        plan = _with_correction(replace(plan, save_samples=bool(save_samples)),
+                                charge_correction)
     summary = _execute(comm, plan, predictor, timer, precision, dims, keep=False).summary
     if comm.rank == 0:
         log.info("predict: wrote %s (%s points, %d ranks, grid %s); halo grew %d times in %d "

@@ -43,7 +43,8 @@ def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
                    else Path(predictions_dir) / f"{name(item).replace('/', '__')}.h5")
             prediction = predict_atoms(
                 comm, atoms, predictor, shape=shape, out=out, overwrite=True,
-                structure_info={**(info or {}), "key": name(item)}, keep_samples=n_samples > 0)
+                structure_info={**(info or {}), "key": name(item)}, keep_samples=n_samples > 0,
+                charge_correction=True)
             fields = gather_fields(comm, prediction, [n for n in prediction.fields
                                                       if n not in unused], root=owner)
             if owner != 0:
