@@ -9,9 +9,10 @@
 # 3. learn:   bayesian with 3 training seeds, random with 5 seeds, tessellation once, then
 #             bayesian with pick = "separated" (sigesn-bayesian-separated.toml); every label
 #             is copied from the pool (hpcdens learn --reuse-labels), none is computed twice;
-# 4. compare: learning curves of every run on the test set (held-out compositions, and all 45);
+# 4. compare: learning curves of every run on the test set (held-out compositions, and all 45),
+#             without and with the atomic-charge correction (compare/, compare-charges/);
 # 5. suite:   the generalisation suite (launch/generalisation_sigesn.sh) for AL2, T2, T4 and
-#             random with 6 compositions;
+#             random with 6 compositions, each also with its charge model (charges/TAG.pt);
 # 6. vacancy: the data lever for vacancy cells (not in the default stages): AL2's 24 pool
 #             snapshots plus one 63-atom mono-vacancy thermal snapshot per AL2 composition (6 new
 #             labels), trained with AL2's settings, on the test set and the 64-site suite cells.
@@ -97,12 +98,22 @@ if want compare; then
     done
     mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${DIRS[@]}" --config "$IN/sigesn-test.toml" \
         --out "$OUT/compare" --exclude-training
+    step "4b. the same with the atomic-charge correction (a charge model fitted per round)"
+    mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${DIRS[@]}" --config "$IN/sigesn-test.toml" \
+        --out "$OUT/compare-charges" --charge-model --exclude-training
 fi
 if want suite; then
-    step "5. generalisation suite: AL2, T2, T4, random with 6 compositions"
-    bash launch/generalisation_sigesn.sh "AL2=$OUT/bayesian-train0/round_02/model.pt" \
-        "T2=$OUT/tessellation-train0/round_02/model.pt" "T4=$OUT/tessellation-train0/round_03/model.pt" \
-        "random6=$OUT/random-learn0/round_02/model.pt"
+    step "5. generalisation suite: AL2, T2, T4, random with 6 compositions, without and with the charge correction"
+    SPECS=()
+    for spec in "AL2=bayesian-train0/round_02" "T2=tessellation-train0/round_02" \
+                "T4=tessellation-train0/round_03" "random6=random-learn0/round_02"; do
+        tag=${spec%%=*} model="$OUT/${spec#*=}/model.pt" charged="$OUT/charges/${spec%%=*}.pt"
+        mkdir -p "$OUT/charges"
+        [[ -f "$charged" && "$charged" -nt "$model" ]] \
+            || mpirun -n "$NP" hpcdens charges "$model" --out "$charged"
+        SPECS+=("$tag=$model" "$tag-charges=$charged")
+    done
+    bash launch/generalisation_sigesn.sh "${SPECS[@]}"
 fi
 if want vacancy; then
     V="$OUT/vacancy-lever"

@@ -285,6 +285,44 @@ def test_an_equal_model_gets_a_copy_of_the_evaluation(runs, tmp_path):
     assert changed["evaluated"] == ["twin/round_01"] and changed["copied"] == []
 
 
+def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, capsys):
+    """--charge-model: each round's model gets a charge model fitted on its own training
+    snapshots (the learn directory untouched), the rows are those of evaluate on that copy, an
+    equal round is fitted but copied, and the cache keeps the two kinds of evaluation apart."""
+    from hpcdens.charge_correction import run_fit_charges
+    from hpcdens.io.model import load_model
+
+    tess = tmp_path / "tess"
+    shutil.copytree(runs["tess"], tess)
+    twin = tmp_path / "twin"
+    shutil.copytree(tess, twin)
+    state = read_state(twin)
+    write_state(twin, {**state, "rounds": state["rounds"][:1], "stopped": None})
+    before = {p: sha256_file(p) for p in tess.rglob("model.pt")}
+    out = tmp_path / "out"
+    assert cli_main(["learn-compare", str(runs["testset"]), str(tess), str(twin), "--out",
+                     str(out), "--charge-model", "--no-plots"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 round(s) evaluated now, 0 reused from earlier runs, 1 copied" in printed, printed
+    assert {p: sha256_file(p) for p in tess.rglob("model.pt")} == before
+    result = json.loads((out / "compare.json").read_text())
+    assert result["charge_model"] and result["copied"] == ["twin/round_01"]
+    r2 = state["rounds"][1]
+    charged = out / "tess" / "round_02.charges.pt"
+    fitted = load_model(charged)[1].charges
+    own = run_fit_charges(_comm(), tess / r2["model"], tmp_path / "own.pt")
+    assert fitted["cv_rmse"] == own["cv_rmse"]
+    direct = run_evaluate(_comm(), charged, runs["testset"], tmp_path / "direct")["rows"]
+    rows = json.loads((out / "tess" / "round_02" / "evaluate.json").read_text())["rows"]
+    for a, b in zip(rows, direct):
+        assert a["charge_correction_rmse"] is not None
+        assert a["error_ha_per_atom"] == pytest.approx(b["error_ha_per_atom"], rel=1e-9)
+    again = run_compare(_comm(), runs["testset"], [tess], out, plots=False, charge_model=True)
+    assert again["evaluated"] == [] and len(again["reused"]) == 2
+    plain = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
+    assert plain["evaluated"] == ["tess/round_01", "tess/round_02"]
+
+
 def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):
     testset, tess = runs["testset"], runs["tess"]
     empty = tmp_path / "empty"
@@ -349,7 +387,7 @@ def test_help_lists_every_option(capsys):
         parser.parse_args(["learn-compare", "--help"])
     text = capsys.readouterr().out
     for opt in ("TESTSET", "DIR", "--out", "--config", "--overwrite", "--no-plots",
-                "--exclude-training", "0.0016"):
+                "--exclude-training", "--charge-model", "0.0016"):
         assert opt in text, opt
     args = parser.parse_args(["learn-compare", "t.h5", "a", "b", "--out", "o"])
     assert args.dirs == ["a", "b"] and not args.exclude_training

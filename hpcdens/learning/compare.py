@@ -290,6 +290,7 @@ def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tu
                          "training_fractions": training_compositions(d, r["training"], elements),
                          "model": str(model), "model_sha256": sha,
                          "prediction_sha256": prediction_sha256(model), "settings": use,
+                         "evaluated_model": str(model),
                          "out": str(out / name / f"round_{r['round']:02d}")})
     return jobs, runs
 
@@ -316,7 +317,7 @@ def _make_folders(out: Path, ours: bool, testset: Path, test_sha: str, jobs) -> 
 
 
 def prepare(testset, dirs, out, settings, elements, overwrite: bool,
-            exclude_training: bool) -> dict:
+            exclude_training: bool, charge_model: bool = False) -> dict:
     """Rank 0: every check before any work, then the output folders. Returns the plan."""
     from ..io.training_set import read_training_set
 
@@ -330,14 +331,15 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
     for job in jobs:
         source = {"format": FORMAT, "model": job["model"], "model_sha256": job["model_sha256"],
                   "testset": str(testset), "testset_sha256": test_sha,
-                  "dft": _settings_record(job["settings"]), "elements": list(elements)}
+                  "dft": _settings_record(job["settings"]), "elements": list(elements),
+                  "charge_model": bool(charge_model)}
         job["source"] = source
         job["cached"] = (not overwrite) and cache_hit(Path(job["out"]), source)
     _make_folders(out, ours, testset, test_sha, jobs)
     return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
             "elements": list(elements), "jobs": jobs, "runs": runs,
             "test_fractions": test_fracs, "test_compositions": test_comps,
-            "exclude_training": bool(exclude_training)}
+            "exclude_training": bool(exclude_training), "charge_model": bool(charge_model)}
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -380,24 +382,30 @@ def aggregate(plan: dict) -> list[dict]:
 # ----------------------------------------------------------------------------- driver
 def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                 overwrite: bool = False, exclude_training: bool = False,
-                plots: bool = True, energy_samples: int = 0) -> dict:
+                plots: bool = True, energy_samples: int = 0,
+                charge_model: bool = False) -> dict:
     """Evaluate every trained round of the learn directories ``dirs`` on ``testset`` (all ranks
     of ``comm``; rounds with a valid cached evaluation in ``out`` are skipped) and write the
     comparison to ``out``. ``settings``: DFT settings of the energies (default: each model's
     recorded ``dft`` settings); ``elements``: the element order (default: the first journal's).
     ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
     comparison. ``energy_samples``: weight samples per snapshot for the energy error bar
-    (default 0: none; the learning curves need only the errors). Returns {"rows", "evaluated",
+    (default 0: none; the learning curves need only the errors). ``charge_model``: evaluate
+    each round with the atomic-charge correction (docs/charges.md), fitting the charge model of
+    a round's model that has none on its training snapshots (:func:`with_charge_model`; the
+    learn directories are not changed). Returns {"rows", "evaluated",
     "reused", "copied" (rounds given the evaluation of an equal model), "out", ...} on
     every rank."""
     from ..evaluation import run_evaluate
 
     plan = on_root(comm, prepare, testset, [str(d) for d in dirs], out, settings, elements,
-                   overwrite, exclude_training)
+                   overwrite, exclude_training, charge_model)
     evaluated, reused, copied = [], [], []
     done = {}   # the evaluation folder of each (model SHA-256, DFT settings) evaluated or cached
     for job in plan["jobs"]:
         tag = f"{job['name']}/round_{job['round']:02d}"
+        if charge_model and not job["cached"]:
+            job = with_charge_model(comm, job)
         twin = twin_key(job)
         if job["cached"]:
             reused.append(tag)
@@ -410,7 +418,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
         else:
             if comm.rank == 0:
                 log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
-            run_evaluate(comm, job["model"], plan["testset"], job["out"],
+            run_evaluate(comm, job["evaluated_model"], plan["testset"], job["out"],
                          settings=job["settings"], elements=plan["elements"], overwrite=True,
                          energy_samples=energy_samples)
             on_root(comm, write_json, Path(job["out"]) / SOURCE, job["source"])
@@ -423,6 +431,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
         result = {"format": FORMAT, "version": VERSION, "testset": plan["testset"],
                   "testset_sha256": plan["testset_sha256"], "elements": plan["elements"],
                   "exclude_training": plan["exclude_training"],
+                  "charge_model": plan["charge_model"],
                   "training_match": "requested or realised composition equal within "
                                     f"{COMPOSITION_TOL:g} per element to a training "
                                     "composition, requested or realised",
@@ -443,6 +452,21 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     return on_root(comm, finish)
 
 
+def with_charge_model(comm, job: dict) -> dict:
+    """The job with a model that has a charge model (collective): the round's own when it has
+    one (``[train] charge_model = true``), else its copy ``OUT/<name>/round_NN.charges.pt``
+    with one fitted on the round's training snapshots (:func:`hpcdens.charge_correction.
+    run_fit_charges`, all ranks; kept and reused while the round's model is unchanged)."""
+    from ..charge_correction import run_fit_charges
+    from ..io.model import load_model, prediction_sha256
+    from .compare_cache import fitted_copy
 
-
-
+    if on_root(comm, lambda: load_model(job["model"])[1].charges is not None):
+        return job
+    charged = Path(f"{job['out']}.charges.pt")
+    if not on_root(comm, fitted_copy, charged, job["model"]):
+        if comm.rank == 0:
+            log.info("learn-compare: fitting the charge model of %s", job["model"])
+        run_fit_charges(comm, job["model"], charged)
+    return {**job, "evaluated_model": str(charged),
+            "prediction_sha256": on_root(comm, prediction_sha256, charged)}

@@ -30,7 +30,21 @@ def cache_hit(directory: Path, source: dict) -> bool:
         return False
     same = all(old.get(k) == source[k] for k in ("model_sha256", "testset_sha256", "dft",
                                                   "elements"))
-    return same and isinstance(rows, list)
+    charged = old.get("charge_model", False) == source.get("charge_model", False)
+    return same and charged and isinstance(rows, list)
+
+
+def fitted_copy(path: Path, model) -> bool:
+    """Whether ``path`` holds ``model`` with a charge model fitted ('hpcdens charges' wrote it
+    from that model): the same weights and training record, and a charge model."""
+    from ..io.model import load_model, weights_sha256
+
+    try:
+        record = load_model(path)[1]
+    except Exception:                # missing, half-written or not a model: fit it again
+        return False
+    return (record.charges is not None and weights_sha256(path) == weights_sha256(model)
+            and record.training == load_model(model)[1].training)
 
 
 def twin_key(job: dict) -> str:
