@@ -48,7 +48,7 @@ from ..config_sections import LATER_DEFAULTS
 from ..errors import HpcdensError, InputError
 from ..io.files import sha256_file, write_csv, write_json
 from ..parallel.collective import on_root
-from .compare_cache import SOURCE, cache_hit, copy_evaluation, twin_key
+from .compare_cache import SOURCE, cache_hit, copy_evaluation, twin_key, with_charge_model
 from .compare_report import plot_learning_curves, to_chemical_accuracy
 
 log = logging.getLogger("hpcdens.learn_compare")
@@ -390,10 +390,8 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     recorded ``dft`` settings); ``elements``: the element order (default: the first journal's).
     ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
     comparison. ``energy_samples``: weight samples per snapshot for the energy error bar
-    (default 0: none; the learning curves need only the errors). ``charge_model``: evaluate
-    each round with the atomic-charge correction (docs/charges.md), fitting the charge model of
-    a round's model that has none on its training snapshots (:func:`with_charge_model`; the
-    learn directories are not changed). Returns {"rows", "evaluated",
+    (default 0: none). ``charge_model``: with the atomic-charge correction, fitted where a
+    round's model has none (:func:`with_charge_model`). Returns {"rows", "evaluated",
     "reused", "copied" (rounds given the evaluation of an equal model), "out", ...} on
     every rank."""
     from ..evaluation import run_evaluate
@@ -450,23 +448,3 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
         return result
 
     return on_root(comm, finish)
-
-
-def with_charge_model(comm, job: dict) -> dict:
-    """The job with a model that has a charge model (collective): the round's own when it has
-    one (``[train] charge_model = true``), else its copy ``OUT/<name>/round_NN.charges.pt``
-    with one fitted on the round's training snapshots (:func:`hpcdens.charge_correction.
-    run_fit_charges`, all ranks; kept and reused while the round's model is unchanged)."""
-    from ..charge_correction import run_fit_charges
-    from ..io.model import load_model, prediction_sha256
-    from .compare_cache import fitted_copy
-
-    if on_root(comm, lambda: load_model(job["model"])[1].charges is not None):
-        return job
-    charged = Path(f"{job['out']}.charges.pt")
-    if not on_root(comm, fitted_copy, charged, job["model"]):
-        if comm.rank == 0:
-            log.info("learn-compare: fitting the charge model of %s", job["model"])
-        run_fit_charges(comm, job["model"], charged)
-    return {**job, "evaluated_model": str(charged),
-            "prediction_sha256": on_root(comm, prediction_sha256, charged)}

@@ -4,18 +4,21 @@ Each evaluated round's folder ``OUT/<name>/round_NN/`` holds ``evaluate.json`` a
 the evaluation finished, ``source.json`` (the model's and the test set's SHA-256, the DFT settings
 of the energies, the element order): :func:`cache_hit` says whether a folder's evaluation is that
 of a job. :func:`twin_key` and :func:`copy_evaluation` give a round whose model predicts exactly
-as an evaluated one a copy of that evaluation. Documentation: docs/commands/learn-compare.md.
+as an evaluated one a copy of that evaluation; :func:`with_charge_model` gives a round's model a
+charge model to evaluate with (``--charge-model``). Documentation: docs/commands/learn-compare.md.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
 from ..io.files import write_json
 
 SOURCE = "source.json"
+log = logging.getLogger("hpcdens.learn_compare")
 
 
 def cache_hit(directory: Path, source: dict) -> bool:
@@ -63,3 +66,23 @@ def copy_evaluation(src, dst, source: dict) -> None:
         shutil.rmtree(dst)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(SOURCE))
     write_json(dst / SOURCE, source)
+
+
+def with_charge_model(comm, job: dict) -> dict:
+    """The job with a model that has a charge model (collective): the round's own when it has
+    one (``[train] charge_model = true``), else its copy ``OUT/<name>/round_NN.charges.pt``
+    with one fitted on the round's training snapshots (:func:`hpcdens.charge_correction.
+    run_fit_charges`, all ranks; kept and reused while the round's model is unchanged)."""
+    from ..charge_correction import run_fit_charges
+    from ..io.model import load_model, prediction_sha256
+    from ..parallel.collective import on_root
+
+    if on_root(comm, lambda: load_model(job["model"])[1].charges is not None):
+        return job
+    charged = Path(f"{job['out']}.charges.pt")
+    if not on_root(comm, fitted_copy, charged, job["model"]):
+        if comm.rank == 0:
+            log.info("learn-compare: fitting the charge model of %s", job["model"])
+        run_fit_charges(comm, job["model"], charged)
+    return {**job, "evaluated_model": str(charged),
+            "prediction_sha256": on_root(comm, prediction_sha256, charged)}
