@@ -226,6 +226,36 @@ def test_bad_input_is_reported_with_the_fix_before_any_work(training_set, config
         run_train(cfg, [training_set], tmp_path / "nodir" / "m.pt")
 
 
+def _with_settings(src, dst, **changes):
+    """A copy of the training set ``src`` whose snapshots record ``changes`` in their settings."""
+    import json
+    import shutil
+
+    import h5py
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        for key in json.loads(f.attrs["snapshot_keys"]):
+            g = f["snapshots"][key]
+            g.attrs["settings"] = json.dumps({**json.loads(g.attrs["settings"]), **changes})
+    return dst
+
+
+def test_snapshots_of_other_dft_settings_are_refused_but_other_meshes_train(
+        training_set, config, tmp_path):
+    """Labels of another pseudopotential are another density: refused, naming both snapshots.
+    Another mesh spacing is the same density: trained on, the record keeps the finest."""
+    cfg = config({"train.epochs": 1, "train.points_per_snapshot": 100})
+    other = _with_settings(training_set, tmp_path / "pade.h5", pseudo="gth-pade")
+    with pytest.raises(InputError, match=r"different DFT settings: pseudo = 'gth-pbe' in "
+                                         r".*train.*:.* but 'gth-pade' in .*pade.h5:"):
+        run_train(cfg, [training_set, other], tmp_path / "m.pt")
+    assert not (tmp_path / "m.pt").exists()
+    finer = _with_settings(training_set, tmp_path / "fine.h5", mesh_spacing_bohr=0.25)
+    run_train(cfg, [training_set, finer], tmp_path / "m.pt", progress=False)
+    assert load_model(tmp_path / "m.pt")[1].dft["mesh_spacing_bohr"] == 0.25
+
+
 def test_checkpoint_of_an_earlier_run_needs_resume_or_overwrite(training_set, config, tmp_path):
     cfg = config({"train.epochs": 1, "train.points_per_snapshot": 100})
     (tmp_path / "m.pt.ckpt").write_text("old checkpoint")

@@ -94,7 +94,36 @@ def load_snapshots(paths) -> list[Labelled]:
         names = ", ".join(str(p) for p in paths)
         raise InputError(f"no snapshots in {names} (every label failed?). Fix: run 'hpcdens "
                          f"generate CONFIG --retry-failed' or give other --data files")
+    check_same_physics(out, paths)
     return out
+
+
+PHYSICS_KEYS = ("backend", "basis", "pseudo", "xc", "sparc_psp_dir", "smearing", "smearing_ha")
+"""Settings that change the (pseudo-)density a snapshot's label is: the snapshots of one model
+must agree in each (where both record it). The mesh spacing may differ (cell sizes do too)."""
+
+
+def _physics(item: Labelled) -> dict:
+    s = item.snapshot
+    return {k: v for k, v in {"backend": s.attrs.get("backend"), **s.settings}.items()
+            if k in PHYSICS_KEYS and v is not None}
+
+
+def check_same_physics(labelled: list[Labelled], paths) -> None:
+    """InputError naming two snapshots whose labels were computed with different DFT settings
+    (:data:`PHYSICS_KEYS`; numbers equal to 1e-6 relative): one model learns one kind of density."""
+    first = {}
+    for item in labelled:
+        where = f"{paths[item.file_index]}:{item.key}"
+        for k, v in _physics(item).items():
+            v0, w0 = first.setdefault(k, (v, where))
+            same = (abs(v - v0) <= 1e-6 * max(abs(v), abs(v0))
+                    if isinstance(v, float) and isinstance(v0, float) else v == v0)
+            if not same:
+                raise InputError(f"the training snapshots were labelled with different DFT "
+                                 f"settings: {k} = {v0!r} in {w0} but {v!r} in {where}. Fix: "
+                                 "label them all with one [dft] section (the mesh spacing may "
+                                 "differ), or train on the files of one setting")
 
 
 def data_hash(labelled: list[Labelled]) -> str:
@@ -280,13 +309,19 @@ DFT_KEYS = ("backend", "basis", "pseudo", "xc", "mesh_spacing_bohr", "sparc_psp_
 
 def dft_settings(labelled: list[Labelled], indices: list[int]) -> dict | None:
     """{backend, basis, pseudo, xc, mesh_spacing_bohr, sparc_psp_dir} (those present) shared by the
-    snapshots ``indices``, or None when they differ: the record from which
-    :func:`hpcdens.dft.settings_from_record` rebuilds the settings the predictor needs for N_e,
-    the SAD of delta_rho models and its default grid spacing."""
-    seen = {json.dumps({k: v for k, v in {"backend": labelled[i].snapshot.attrs.get("backend"),
-                                           **labelled[i].snapshot.settings}.items()
-                        if k in DFT_KEYS and v is not None}, sort_keys=True) for i in indices}
-    return json.loads(seen.pop()) if len(seen) == 1 else None
+    snapshots ``indices`` (the finest mesh spacing among them), or None when the others differ:
+    the record from which :func:`hpcdens.dft.settings_from_record` rebuilds the settings the
+    predictor needs for N_e, the SAD of delta_rho models and its default grid spacing."""
+    mesh = "mesh_spacing_bohr"
+    records = [{k: v for k, v in {"backend": labelled[i].snapshot.attrs.get("backend"),
+                                  **labelled[i].snapshot.settings}.items()
+                if k in DFT_KEYS and v is not None} for i in indices]
+    seen = {json.dumps({k: v for k, v in r.items() if k != mesh}, sort_keys=True)
+            for r in records}
+    if len(seen) != 1:
+        return None
+    spacings = [r[mesh] for r in records if mesh in r]
+    return {**json.loads(seen.pop()), **({mesh: min(spacings)} if spacings else {})}
 
 
 def valence_electrons(labelled: list[Labelled], indices: list[int]) -> dict | None:
