@@ -239,23 +239,35 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
 @pytest.mark.mpi(min_size=2)
 def test_rank_invariance_of_the_charge_correction(mpi_tmp_path):
     """A model with a charge model: rho_normalised corrected block by block on every rank, in
-    two decompositions, equals the one-rank file to rounding."""
+    two decompositions, equals the one-rank file to rounding. The cell is long enough along z
+    that a block's pro-atoms leave out some atoms (checked), as on large cells."""
+    from ase.units import Bohr
     from mpi4py import MPI
 
+    from hpcdens.parallel.decomposition import block_box
+    from hpcdens.parallel.halo import PeriodicStructure, atoms_near_block
+    from hpcdens.sad import RadialDensity
     from tests.predict_helpers import charge_record
 
     comm = MPI.COMM_WORLD
-    on_rank0(comm, lambda: make_model(mpi_tmp_path / "model.pt",
-                                      meta={"charges": charge_record()}))
-    path = on_rank0(comm, lambda: write_cell(mpi_tmp_path / "c.extxyz",
-                                             sige_cell((1, 1, 2), seed=7)))
+    record = charge_record()
+    on_rank0(comm, lambda: make_model(mpi_tmp_path / "model.pt", meta={"charges": record}))
+    cell = sige_cell((1, 1, 4), seed=7)
+    path = on_rank0(comm, lambda: write_cell(mpi_tmp_path / "c.extxyz", cell))
     for report, kw in (("charges", {"spacing_bohr": 0.8, "chunk_points": 600}),
                        ("charges-x", {"spacing_bohr": 0.8, "dims": (comm.size, 1, 1)})):
         r = _invariance(comm, mpi_tmp_path, path, report, **kw)
         assert r["diff"]["rho"] == 0.0 and r["diff"]["rho_normalised"] <= 1e-13
 
-    def corrected():
+    def corrected_with_fewer_atoms_per_block():
         _, attrs = read_fields(mpi_tmp_path / "par-charges.h5")
         assert attrs["charge_corrected"] and attrs["n_ranks"] == comm.size
+        shape = tuple(attrs["grid_shape"])
+        structure = PeriodicStructure.from_arrays(cell.positions / Bohr, cell.numbers,
+                                                  np.asarray(cell.cell) / Bohr)
+        r_cut = max(RadialDensity.from_table(el, t).r_cut
+                    for el, t in record["pro_atoms"].items())
+        lo, hi = block_box(shape, tuple(attrs["process_grid"]), (0, 0, 0))
+        assert len(atoms_near_block(structure, shape, lo, hi, r_cut)) < len(cell)
 
-    on_rank0(comm, corrected)
+    on_rank0(comm, corrected_with_fewer_atoms_per_block)

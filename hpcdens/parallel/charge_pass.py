@@ -5,8 +5,9 @@ When the model carries a charge model (``hpcdens charges``), ``hpcdens predict``
 rho' = f rho (1 + sum_a lam_a w_a), f = N_e / int rho. The whole grid is never held by one rank:
 
 1. each rank reads its block's rho back from the file chunk by chunk, computes the Hirshfeld
-   weights of the chunk's points (every atom of the cell, periodic images included; a point's
-   weights depend on that point alone) and adds the chunk's share of the atoms' populations and
+   weights of the chunk's points (a point's weights depend on that point alone; only the atoms
+   with an image within a pro-atom radius of the block enter, as for the SAD, so the cost per
+   block does not grow with the cell) and adds the chunk's share of the atoms' populations and
    of the sparse overlap matrix A_ab = sum_r w_a w_b f rho dV;
 2. the populations are summed over ranks, the overlap matrices gathered to rank 0, which solves
    for lam (natm unknowns) with the charge model's targets and broadcasts it;
@@ -26,6 +27,7 @@ from .. import charges
 from ..charge_correction import load_charge_model, target_populations, weights_at
 from .collective import allreduce_array, on_every_rank, on_root
 from .decomposition import chunk_boxes
+from .halo import PeriodicStructure, atoms_near_block
 
 
 def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
@@ -40,20 +42,25 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
     model, radial = load_charge_model(plan.record.charges, symbols)
     boxes = [box for _, box in chunk_boxes(decomp.local_start, decomp.local_stop,
                                            plan.chunk_points)]
+    structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers, plan.cell_bohr)
+    near = atoms_near_block(structure, plan.grid_shape, decomp.local_start, decomp.local_stop,
+                            max(r.r_cut for r in radial.values()) + 1e-6) if boxes else []
+    positions, near_symbols = plan.positions_bohr[near], [symbols[i] for i in near]
 
     def chunk(lo, hi):
+        """The chunk's rho (Eq. 9) and Hirshfeld weights (columns: the atoms ``near``)."""
         rho = writer.read_chunk("rho", lo, hi) * factor
         points = plan.grid.cartesian_points(lo, hi)
-        return rho, weights_at(plan.cell_bohr, plan.positions_bohr, symbols, points, radial)
+        return rho, weights_at(plan.cell_bohr, positions, near_symbols, points, radial)
 
     def sums():
-        now, a = np.zeros(natm), coo_matrix((natm, natm))
+        now, a = np.zeros(natm), coo_matrix((len(near), len(near)))
         for lo, hi in boxes:
             rho, w = chunk(lo, hi)
-            now += charges.populations(w, rho, dv)
+            now[near] += charges.populations(w, rho, dv)
             a = a + charges.overlap(w, rho, dv)
         a = a.tocoo()
-        return now, (a.row, a.col, a.data)
+        return now, (np.asarray(near)[a.row], np.asarray(near)[a.col], a.data)
 
     now, part = on_every_rank(comm, sums)
     now = allreduce_array(comm, now)
@@ -73,7 +80,7 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
     def apply():
         for lo, hi in boxes:
             rho, w = chunk(lo, hi)
-            writer.write_chunk("rho_normalised", lo, hi, rho * (1.0 + w @ lam))
+            writer.write_chunk("rho_normalised", lo, hi, rho * (1.0 + w @ lam[near]))
 
     on_every_rank(comm, apply)
     return info
