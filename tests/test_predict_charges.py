@@ -55,3 +55,19 @@ def test_without_the_correction_it_is_eq9_alone(charged):
     eq9 = fields["rho"] * (attrs["n_electrons"] / attrs["integral_rho_raw"])
     np.testing.assert_array_equal(fields["rho_normalised"], eq9)
     assert not attrs["charge_corrected"] and summary["charge_correction"] is None
+
+
+def test_the_command_says_what_rho_normalised_is(charged, tmp_path, capsys):
+    from hpcdens.cli import main
+
+    argv = ["predict", str(charged / "model.pt"), str(charged / "cell.extxyz"),
+            "--spacing-bohr", "0.8", "--overwrite"]
+    assert main(argv + ["--out", str(tmp_path / "a.h5")]) == 0
+    assert "corrected to the model's atomic charges: rms change" in capsys.readouterr().out
+    assert main(argv + ["--out", str(tmp_path / "b.h5"), "--no-charge-correction"]) == 0
+    assert "atomic charges" not in capsys.readouterr().out
+    make_model(tmp_path / "plain.pt")
+    assert main(["predict", str(tmp_path / "plain.pt"), *argv[2:], "--out",
+                 str(tmp_path / "c.h5")]) == 0
+    assert "Eq. 9 alone: the model has no charge model ('hpcdens charges" \
+        in capsys.readouterr().out

@@ -14,7 +14,7 @@ def format_summary(summary: dict) -> str:
             f"{summary['n_ranks']} ranks (process grid {summary['process_grid']})\n"
             f"N_e = {summary['n_electrons']:g} ({summary['valence_source']}), integral of raw "
             f"rho = {summary['integral_rho_raw']:.6f}\n"
-            + charge_line(summary.get("charge_correction"))
+            + charge_line(summary)
             + f"halo grew {summary['halo_growths']} times in {summary['halo_blocks_grown']} blocks "
             f"(max radius {summary['halo_radius_max_bohr']:.2f} Bohr)\n"
             f"seconds (max over ranks): {phases}; peak RSS {summary['peak_rss_mb_max']:.0f} MB\n"
@@ -22,13 +22,18 @@ def format_summary(summary: dict) -> str:
             + reach_line(summary["uncertainty_calibration"], summary["out_of_reach_fraction"]))
 
 
-def charge_line(corrected: dict | None) -> str:
-    """The atomic-charge correction's line ('' without one)."""
-    if not corrected:
+def charge_line(summary: dict) -> str:
+    """What rho_normalised is beyond Eq. 9: the atomic-charge correction's line, or how to get
+    one for a model without a charge model ('' when it was turned off)."""
+    corrected = summary.get("charge_correction")
+    if corrected:
+        return (f"rho_normalised corrected to the model's atomic charges: rms change "
+                f"{corrected['charge_rmse_change']:.4f} e, max |lambda| "
+                f"{corrected['lambda_max']:.3g}\n")
+    if summary.get("charge_model"):
         return ""
-    return (f"rho_normalised corrected to the model's atomic charges: rms change "
-            f"{corrected['charge_rmse_change']:.4f} e, max |lambda| "
-            f"{corrected['lambda_max']:.3g}\n")
+    return ("rho_normalised is Eq. 9 alone: the model has no charge model ('hpcdens charges "
+            "MODEL' fits one on its training snapshots, docs/charges.md)\n")
 
 
 def no_epistemic_line(summary: dict) -> str:

@@ -291,7 +291,8 @@ def _execute(comm, plan: PredictPlan, predictor: Predictor, timer: PhaseTimer, p
                "peak_rss_mb_max": rss, "compute_cpu_s_sum": cpu,
                "uncertainty_calibration": plan.record.calibration,
                "n_samples": plan.record.n_samples, "sample_mode": plan.sample_mode,
-               "charge_correction": corrected, **halo}
+               "charge_correction": corrected, "charge_model": plan.record.charges is not None,
+               **halo}
     return Prediction(plan, layout, kept.arrays() if kept is not None else None, summary)
 
 
