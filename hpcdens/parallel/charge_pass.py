@@ -44,7 +44,8 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
                                            plan.chunk_points)]
     structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers, plan.cell_bohr)
     near = atoms_near_block(structure, plan.grid_shape, decomp.local_start, decomp.local_stop,
-                            max(r.r_cut for r in radial.values()) + 1e-6) if boxes else []
+                            max(r.r_cut for r in radial.values()) + 1e-6) \
+        if boxes else np.zeros(0, dtype=int)
     positions, near_symbols = plan.positions_bohr[near], [symbols[i] for i in near]
 
     def chunk(lo, hi):
@@ -60,7 +61,7 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
             now[near] += charges.populations(w, rho, dv)
             a = a + charges.overlap(w, rho, dv)
         a = a.tocoo()
-        return now, (np.asarray(near)[a.row], np.asarray(near)[a.col], a.data)
+        return now, (near[a.row], near[a.col], a.data)
 
     now, part = on_every_rank(comm, sums)
     now = allreduce_array(comm, now)
