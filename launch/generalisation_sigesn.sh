@@ -47,7 +47,8 @@ done
 # evaluations, and started again labels only what is missing.
 label() {
     echo "labelling: $1 ($(date +%H:%M:%S))"
-    if mpirun -n 1 hpcdens generate "$IN/$1.toml" --out "$OUT/suite/$1.h5" --extend --no-progress \
+    # --bind-to none: independent mpiruns would each pin their rank to core 0 (one core shared)
+    if mpirun --bind-to none -n 1 hpcdens generate "$IN/$1.toml" --out "$OUT/suite/$1.h5" --extend --no-progress \
         >> "$OUT/suite/$1.log" 2>&1; then
         echo "labelled:  $1 ($(date +%H:%M:%S))"
     else
