@@ -321,6 +321,19 @@ def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, c
     assert again["evaluated"] == [] and len(again["reused"]) == 2
     plain = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
     assert plain["evaluated"] == ["tess/round_01", "tess/round_02"]
+    # A round model that records no DFT settings cannot get a charge model: refused first.
+    from dataclasses import replace
+
+    from hpcdens.io.model import save_model
+
+    net, record = load_model(twin / "round_01" / "model.pt")
+    save_model(twin / "round_01" / "model.pt", net, replace(record, dft=None))
+    state = read_state(twin)
+    state["rounds"][0]["model_sha256"] = sha256_file(twin / "round_01" / "model.pt")
+    write_state(twin, state)
+    with pytest.raises(InputError, match="records no DFT settings to fit one from"):
+        run_compare(_comm(), runs["testset"], [twin], tmp_path / "out2", charge_model=True)
+    assert not (tmp_path / "out2").exists()
 
 
 def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):

@@ -9,30 +9,21 @@ composition is not a training composition of that round):
 
 * mean and max absolute Harris-Foulkes energy error, Ha/atom (free energy E - TS, Eq. 10);
 * mean and max density NRMSE (renormalised density, Eq. 9), mean relative L1 (%);
-* how many snapshots are within chemical accuracy
-  (:data:`hpcdens.energy.CHEMICAL_ACCURACY_HA_PER_ATOM`, 1.6e-3 Ha/atom = 1 kcal/mol), and whether
-  all are (max error <= threshold).
+* how many snapshots are within chemical accuracy (1.6e-3 Ha/atom), and whether all are.
 
-Rank 0 writes ``OUT/compare.csv``, ``OUT/compare.json`` and ``OUT/learning_curves.png`` (energy
-error and NRMSE vs number of training compositions, one colour per DIR) and prints a table.
+Rank 0 writes ``OUT/compare.csv``, ``compare.json``, ``learning_curves.png`` and prints a table.
 
-Cache: each evaluated round gets ``OUT/<name>/round_NN/source.json`` with the SHA-256 of the model
-and of the test set and the DFT settings of the energies; it is written after the evaluation
-finished. A round whose ``evaluate.json`` and matching ``source.json`` exist is not evaluated
-again, so a killed comparison resumes and a learn run that has grown evaluates only its new
-rounds. A round whose model predicts exactly as one evaluated or cached earlier in the same
-comparison (equal :func:`hpcdens.io.model.prediction_sha256`: weights and prediction settings;
-equal DFT settings) gets a copy of that evaluation instead: the first round of runs that differ
-only in their strategy or ``[learn]`` seed trains the same pure-element model.
-``OUT/manifest.json`` marks OUT as a comparison output.
+Cache (:mod:`hpcdens.learning.compare_cache`): a round whose ``evaluate.json`` and matching
+``source.json`` (model and test-set SHA-256, DFT settings) exist is not evaluated again, so a
+killed comparison resumes and a grown learn run evaluates only its new rounds; a round whose
+model predicts exactly as one evaluated earlier gets a copy of that evaluation (the first round
+of runs that differ only in strategy or ``[learn]`` seed). ``charge_model``: every round with the
+atomic-charge correction. ``OUT/manifest.json`` marks OUT as a comparison output.
 
-Training compositions (``exclude_training``): a test snapshot counts as a training composition of
-a round when its requested composition (the key's prefix, ``requested_composition``) or its
-realised composition (``composition``: what the cell's whole atom counts give) equals, within
-1e-6 per element, a training composition of the round, either as requested (the journal's labels)
-or as realised in ``DIR/train.h5``. Small cells round fractions (a 2-atom cell realises
-Si0.25Ge0.75 as Si0.5Ge0.5), so matching the requested labels alone could count a physically
-seen composition as held out. Documentation: docs/commands/learn-compare.md.
+Training compositions (``exclude_training``): a test snapshot is one of a round when its
+requested or realised composition equals (1e-6 per element) a training composition of the round,
+as requested or as realised in ``DIR/train.h5``: small cells round fractions (a 2-atom cell
+realises Si0.25Ge0.75 as Si0.5Ge0.5). Documentation: docs/commands/learn-compare.md.
 """
 
 from __future__ import annotations
@@ -48,7 +39,14 @@ from ..config_sections import LATER_DEFAULTS
 from ..errors import HpcdensError, InputError
 from ..io.files import sha256_file, write_csv, write_json
 from ..parallel.collective import on_root
-from .compare_cache import SOURCE, cache_hit, copy_evaluation, twin_key, with_charge_model
+from .compare_cache import (
+    SOURCE,
+    cache_hit,
+    check_fittable,
+    copy_evaluation,
+    twin_key,
+    with_charge_model,
+)
 from .compare_report import plot_learning_curves, to_chemical_accuracy
 
 log = logging.getLogger("hpcdens.learn_compare")
@@ -335,6 +333,8 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
                   "charge_model": bool(charge_model)}
         job["source"] = source
         job["cached"] = (not overwrite) and cache_hit(Path(job["out"]), source)
+    if charge_model:
+        check_fittable(jobs)
     _make_folders(out, ours, testset, test_sha, jobs)
     return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
             "elements": list(elements), "jobs": jobs, "runs": runs,

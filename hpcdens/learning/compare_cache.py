@@ -68,6 +68,20 @@ def copy_evaluation(src, dst, source: dict) -> None:
     write_json(dst / SOURCE, source)
 
 
+def check_fittable(jobs) -> None:
+    """Rank 0, before any work: InputError for a round whose model has no charge model and no
+    DFT record to fit one from (its pro-atoms unknown)."""
+    from ..errors import InputError
+    from ..io.model import load_model
+
+    for job in jobs:
+        record = load_model(job["model"])[1]
+        if record.charges is None and record.dft is None:
+            raise InputError(f"model {job['model']!r} has no charge model and records no DFT "
+                             "settings to fit one from. Fix: leave out --charge-model, or that "
+                             "learn directory")
+
+
 def with_charge_model(comm, job: dict) -> dict:
     """The job with a model that has a charge model (collective): the round's own when it has
     one (``[train] charge_model = true``), else its copy ``OUT/<name>/round_NN.charges.pt``
