@@ -25,9 +25,10 @@ def register(sub):
         "charges", help="fit the atomic-charge model of a model on its training snapshots",
         description="Compute the Hirshfeld charges of the DFT densities of the model's training "
         "and validation snapshots (recorded by 'hpcdens train'), fit a kernel model of them on "
-        "each atom's surroundings and store it in the model file. evaluate (so learn-compare) "
-        "and scf then correct each atom's charge of the predicted density to the model's after "
-        "Eq. 9; predict does not yet. Run under mpirun -n N. See docs/charges.md.")
+        "each atom's surroundings and store it in the model file. predict (its rho_normalised, "
+        "which energy reads), evaluate (so learn-compare) and scf then correct each atom's "
+        "charge of the predicted density to the model's after Eq. 9. Run under mpirun -n N. "
+        "See docs/charges.md.")
     p.add_argument("model", metavar="MODEL", help="model file written by 'hpcdens train'")
     p.add_argument("--out", help="write the model with its charge model here (default: "
                    "replace MODEL)")

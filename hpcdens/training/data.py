@@ -103,10 +103,12 @@ PHYSICS_KEYS = ("backend", "basis", "pseudo", "xc", "sparc_psp_dir", "smearing",
 must agree in each (where both record it). The mesh spacing may differ (cell sizes do too)."""
 
 
-def _physics(item: Labelled) -> dict:
+def recorded_settings(item: Labelled, keys) -> dict:
+    """The entries ``keys`` of the DFT settings a snapshot records (its backend included), those
+    present."""
     s = item.snapshot
     return {k: v for k, v in {"backend": s.attrs.get("backend"), **s.settings}.items()
-            if k in PHYSICS_KEYS and v is not None}
+            if k in keys and v is not None}
 
 
 def check_same_physics(labelled: list[Labelled], paths) -> None:
@@ -115,7 +117,7 @@ def check_same_physics(labelled: list[Labelled], paths) -> None:
     first = {}
     for item in labelled:
         where = f"{paths[item.file_index]}:{item.key}"
-        for k, v in _physics(item).items():
+        for k, v in recorded_settings(item, PHYSICS_KEYS).items():
             v0, w0 = first.setdefault(k, (v, where))
             same = (abs(v - v0) <= 1e-6 * max(abs(v), abs(v0))
                     if isinstance(v, float) and isinstance(v0, float) else v == v0)
@@ -313,9 +315,7 @@ def dft_settings(labelled: list[Labelled], indices: list[int]) -> dict | None:
     the record from which :func:`hpcdens.dft.settings_from_record` rebuilds the settings the
     predictor needs for N_e, the SAD of delta_rho models and its default grid spacing."""
     mesh = "mesh_spacing_bohr"
-    records = [{k: v for k, v in {"backend": labelled[i].snapshot.attrs.get("backend"),
-                                  **labelled[i].snapshot.settings}.items()
-                if k in DFT_KEYS and v is not None} for i in indices]
+    records = [recorded_settings(labelled[i], DFT_KEYS) for i in indices]
     seen = {json.dumps({k: v for k, v in r.items() if k != mesh}, sort_keys=True)
             for r in records}
     if len(seen) != 1:
