@@ -28,7 +28,7 @@ KL_DIVISORS = ("sampled", "grid", "atoms")
 # Settings added after runs had been journaled and checkpointed: fingerprints leave them out while
 # they are at these defaults (:func:`without_later_defaults`), so that those runs still resume.
 LATER_DEFAULTS = {"train": {"density_fraction": 0.0, "kl_divisor": "sampled", "lr_patience": 0,
-                            "nll_beta": 0.0, "charge_model": False},
+                            "nll_beta": 0.0, "charge_model": None},
                   "learn": {"score": "density", "pick": "top"}}
 CUBIC_SITES = {"diamond": 8, "fcc": 4, "bcc": 2}
 PRIMITIVE_SITES = {"diamond": 2, "fcc": 1, "bcc": 1}
@@ -345,7 +345,7 @@ class TrainConfig:
     lr_patience : halve the learning rate every lr_patience epochs without improvement (0: never)
     nll_beta : beta-NLL (docs/model.md): each training point's NLL term weighted by sigma^(2 beta),
         normalised over the minibatch; 0 = Eq. 8 (the paper's loss). Validation uses Eq. 8.
-    charge_model : then fit the atomic-charge model (``hpcdens charges``, docs/charges.md).
+    charge_model : fit the atomic-charge model after training (docs/charges.md); None: rho only
     """
 
     SECTION = "train"
@@ -360,7 +360,7 @@ class TrainConfig:
     kl_divisor: str | int = "sampled"
     lr_patience: int = 0
     nll_beta: float = 0.0
-    charge_model: bool = False
+    charge_model: bool | None = None
 
     def __post_init__(self):
         s = self.SECTION

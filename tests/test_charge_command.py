@@ -25,7 +25,7 @@ def setup(tmp_path_factory):
     from mpi4py import MPI
 
     d = tmp_path_factory.mktemp("charges")
-    label_and_train(d, TRAIN)
+    label_and_train(d, {**TRAIN, "train.charge_model": False})
     res = run_fit_charges(MPI.COMM_SELF, d / "model.pt", d / "charged.pt")
     return d / "model.pt", d / "charged.pt", res, d / "train.h5"
 
@@ -123,19 +123,29 @@ def test_evaluate_applies_it(setup, tmp_path):
     assert "charge_correction_rmse" in csv_head.split(",")
 
 
-def test_train_fits_it_with_the_option(setup, tmp_path):
-    """[train] charge_model = true: the same charge model as 'hpcdens charges' on the model."""
+def test_train_fits_it_by_default_for_rho(setup, tmp_path):
+    """[train] charge_model unset, target rho: the same charge model as 'hpcdens charges' on the
+    model; off by default for delta_rho and without a DFT record; false turns it off (setup)."""
     from hpcdens.config import load_config
-    from hpcdens.training.run import run_train
+    from hpcdens.training.run import run_train, wants_charge_model
     from tests.input_helpers import TINY, write_input_file
 
     _, charged, _, train = setup
-    gen = write_input_file(tmp_path / "gen.toml", {**TINY, **TRAIN, "train.charge_model": True,
+    gen = write_input_file(tmp_path / "gen.toml", {**TINY, **TRAIN,
                                                    "output.directory": str(tmp_path / "r")})
-    summary = run_train(load_config(gen), [train], tmp_path / "m.pt", progress=False)
+    config = load_config(gen)
+    assert config.train.charge_model is None
+    summary = run_train(config, [train], tmp_path / "m.pt", progress=False)
     got, want = load_model(tmp_path / "m.pt")[1].charges, load_model(charged)[1].charges
     np.testing.assert_allclose(got["coef"], want["coef"], rtol=1e-10)
     assert summary["charge_model"]["n_atoms"] == 8
+    dft = load_model(charged)[1].dft
+    assert not wants_charge_model(config, None)
+    delta = {**TINY, "model.target": "delta_rho"}
+    assert not wants_charge_model(load_config(write_input_file(tmp_path / "d.toml", delta)), dft)
+    asked = load_config(write_input_file(tmp_path / "a.toml",
+                                         {**delta, "train.charge_model": True}))
+    assert wants_charge_model(asked, dft)
     with pytest.raises(InputError, match=r"charge_model = 1: must be of type bool"):
         load_config(write_input_file(tmp_path / "bad.toml", {**TINY, "train.charge_model": 1}))
 

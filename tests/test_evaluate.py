@@ -29,7 +29,7 @@ from tests.mpi_helpers import on_rank0  # noqa: E402
 TRAIN = {"descriptors.n_neighbors": 12, "model.hidden_layers": [32, 32],
          "train.points_per_snapshot": 0, "train.validation_fraction": 0.25, "train.epochs": 8,
          "train.batch_size": 128, "train.learning_rate": 3e-3, "train.patience": 10,
-         "train.seed": 0}
+         "train.seed": 0, "train.charge_model": False}   # corrected rows: test_charge_command.py
 
 
 def main(argv):

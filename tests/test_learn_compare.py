@@ -31,7 +31,8 @@ from tests.mpi_helpers import on_rank0  # noqa: E402
 # realise is part of what this file checks.
 LEARN = {**{k: v for k, v in ACTIVE_LEARN.items() if k not in ("system.supercell",
                                                                  "learn.strategy")},
-         "learn.seed": 5}
+         "learn.seed": 5,
+         "train.charge_model": False}   # rounds without a charge model: --charge-model fits copies
 TEST_COMPOSITIONS = ["Si1", "Si0.5Ge0.5", "Si0.25Ge0.75"]
 TEST_KEYS = ["Si1_Ge0/s000", "Si0.5_Ge0.5/s000", "Si0.25_Ge0.75/s000"]
 # What a 2-atom cell realises for each candidate label (checked against the files below).

@@ -100,6 +100,7 @@ def settings_fingerprint(config) -> str:
     relevant["learn"].pop("max_rounds")            # may be raised to continue a finished run
     relevant["learn"].pop("max_compositions")
     relevant["learn"].pop("uncertainty_threshold")
+    relevant["train"].pop("charge_model", None)     # fitted after training: no choice depends on it
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -104,7 +104,7 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
             save_model(out, model, model_record(config, dataset, state, summary))
             log.info("model -> %s", out)
         on_root(comm, save)
-        if config.train.charge_model:      # docs/charges.md
+        if wants_charge_model(config, dft_settings(dataset.labelled, dataset.train_idx)):
             from ..charge_correction import run_fit_charges
 
             fitted = run_fit_charges(comm, out, data=paths)
@@ -138,7 +138,21 @@ def _log_data(config, d: Dataset, ranks: int):
 # ---------------------------------------------------------------------------- checkpoints ---
 
 #: [train] settings a resumed run may change; every other one is in the checkpoint's fingerprint.
-RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience")
+RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience", "charge_model")   # the last: fitted after
+
+
+def wants_charge_model(config, dft: dict | None) -> bool:
+    """``[train] charge_model`` resolved (docs/charges.md): unset, on for target rho when the
+    training snapshots record their DFT settings ``dft`` (the pro-atoms come from them)."""
+    if config.train.charge_model is not None:
+        return config.train.charge_model
+    if config.model.target != "rho":
+        return False
+    if dft is None:
+        log.warning("no charge model: the training snapshots record no DFT settings, so the "
+                    "pro-atoms are unknown (docs/charges.md)")
+        return False
+    return True
 
 
 def fingerprint(config, d: Dataset, model) -> dict:
