@@ -347,13 +347,14 @@ def write_reliability(path: Path, reliability: dict) -> None:
 # ----------------------------------------------------------------------------- driver
 def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None,
                  elements=None, overwrite: bool = False, with_energy: bool = True,
-                 energy_samples: int | None = None) -> dict:
+                 energy_samples: int | None = None, charge_correction: bool = True) -> dict:
     """Evaluate ``model`` on every snapshot of ``testset`` on all ranks of ``comm``; writes the
     outputs to directory ``out``. ``settings``: DFT settings of the energies (default: the model
     record's ``dft`` settings). ``elements``: order for the composition axis (default: the
     model's species by atomic number). ``energy_samples``: how many of the model's N_s weight
-    samples give the energy error bar (None: all; 0: none). Returns {"rows", "summary", "out",
-    ...} on every rank."""
+    samples give the energy error bar (None: all; 0: none). ``charge_correction``: False
+    evaluates a model with a charge model without it (Eq. 9 alone). Returns {"rows",
+    "summary", "out", ...} on every rank."""
     from .parallel.snapshots import judge_snapshots
 
     t0 = time.perf_counter()
@@ -370,7 +371,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
     def work(snap, fields, predict_s):
         record = plan["predictor"].record
         row = evaluate_snapshot(snap, fields, plan["settings"], plan["elements"], with_energy,
-                                record.calibration, record.charges)
+                                record.calibration, record.charges if charge_correction else None)
         row["predict_s"] = predict_s
         log.info("evaluate: %s NRMSE %.3e, E error %s +- %s Ha/atom", snap.key, row["nrmse"],
                  _fmt(row["error_ha_per_atom"], ".3e"), _fmt(row["e_ml_std_per_atom_ha"], ".1e"))
@@ -378,7 +379,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
 
     rows = judge_snapshots(comm, plan["predictor"], [(plan["testset"], k) for k in plan["keys"]],
                            work, n_samples=n_samples, predictions_dir=out / PREDICTIONS,
-                           info={"testset": plan["testset"]})
+                           info={"testset": plan["testset"]}, charge_correction=charge_correction)
     regions = [region for r in rows for region in r.pop("_regions")]
     observed = np.mean([r.pop("_reliability") for r in rows], axis=0).tolist()
     reliability = {"nominal": list(unc.NOMINAL), "observed": observed,
@@ -401,6 +402,7 @@ def run_evaluate(comm, model, testset, out, *, settings: DFTConfig | None = None
               "rows": rows, "summary": summary,
               "regions_csv": REGIONS_CSV if regions else None,
               "uncertainty_calibration": plan["predictor"].record.calibration or "uncalibrated",
+              "charge_corrected": bool(charge_correction and plan["predictor"].record.charges),
               "reliability": reliability,
               "wall_time_s": time.perf_counter() - t0}
 

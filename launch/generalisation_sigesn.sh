@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The generalisation suite of Pathrudkar et al. (2025) for SiGeSn, for any trained model(s):
-#   bash launch/generalisation_sigesn.sh [--cases "vacancy64 divacancy64 ..."] TAG=MODEL.pt [TAG=MODEL.pt ...]
+#   bash launch/generalisation_sigesn.sh [--cases "vacancy64 divacancy64 ..."] [--no-charge-correction]
+#                                        TAG=MODEL.pt [TAG=MODEL.pt ...]
 # 1. labels every test cell of inputs/reproduction64/suite/ with PySCF (once; resumable; the cells
 #    side by side, one rank each):
 #    216-atom thermal cells at compositions k/6, mono- and di-vacancy cells (64 and 216 sites),
 #    the 8-bin checkerboards at three compositions (64 and 216 sites; the 216-site cells are cut
 #    a/8 off the half-cell planes so that every block holds 27 sites, docs/structures.md) and the
 #    27-bin equiatomic 216-site cell;
-# 2. evaluates each model on each cell (energy error, density NRMSE, relative L1, and the
+# 2. evaluates each model on each cell (with its charge model if it has one, docs/charges.md;
+#    --no-charge-correction: without, for every TAG of this call; give those TAGs their own names)
+#    (energy error, density NRMSE, relative L1, and the
 #    per-region errors around each vacancy and at each segregation boundary: regions.csv);
 # 3. writes the table of every model x cell: $OUT/generalisation/suite.csv and suite.md.
 # Finished labels and evaluations are kept: started again, it does only what is missing.
@@ -28,8 +31,10 @@ CASES=(vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c
        large216 vacancy216 divacancy216 checkerboard216a checkerboard216b checkerboard216c
        checkerboard216-27bin)
 if [[ "${1:-}" == --cases ]]; then read -r -a CASES <<< "$2"; shift 2; fi
+EVAL_ARGS=()
+if [[ "${1:-}" == --no-charge-correction ]]; then EVAL_ARGS=(--no-charge-correction); shift; fi
 if (($# == 0)); then
-    echo "usage: $0 [--cases \"CASE ...\"] TAG=MODEL.pt [TAG=MODEL.pt ...]" >&2
+    echo "usage: $0 [--cases \"CASE ...\"] [--no-charge-correction] TAG=MODEL.pt [TAG=MODEL.pt ...]" >&2
     echo "cases: ${CASES[*]}" >&2
     exit 2
 fi
@@ -73,7 +78,8 @@ for spec in "$@"; do
         printf '\n=== evaluate %s on %s -> %s ===\n' "$tag" "$case" "$dir"
         mkdir -p "$dir"
         mpirun -n "$NP" hpcdens evaluate "$model" "$OUT/suite/$case.h5" --config "$IN/$case.toml" \
-            --out "$dir" --overwrite ${SUITE_ENERGY_SAMPLES:+--energy-samples "$SUITE_ENERGY_SAMPLES"}
+            --out "$dir" --overwrite ${SUITE_ENERGY_SAMPLES:+--energy-samples "$SUITE_ENERGY_SAMPLES"} \
+            "${EVAL_ARGS[@]}"
     done
 done
 python launch/suite_table.py "$OUT/generalisation" "${CASES[@]}"

@@ -97,22 +97,23 @@ if want compare; then
         else echo "not started yet, left out: $(run_dir "$run")"; fi
     done
     mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${DIRS[@]}" --config "$IN/sigesn-test.toml" \
-        --out "$OUT/compare" --exclude-training
+        --out "$OUT/compare" --exclude-training --no-charge-correction
     step "4b. the same with the atomic-charge correction (a charge model fitted per round)"
     mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${DIRS[@]}" --config "$IN/sigesn-test.toml" \
         --out "$OUT/compare-charges" --charge-model --exclude-training
 fi
 if want suite; then
     step "5. generalisation suite: AL2, T2, T4, random with 6 compositions, without and with the charge correction"
-    SPECS=()
+    PLAIN=() SPECS=()
     for spec in "AL2=bayesian-train0/round_02" "T2=tessellation-train0/round_02" \
                 "T4=tessellation-train0/round_03" "random6=random-learn0/round_02"; do
         tag=${spec%%=*} model="$OUT/${spec#*=}/model.pt" charged="$OUT/charges/${spec%%=*}.pt"
         mkdir -p "$OUT/charges"
         [[ -f "$charged" && "$charged" -nt "$model" ]] \
             || mpirun -n "$NP" hpcdens charges "$model" --out "$charged"
-        SPECS+=("$tag=$model" "$tag-charges=$charged")
+        PLAIN+=("$tag=$model") SPECS+=("$tag-charges=$charged")
     done
+    bash launch/generalisation_sigesn.sh --no-charge-correction "${PLAIN[@]}"
     bash launch/generalisation_sigesn.sh "${SPECS[@]}"
 fi
 if want vacancy; then

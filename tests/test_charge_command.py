@@ -4,6 +4,8 @@ evaluate corrects each atom's charge of the predicted density to it before every
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -12,6 +14,7 @@ pytest.importorskip("pyscf")
 from hpcdens import charges
 from hpcdens import energy as en
 from hpcdens.charge_correction import atom_features, correct_density, run_fit_charges
+from hpcdens.cli import main
 from hpcdens.dft import get_backend, settings_from_record
 from hpcdens.errors import InputError
 from hpcdens.io.model import load_model
@@ -121,6 +124,19 @@ def test_evaluate_applies_it(setup, tmp_path):
     assert rows["charged"][snap.key]["e_ml_per_atom_ha"] == pytest.approx(e, rel=1e-10)
     csv_head = (tmp_path / "charged" / "evaluate.csv").read_text().splitlines()[0]
     assert "charge_correction_rmse" in csv_head.split(",")
+    assert res["charge_corrected"]
+    # --no-charge-correction: the charged model evaluates as the model without one, file too.
+    assert main(["evaluate", str(charged), str(train), "--out", str(tmp_path / "off"),
+                 "--no-charge-correction"]) == 0
+    off = json.loads((tmp_path / "off" / "evaluate.json").read_text())
+    assert off["charge_corrected"] is False
+    for r in off["rows"]:
+        for col in ("nrmse", "e_ml_per_atom_ha", "charge_correction_rmse"):
+            assert r[col] == rows["raw"][r["key"]][col]
+    name = snap.key.replace("/", "__") + ".h5"
+    with File(tmp_path / "off" / "predictions" / name) as a, \
+            File(tmp_path / "raw" / "predictions" / name) as b:
+        assert np.array_equal(a["rho_normalised"][()], b["rho_normalised"][()])
 
 
 def test_train_fits_it_by_default_for_rho(setup, tmp_path):

@@ -337,6 +337,44 @@ def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, c
     assert not (tmp_path / "out2").exists()
 
 
+def test_a_round_with_its_own_charge_model_is_evaluated_with_it_unless_told(runs, tmp_path,
+                                                                           capsys):
+    """Rounds whose models carry a charge model ([train] charge_model, on by default for rho):
+    the default evaluates them with it, --no-charge-correction without it (the rows of the
+    model without one), and neither is taken for the other from the cache."""
+    from hpcdens.charge_correction import run_fit_charges
+
+    tess = tmp_path / "tess"
+    shutil.copytree(runs["tess"], tess)
+    state = read_state(tess)
+    plain = run_compare(_comm(), runs["testset"], [runs["tess"]], tmp_path / "plain",
+                        plots=False)["rows"]
+    same = run_compare(_comm(), runs["testset"], [runs["tess"]], tmp_path / "plain",
+                       plots=False, charge_correction=False)   # no charge model: the same rows
+    assert not same["evaluated"] and len(same["reused"]) == len(state["rounds"])
+    for r in state["rounds"]:
+        run_fit_charges(_comm(), tess / r["model"])              # in place, as train does
+        r["model_sha256"] = sha256_file(tess / r["model"])
+    write_state(tess, state)
+    out = tmp_path / "out"
+    own = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
+    off = run_compare(_comm(), runs["testset"], [tess], out, plots=False, charge_correction=False)
+    assert len(off["evaluated"]) == len(state["rounds"]) and not off["reused"]
+    for a, b, c in zip(own["rows"], off["rows"], plain):
+        assert b["mean_abs_error_ha_per_atom"] == c["mean_abs_error_ha_per_atom"]
+        assert a["mean_abs_error_ha_per_atom"] != c["mean_abs_error_ha_per_atom"]
+    for r in json.loads((out / "tess" / "round_02" / "evaluate.json").read_text())["rows"]:
+        assert r["charge_correction_rmse"] is None
+    again = run_compare(_comm(), runs["testset"], [tess], out, plots=False)   # off's not reused
+    assert len(again["evaluated"]) == len(state["rounds"])
+    assert [r["mean_abs_error_ha_per_atom"] for r in again["rows"]] == \
+        [r["mean_abs_error_ha_per_atom"] for r in own["rows"]]
+    with pytest.raises(SystemExit):
+        cli_main(["learn-compare", str(runs["testset"]), str(tess), "--out", str(out),
+                  "--charge-model", "--no-charge-correction"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):
     testset, tess = runs["testset"], runs["tess"]
     empty = tmp_path / "empty"

@@ -34,7 +34,8 @@ def run(args) -> int:
         out = Path(OutputConfig().directory) / "evaluate"
     result = run_evaluate(comm, args.model, args.testset, out, settings=settings,
                           elements=elements, overwrite=args.overwrite, with_energy=args.energy,
-                          energy_samples=args.energy_samples)
+                          energy_samples=args.energy_samples,
+                          charge_correction=not args.no_charge_correction)
     if comm.rank == 0:
         print(format_table(result["rows"], result["summary"]))
         extra = f", {result['regions_csv']}" if result["regions_csv"] else ""
@@ -78,5 +79,8 @@ def register(sub):
                    "Harris-Foulkes energies give the energy error bar (default: all N_s of the "
                    "model; 0: no error bar; each costs one Kohn-Sham step, about 1 s for 64 "
                    "atoms)")
+    p.add_argument("--no-charge-correction", action="store_true", help="with a model that has "
+                   "a charge model, evaluate Eq. 9 alone instead of the charge-corrected density "
+                   "(to see what the correction does; docs/charges.md)")
     p.set_defaults(func=run)
     return p

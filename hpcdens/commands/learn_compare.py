@@ -24,7 +24,8 @@ def run(args) -> int:
                          elements=elements, overwrite=args.overwrite,
                          exclude_training=args.exclude_training, plots=not args.no_plots,
                          energy_samples=args.energy_samples,
-                         charge_model=args.charge_model)
+                         charge_model=args.charge_model,
+                         charge_correction=not args.no_charge_correction)
     if comm.rank == 0:
         print(format_table(result["rows"], result["exclude_training"]))
         print(format_accuracy(result["to_chemical_accuracy"]))
@@ -69,11 +70,16 @@ def register(sub):
     p.add_argument("--energy-samples", type=int, default=0, metavar="K", help="weight samples "
                    "per snapshot for the energy error bar in each round's evaluation (default 0: "
                    "none; see 'hpcdens evaluate --energy-samples')")
-    p.add_argument("--charge-model", action="store_true", help="evaluate every round with the "
-                   "atomic-charge correction (docs/charges.md): a round's model without a "
+    charges = p.add_mutually_exclusive_group()
+    charges.add_argument("--charge-model", action="store_true", help="evaluate every round with "
+                   "the atomic-charge correction (docs/charges.md): a round's model without a "
                    "charge model gets one fitted on its training snapshots ('hpcdens charges'), "
                    "written as OUT/<DIR name>/round_NN.charges.pt; the learn directories are "
                    "not changed")
+    charges.add_argument("--no-charge-correction", action="store_true", help="evaluate every "
+                         "round without the charge correction, also rounds whose model has a "
+                         "charge model (the default evaluates each model as 'hpcdens evaluate' "
+                         "does: with its charge model if it has one)")
     p.add_argument("--exclude-training", action="store_true", help="errors only over the test "
                    "snapshots whose composition (requested or realised) is not a training "
                    "composition of that round (default: all test snapshots)")

@@ -18,7 +18,8 @@ Cache (:mod:`hpcdens.learning.compare_cache`): a round whose ``evaluate.json`` a
 killed comparison resumes and a grown learn run evaluates only its new rounds; a round whose
 model predicts exactly as one evaluated earlier gets a copy of that evaluation (the first round
 of runs that differ only in strategy or ``[learn]`` seed). ``charge_model``: every round with the
-atomic-charge correction. ``OUT/manifest.json`` marks OUT as a comparison output.
+atomic-charge correction; ``charge_correction`` False: none with it. ``OUT/manifest.json`` marks
+OUT as a comparison output.
 
 Training compositions (``exclude_training``): a test snapshot is one of a round when its
 requested or realised composition equals (1e-6 per element) a training composition of the round,
@@ -44,6 +45,7 @@ from .compare_cache import (
     cache_hit,
     check_fittable,
     copy_evaluation,
+    make_folders,
     twin_key,
     with_charge_model,
 )
@@ -288,34 +290,14 @@ def _jobs(directories, dirs, states, out: Path, settings, elements, snaps) -> tu
                          "training_fractions": training_compositions(d, r["training"], elements),
                          "model": str(model), "model_sha256": sha,
                          "prediction_sha256": prediction_sha256(model), "settings": use,
-                         "evaluated_model": str(model),
+                         "evaluated_model": str(model), "has_charges": record.charges is not None,
                          "out": str(out / name / f"round_{r['round']:02d}")})
     return jobs, runs
 
 
-def _make_folders(out: Path, ours: bool, testset: Path, test_sha: str, jobs) -> None:
-    """OUT, its manifest and the folders of the rounds to evaluate (rank 0, after every check)."""
-    out.mkdir(exist_ok=True)
-    manifest = {"format": FORMAT, "version": VERSION, "testset": str(testset),
-                "testset_sha256": test_sha}
-    old = None
-    if ours:
-        try:
-            old = json.loads((out / MANIFEST).read_text())
-        except (OSError, ValueError):
-            old = None
-    if old and old.get("testset_sha256") != test_sha:
-        log.info("learn-compare: %s was made with another test set; its rounds are evaluated "
-                 "again", out)
-    write_json(out / MANIFEST, manifest)
-    for job in jobs:
-        if not job["cached"]:
-            Path(job["out"]).parent.mkdir(exist_ok=True)
-            (Path(job["out"]) / SOURCE).unlink(missing_ok=True)
-
-
 def prepare(testset, dirs, out, settings, elements, overwrite: bool,
-            exclude_training: bool, charge_model: bool = False) -> dict:
+            exclude_training: bool, charge_model: bool = False,
+            charge_correction: bool = True) -> dict:
     """Rank 0: every check before any work, then the output folders. Returns the plan."""
     from ..io.training_set import read_training_set
 
@@ -330,16 +312,19 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
         source = {"format": FORMAT, "model": job["model"], "model_sha256": job["model_sha256"],
                   "testset": str(testset), "testset_sha256": test_sha,
                   "dft": _settings_record(job["settings"]), "elements": list(elements),
-                  "charge_model": bool(charge_model)}
+                  "charge_model": bool(charge_model),
+                  "charge_corrected": charge_correction and (charge_model or job["has_charges"])}
         job["source"] = source
         job["cached"] = (not overwrite) and cache_hit(Path(job["out"]), source)
     if charge_model:
         check_fittable(jobs)
-    _make_folders(out, ours, testset, test_sha, jobs)
+    make_folders(out / MANIFEST, {"format": FORMAT, "version": VERSION, "testset": str(testset),
+                                  "testset_sha256": test_sha}, ours, jobs)
     return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
             "elements": list(elements), "jobs": jobs, "runs": runs,
             "test_fractions": test_fracs, "test_compositions": test_comps,
-            "exclude_training": bool(exclude_training), "charge_model": bool(charge_model)}
+            "exclude_training": bool(exclude_training), "charge_model": bool(charge_model),
+            "charge_correction": bool(charge_correction)}
 
 
 # ----------------------------------------------------------------------------- aggregation
@@ -383,7 +368,7 @@ def aggregate(plan: dict) -> list[dict]:
 def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                 overwrite: bool = False, exclude_training: bool = False,
                 plots: bool = True, energy_samples: int = 0,
-                charge_model: bool = False) -> dict:
+                charge_model: bool = False, charge_correction: bool = True) -> dict:
     """Evaluate every trained round of the learn directories ``dirs`` on ``testset`` (all ranks
     of ``comm``; rounds with a valid cached evaluation in ``out`` are skipped) and write the
     comparison to ``out``. ``settings``: DFT settings of the energies (default: each model's
@@ -391,13 +376,17 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     ``overwrite``: evaluate every round again, and allow a non-empty ``out`` that is not a
     comparison. ``energy_samples``: weight samples per snapshot for the energy error bar
     (default 0: none). ``charge_model``: with the atomic-charge correction, fitted where a
-    round's model has none (:func:`with_charge_model`). Returns {"rows", "evaluated",
+    round's model has none (:func:`with_charge_model`); ``charge_correction`` False: every round
+    without it, whether its model has a charge model or not. Returns {"rows", "evaluated",
     "reused", "copied" (rounds given the evaluation of an equal model), "out", ...} on
     every rank."""
     from ..evaluation import run_evaluate
 
+    if charge_model and not charge_correction:
+        raise InputError("--charge-model and --no-charge-correction contradict each other. Fix: "
+                         "give one of them")
     plan = on_root(comm, prepare, testset, [str(d) for d in dirs], out, settings, elements,
-                   overwrite, exclude_training, charge_model)
+                   overwrite, exclude_training, charge_model, charge_correction)
     evaluated, reused, copied = [], [], []
     done = {}   # the evaluation folder of each (model SHA-256, DFT settings) evaluated or cached
     for job in plan["jobs"]:
@@ -418,7 +407,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                 log.info("learn-compare: evaluating %s (%s)", tag, job["model"])
             run_evaluate(comm, job["evaluated_model"], plan["testset"], job["out"],
                          settings=job["settings"], elements=plan["elements"], overwrite=True,
-                         energy_samples=energy_samples)
+                         energy_samples=energy_samples, charge_correction=charge_correction)
             on_root(comm, write_json, Path(job["out"]) / SOURCE, job["source"])
             evaluated.append(tag)
         done.setdefault(twin, job["out"])
@@ -430,6 +419,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
                   "testset_sha256": plan["testset_sha256"], "elements": plan["elements"],
                   "exclude_training": plan["exclude_training"],
                   "charge_model": plan["charge_model"],
+                  "charge_correction": plan["charge_correction"],
                   "training_match": "requested or realised composition equal within "
                                     f"{COMPOSITION_TOL:g} per element to a training "
                                     "composition, requested or realised",

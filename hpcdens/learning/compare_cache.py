@@ -23,7 +23,8 @@ log = logging.getLogger("hpcdens.learn_compare")
 
 def cache_hit(directory: Path, source: dict) -> bool:
     """Whether ``directory`` holds a finished evaluation (``evaluate.json`` with rows) whose
-    ``source.json`` equals ``source`` in model and test-set SHA-256, DFT settings and elements."""
+    ``source.json`` equals ``source`` in model and test-set SHA-256, DFT settings, elements and
+    whether the densities were charge-corrected."""
     from ..evaluation import JSON_NAME as EVAL_JSON
 
     try:
@@ -33,7 +34,9 @@ def cache_hit(directory: Path, source: dict) -> bool:
         return False
     same = all(old.get(k) == source[k] for k in ("model_sha256", "testset_sha256", "dft",
                                                   "elements"))
-    charged = old.get("charge_model", False) == source.get("charge_model", False)
+    # whether the rows are of charge-corrected densities (before it was recorded: charge_model)
+    charged = old.get("charge_corrected", old.get("charge_model", False)) == \
+        source["charge_corrected"]
     return same and charged and isinstance(rows, list)
 
 
@@ -100,3 +103,24 @@ def with_charge_model(comm, job: dict) -> dict:
         run_fit_charges(comm, job["model"], charged)
     return {**job, "evaluated_model": str(charged),
             "prediction_sha256": on_root(comm, prediction_sha256, charged)}
+
+
+def make_folders(manifest_path: Path, manifest: dict, ours: bool, jobs) -> None:
+    """OUT (the manifest's folder), its manifest and the folders of the rounds to evaluate
+    (rank 0, after every check); ``ours``: OUT holds an earlier comparison."""
+    out = manifest_path.parent
+    out.mkdir(exist_ok=True)
+    old = None
+    if ours:
+        try:
+            old = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            old = None
+    if old and old.get("testset_sha256") != manifest["testset_sha256"]:
+        log.info("learn-compare: %s was made with another test set; its rounds are evaluated "
+                 "again", out)
+    write_json(manifest_path, manifest)
+    for job in jobs:
+        if not job["cached"]:
+            Path(job["out"]).parent.mkdir(exist_ok=True)
+            (Path(job["out"]) / SOURCE).unlink(missing_ok=True)

@@ -19,7 +19,8 @@ from .predict import gather_fields, predict_atoms
 
 
 def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
-                     predictions_dir=None, info=None, name=str) -> list:
+                     predictions_dir=None, info=None, name=str,
+                     charge_correction: bool = True) -> list:
     """``work(item, atoms, fields, predict_s)`` for every item of ``items`` (the same list on
     every rank), in order; its results on every rank.
 
@@ -29,8 +30,9 @@ def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
     them; e/Bohr^3) and ``samples``: the densities of the first ``n_samples`` weight samples (a
     list of arrays, raw, not renormalised; empty when ``n_samples`` is 0). ``predictions_dir``:
     also write each prediction file there (``<name(item)>.h5``, ``/`` -> ``__``) with ``info`` and
-    the key ``name(item)`` in its structure record. A failure of ``work`` on any rank is raised on
-    every rank.
+    the key ``name(item)`` in its structure record (its ``rho_normalised`` corrected to the
+    model's charge model, if it has one, unless ``charge_correction`` is False). A failure of
+    ``work`` on any rank is raised on every rank.
     """
     unused = set(sample_field_names(predictor.record.n_samples)[n_samples:])
     results = []
@@ -44,7 +46,7 @@ def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
             prediction = predict_atoms(
                 comm, atoms, predictor, shape=shape, out=out, overwrite=True,
                 structure_info={**(info or {}), "key": name(item)}, keep_samples=n_samples > 0,
-                charge_correction=True)
+                charge_correction=charge_correction)
             fields = gather_fields(comm, prediction, [n for n in prediction.fields
                                                       if n not in unused], root=owner)
             if owner != 0:
@@ -70,7 +72,7 @@ def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
 
 
 def judge_snapshots(comm, predictor, items, work, *, n_samples: int = 0, predictions_dir=None,
-                    info=None) -> list:
+                    info=None, charge_correction: bool = True) -> list:
     """:func:`judge_structures` for the labelled snapshots ``items`` ((file, key) pairs): each
     is predicted on its own grid and ``work(snapshot, fields, predict_s)`` gets the
     :class:`hpcdens.io.training_set.Snapshot` (read on the judging rank); prediction files are
@@ -84,4 +86,5 @@ def judge_snapshots(comm, predictor, items, work, *, n_samples: int = 0, predict
     return judge_structures(
         comm, predictor, items, load,
         lambda item, atoms, fields, predict_s: work(read_snapshot(*item), fields, predict_s),
-        n_samples=n_samples, predictions_dir=predictions_dir, info=info, name=lambda it: it[1])
+        n_samples=n_samples, predictions_dir=predictions_dir, info=info, name=lambda it: it[1],
+        charge_correction=charge_correction)
