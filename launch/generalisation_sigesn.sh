@@ -12,7 +12,8 @@
 #    --no-charge-correction: without, for every TAG of this call; give those TAGs their own names)
 #    (energy error, density NRMSE, relative L1, and the
 #    per-region errors around each vacancy and at each segregation boundary: regions.csv);
-# 3. writes the table of every model x cell: $OUT/generalisation/suite.csv and suite.md.
+# 3. writes the table of every model x cell evaluated so far (any call, any --cases):
+#    $OUT/generalisation/suite.csv and suite.md.
 # Finished labels and evaluations are kept: started again, it does only what is missing.
 # $HPCDENS_RANKS ranks (default 2); $SUITE_OUT (default runs/reproduction64); $SUITE_ENERGY_SAMPLES
 # weight samples per energy error bar (default: all N_s; 0: none). 216-atom cells cost 30 to 45
@@ -30,6 +31,7 @@ NP="${HPCDENS_RANKS:-2}"
 CASES=(vacancy64 divacancy64 checkerboard64a checkerboard64b checkerboard64c
        large216 vacancy216 divacancy216 checkerboard216a checkerboard216b checkerboard216c
        checkerboard216-27bin)
+ALL_CASES=("${CASES[@]}")   # the table lists every case evaluated so far, whatever --cases says
 if [[ "${1:-}" == --cases ]]; then read -r -a CASES <<< "$2"; shift 2; fi
 EVAL_ARGS=()
 if [[ "${1:-}" == --no-charge-correction ]]; then EVAL_ARGS=(--no-charge-correction); shift; fi
@@ -82,4 +84,4 @@ for spec in "$@"; do
             "${EVAL_ARGS[@]}"
     done
 done
-python launch/suite_table.py "$OUT/generalisation" "${CASES[@]}"
+python launch/suite_table.py "$OUT/generalisation" "${ALL_CASES[@]}"
