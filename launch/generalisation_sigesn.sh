@@ -8,10 +8,10 @@
 #    the 8-bin checkerboards at three compositions (64 and 216 sites; the 216-site cells are cut
 #    a/8 off the half-cell planes so that every block holds 27 sites, docs/structures.md) and the
 #    27-bin equiatomic 216-site cell;
-# 2. evaluates each model on each cell (with its charge model if it has one, docs/charges.md;
-#    --no-charge-correction: without, for every TAG of this call; give those TAGs their own names)
-#    (energy error, density NRMSE, relative L1, and the
-#    per-region errors around each vacancy and at each segregation boundary: regions.csv);
+# 2. evaluates each model on each cell: energy error, density NRMSE, relative L1, and the
+#    per-region errors around each vacancy and at each segregation boundary (regions.csv); a model
+#    with a charge model is evaluated with it (docs/charges.md), unless --no-charge-correction
+#    (then for every TAG of this call: give those TAGs names of their own);
 # 3. writes the table of every model x cell evaluated so far (any call, any --cases):
 #    $OUT/generalisation/suite.csv and suite.md.
 # Finished labels and evaluations are kept: started again, it does only what is missing.

@@ -104,7 +104,8 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
             save_model(out, model, model_record(config, dataset, state, summary))
             log.info("model -> %s", out)
         on_root(comm, save)
-        if wants_charge_model(config, dft_settings(dataset.labelled, dataset.train_idx)):
+        dft = dft_settings(dataset.labelled, dataset.train_idx)
+        if wants_charge_model(config, dft, warn=comm.rank == 0):      # docs/charges.md
             from ..charge_correction import run_fit_charges
 
             fitted = run_fit_charges(comm, out, data=paths)
@@ -141,16 +142,18 @@ def _log_data(config, d: Dataset, ranks: int):
 RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience", "charge_model")   # the last: fitted after
 
 
-def wants_charge_model(config, dft: dict | None) -> bool:
+def wants_charge_model(config, dft: dict | None, warn: bool = True) -> bool:
     """``[train] charge_model`` resolved (docs/charges.md): unset, on for target rho when the
-    training snapshots record their DFT settings ``dft`` (the pro-atoms come from them)."""
+    training snapshots record their DFT settings ``dft`` (the pro-atoms come from them);
+    ``warn``: say so when they do not (rank 0 only under MPI)."""
     if config.train.charge_model is not None:
         return config.train.charge_model
     if config.model.target != "rho":
         return False
     if dft is None:
-        log.warning("no charge model: the training snapshots record no DFT settings, so the "
-                    "pro-atoms are unknown (docs/charges.md)")
+        if warn:
+            log.warning("no charge model: the training snapshots record no DFT settings, so "
+                        "the pro-atoms are unknown (docs/charges.md)")
         return False
     return True
 
