@@ -87,11 +87,17 @@ def overlap(weights, rho, voxel_volume_bohr3: float):
     return weights.T @ diags(np.ravel(rho) * voxel_volume_bohr3) @ weights
 
 
+LIVE_POPULATION = 1e-6
+"""Columns of the weights (an atom, or one radial shell of it) whose population is at most this
+(e) are left as they are by :func:`solve_lambda`: a shell without grid points or density."""
+
+
 def solve_lambda(a, now, target_populations) -> np.ndarray:
-    """(natm,) lam of the per-atom Eq. 9 from the :func:`overlap` matrix ``a`` and the
-    populations ``now`` (:func:`populations`) of the whole density: a lam = target - now. The
-    targets must sum to the density's charge (ValueError otherwise: a correction cannot change
-    the number of electrons)."""
+    """(ncol,) lam of the per-atom Eq. 9 from the :func:`overlap` matrix ``a`` and the
+    populations ``now`` (:func:`populations`) of the whole density: a lam = target - now, over the
+    columns holding more than LIVE_POPULATION electrons (lam = 0 on the others, whose target
+    must then be their population). The targets must sum to the density's charge (ValueError
+    otherwise: a correction cannot change the number of electrons)."""
     from scipy.sparse.linalg import spsolve
 
     target = np.asarray(target_populations, dtype=float)
@@ -100,7 +106,11 @@ def solve_lambda(a, now, target_populations) -> np.ndarray:
         raise ValueError(f"target populations sum to {target.sum():.10g} electrons, the density "
                          f"holds {now.sum():.10g}: renormalise the density first (Eq. 9) or "
                          "make the target charges neutral")
-    return np.atleast_1d(spsolve(a.tocsc(), target - now))
+    live = now > LIVE_POPULATION
+    lam = np.zeros(len(now))
+    a = a.tocsc()[live][:, live] if not live.all() else a.tocsc()
+    lam[live] = np.atleast_1d(spsolve(a.tocsc(), (target - now)[live]))
+    return lam
 
 
 def correct(rho, weights, voxel_volume_bohr3: float, target_populations) -> tuple[np.ndarray,

@@ -111,6 +111,18 @@ def aliasing_error(radial: RadialDensity, grid_cell_bohr, shape) -> float:
     return float(np.sqrt(np.sum(form ** 2)) / radial.n_electrons)
 
 
+def shell_integrals(radial: RadialDensity, shells_bohr=()) -> np.ndarray:
+    """(K + 1,) electrons of the spherical density ``radial`` in each radial shell of
+    :func:`pro_atoms` (the hats b_k on the nodes 0, r_1, ..., r_K Bohr; b_K = 1 beyond r_K):
+    4 pi int r^2 rho(r) b_k(r) dr (Simpson on 0.5 mBohr steps); they add up to the atom's
+    integral. With no radii: (integral,)."""
+    nodes = np.concatenate([[0.0], np.asarray(shells_bohr, dtype=float)])
+    r = np.linspace(0.0, radial.r_cut, int(radial.r_cut / 0.0005) // 2 * 2 + 1)
+    weight = 4 * np.pi * r ** 2 * radial(r)
+    return np.array([simpson(weight * np.interp(r, nodes, np.eye(len(nodes))[k]), x=r)
+                     for k in range(len(nodes))])
+
+
 def _plane_spacings(cell_bohr: np.ndarray) -> np.ndarray:
     """(3,) distances between neighbouring lattice planes (Bohr)."""
     recip = np.linalg.inv(cell_bohr).T
@@ -137,8 +149,9 @@ def _images_near(cell_bohr: np.ndarray, frac_atoms: np.ndarray, frac_lo: np.ndar
 
 def _pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict):
     """Per block of POINTS_PER_BLOCK points and per element: (point index, atom index, value of
-    the atom image's radial density at the point, e/Bohr^3) of every (point, atom image) pair
-    closer than the element's r_cut (arrays; an atom appears once per image in range)."""
+    the atom image's radial density at the point, e/Bohr^3, distance, Bohr) of every (point, atom
+    image) pair closer than the element's r_cut (arrays; an atom appears once per image in
+    range)."""
     from scipy.spatial import cKDTree
 
     cell_bohr = np.asarray(cell_bohr, dtype=float)
@@ -159,7 +172,7 @@ def _pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict):
             pairs = tree.sparse_distance_matrix(cKDTree(images), rad.r_cut,
                                                 output_type="ndarray")
             pairs = pairs[pairs["v"] < rad.r_cut]
-            yield pairs["i"] + p0, rows[atom[pairs["j"]]], rad.spline(pairs["v"])
+            yield pairs["i"] + p0, rows[atom[pairs["j"]]], rad.spline(pairs["v"]), pairs["v"]
 
 
 def superpose(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict) -> np.ndarray:
@@ -175,21 +188,39 @@ def superpose(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict) -> 
     the direct sum over all atoms and images to rounding (tests/test_sad.py).
     """
     out = np.zeros(len(np.asarray(points_bohr).reshape(-1, 3)))
-    for point, _, value in _pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial):
+    for point, _, value, _ in _pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial):
         out += np.bincount(point, weights=value, minlength=len(out))
     return out
 
 
-def pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict):
+def pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict, shells_bohr=None):
     """The SAD of :func:`superpose` atom by atom: a ``scipy.sparse.csr_matrix`` (npts, natm)
     whose column a is atom a's radial density summed over its lattice images (e/Bohr^3), zero
     beyond its r_cut; its row sums are :func:`superpose`'s values. The pro-atoms of a Hirshfeld
-    partition (:mod:`hpcdens.charges`)."""
+    partition (:mod:`hpcdens.charges`).
+
+    ``shells_bohr`` (increasing radii r_1 < ... < r_K, Bohr) splits each column over K + 1 radial
+    shells of every image's own distance: column a (K + 1) + k is sum over images of
+    rho_a(d) b_k(d), with b_k the piecewise-linear hats on the nodes 0, r_1, ..., r_K (b_K = 1
+    beyond r_K); sum_k b_k = 1, so the shells' columns of an atom add up to its pro-atom."""
     from scipy.sparse import coo_matrix
 
     n_points = len(np.asarray(points_bohr).reshape(-1, 3))
+    n_atoms = len(np.asarray(positions_bohr).reshape(-1, 3))
     parts = list(_pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial))
-    point, atom, value = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-                          for k in range(3))
-    shape = (n_points, len(np.asarray(positions_bohr).reshape(-1, 3)))
-    return coo_matrix((value, (point.astype(int), atom.astype(int))), shape=shape).tocsr()
+    point, atom, value, dist = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
+                                for k in range(4))
+    point, atom = point.astype(int), atom.astype(int)
+    if shells_bohr is None:
+        return coo_matrix((value, (point, atom)), shape=(n_points, n_atoms)).tocsr()
+    nodes = np.concatenate([[0.0], np.asarray(shells_bohr, dtype=float)])
+    if np.any(np.diff(nodes) <= 0):
+        raise ValueError(f"shell radii must increase from above 0 Bohr, got {list(shells_bohr)}")
+    n_shells = len(nodes)
+    hats = [np.interp(dist, nodes, np.eye(n_shells)[k]) for k in range(n_shells)]
+    rows = np.concatenate([point] * n_shells)
+    cols = np.concatenate([atom * n_shells + k for k in range(n_shells)])
+    vals = np.concatenate([value * h for h in hats])
+    keep = vals != 0
+    return coo_matrix((vals[keep], (rows[keep], cols[keep])),
+                      shape=(n_points, n_atoms * n_shells)).tocsr()

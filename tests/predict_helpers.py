@@ -59,10 +59,11 @@ def vacancy_cluster_cell(radius_angstrom=4.0):
     return atoms[dist[:, 0] > radius_angstrom]
 
 
-def charge_record(seed=0):
+def charge_record(seed=0, shells=()):
     """A model record's ``charges`` for Si/Ge (hpcdens charges' format) without DFT: Gaussian
     pro-atoms of 4 electrons and a kernel charge model fitted to a made-up charge law (each atom
-    gains 0.02 e per Ge neighbour within 4.5 Bohr) on rattled SiGe cells."""
+    gains 0.02 e per Ge neighbour within 4.5 Bohr) on rattled SiGe cells; ``shells`` (radii,
+    Bohr): also one model per radial shell, shell k taking (k + 1) / sum of the gain."""
     from ase.neighborlist import neighbor_list
     from ase.units import Bohr
 
@@ -80,5 +81,11 @@ def charge_record(seed=0):
                                       np.asarray(atoms.cell) / Bohr, (14, 32)))
         q.append(-0.02 * np.bincount(i[atoms.numbers[j] == 32], minlength=len(atoms)))
         groups += [k] * len(atoms)
-    model = charges.fit(np.vstack(feats), np.concatenate(q), groups, (14, 32))
-    return {**model.to_record(), "pro_atoms": {el: t.to_table() for el, t in pro.items()}}
+    feats, q = np.vstack(feats), np.concatenate(q)
+    model = charges.fit(feats, q, groups, (14, 32))
+    record = {**model.to_record(), "pro_atoms": {el: t.to_table() for el, t in pro.items()}}
+    if shells:
+        share = np.arange(1, len(shells) + 2) / np.arange(1, len(shells) + 2).sum()
+        record["shells"] = {"radii_bohr": list(shells), "models": [
+            charges.fit(feats, f * q, groups, (14, 32)).to_record() for f in share]}
+    return record

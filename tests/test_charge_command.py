@@ -212,3 +212,51 @@ def test_the_command_refuses_bad_input_with_exit_2(setup, tmp_path, capsys):
     assert main(["charges", str(tmp_path / "nodft.pt"), "--out", str(out)]) == 2
     assert "records no DFT settings" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_radial_shells_give_every_shell_the_models_charge(setup, tmp_path, capsys):
+    """'hpcdens charges --shells': one charge model per radial shell of every atom; the
+    correction gives each shell its model's electrons (one constant moved on the outer shells
+    keeps N_e), and predict writes the same corrected field chunk by chunk."""
+    from mpi4py import MPI
+
+    from hpcdens.charge_correction import hirshfeld, load_charge_model, reference_populations
+    from hpcdens.io.prediction import read_prediction
+    from hpcdens.parallel.predict import run_predict
+    from hpcdens.structures import write_structures
+
+    model, _, _, train = setup
+    shelled = tmp_path / "shells.pt"
+    assert main(["charges", str(model), "--out", str(shelled), "--shells", "1.0", "2.0"]) == 0
+    assert "per radial shell" in capsys.readouterr().out
+    record = load_model(shelled)[1]
+    models, radii, radial = load_charge_model(record.charges, ["Si", "Ge"])
+    assert radii == (1.0, 2.0) and len(models) == 3
+    snap = read_training_set(train)[3]
+    n_e = float(snap.attrs["n_electrons"])
+    ref = reference_populations(radial, snap.atoms.get_chemical_symbols(), radii)
+    np.testing.assert_allclose(ref.sum(1), 4.0, rtol=1e-9)        # the pro-atoms' 4 electrons
+    q_dft = hirshfeld(snap.atoms, snap.grid, snap.rho, radial, radii)[2].reshape(-1, 3)
+    assert np.abs(q_dft[:, 1]).max() > 1e-3                       # the shells do differ
+    rho = en.renormalise(snap.rho * (1 + 0.05 * np.cos(snap.grid.cartesian_points()[:, 0])
+                                     .reshape(snap.grid.shape)), snap.grid, n_e)[0]
+    fixed = correct_density(rho, snap.atoms, snap.grid, record.charges)[0]
+    assert fixed.sum() * snap.grid.voxel_volume_bohr3 == pytest.approx(n_e, rel=1e-12)
+    feats = atom_features(snap.atoms, models[0].species)
+    want = np.stack([m.predict(feats) for m in models], axis=1)
+    got = hirshfeld(snap.atoms, snap.grid, fixed, radial, radii)[2].reshape(-1, 3)
+    np.testing.assert_allclose(got[:, :2], want[:, :2], atol=1e-9)
+    shift = got[:, 2] - want[:, 2]
+    np.testing.assert_allclose(shift, shift[0], atol=1e-9)
+    write_structures(tmp_path / "cell.extxyz", [snap.atoms])
+    out = tmp_path / "pred.h5"
+    run_predict(MPI.COMM_SELF, shelled, tmp_path / "cell.extxyz", out, shape=snap.grid.shape,
+                chunk_points=700)
+    raw, pred = read_prediction(out, "rho"), read_prediction(out, "rho_normalised")
+    want_field = correct_density(en.renormalise(raw.rho, raw.grid, n_e)[0], raw.atoms, raw.grid,
+                                 record.charges)[0]
+    assert np.abs(pred.rho - want_field).max() <= 1e-12 * want_field.max()
+    assert main(["charges", str(model), "--out", str(tmp_path / "bad.pt"),
+                 "--shells", "1.0", "0.5"]) == 2
+    assert "must increase from above 0 Bohr" in capsys.readouterr().err
+    assert not (tmp_path / "bad.pt").exists()

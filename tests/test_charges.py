@@ -71,6 +71,28 @@ def test_correction_reaches_the_targets_and_leaves_a_consistent_density_alone():
         charges.correct(rho, w, dv, now + 0.1)
 
 
+def test_shells_without_density_are_left_alone():
+    """Radial shells of the pro-atoms as columns: a shell holding no electrons (here: the density
+    is zero within 0.5 Bohr of every atom) keeps lam = 0 and the others reach their targets."""
+    cell, positions, symbols = cell_and_atoms(4)
+    grid = Grid(cell, (24, 26, 22))
+    pts = grid.cartesian_points()
+    pro = pro_atoms(cell, positions, symbols, pts, RADIAL, shells_bohr=(0.5, 1.5))
+    w = charges.hirshfeld_weights(pro)
+    dv = grid.voxel_volume_bohr3
+    d = np.min([np.linalg.norm((pts - p + cell.sum(0) / 2) @ np.linalg.inv(cell) % 1 @ cell
+                               - cell.sum(0) / 2, axis=1) for p in positions], axis=0)
+    rho = np.asarray(pro.sum(axis=1)).ravel() * (d > 0.5 + 0.3)     # no density near any atom
+    now = charges.populations(w, rho, dv)
+    dead = now <= charges.LIVE_POPULATION
+    assert dead.reshape(-1, 3)[:, 0].all() and not dead.reshape(-1, 3)[:, 1:].any()
+    target = np.where(dead, now, now * (1 + np.random.default_rng(5).normal(0, 0.03, len(now))))
+    target[~dead] += (now.sum() - target.sum()) / (~dead).sum()
+    new, lam = charges.correct(rho, w, dv, target)
+    assert np.all(lam[dead] == 0)
+    np.testing.assert_allclose(charges.populations(w, new, dv), target, atol=1e-9)
+
+
 def test_features_are_invariant_and_follow_the_atoms():
     cell, positions, symbols = cell_and_atoms(2)
     numbers = [Z_SI if s == "Si" else Z_GE for s in symbols]

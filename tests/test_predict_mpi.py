@@ -237,10 +237,12 @@ def test_a_failure_on_one_rank_is_raised_on_every_rank(model_dir, monkeypatch):
 
 
 @pytest.mark.mpi(min_size=2)
-def test_rank_invariance_of_the_charge_correction(mpi_tmp_path):
-    """A model with a charge model: rho_normalised corrected block by block on every rank, in
-    two decompositions, equals the one-rank file to rounding. The cell is long enough along z
-    that a block's pro-atoms leave out some atoms (checked), as on large cells."""
+@pytest.mark.parametrize("shells", [(), (1.0, 2.0)])
+def test_rank_invariance_of_the_charge_correction(mpi_tmp_path, shells):
+    """A model with a charge model (of whole atoms, or of radial shells of them):
+    rho_normalised corrected block by block on every rank, in two decompositions, equals the
+    one-rank file to rounding. The cell is long enough along z that a block's pro-atoms leave
+    out some atoms (checked), as on large cells."""
     from ase.units import Bohr
     from mpi4py import MPI
 
@@ -250,7 +252,7 @@ def test_rank_invariance_of_the_charge_correction(mpi_tmp_path):
     from tests.predict_helpers import charge_record
 
     comm = MPI.COMM_WORLD
-    record = charge_record()
+    record = charge_record(shells=shells)
     on_rank0(comm, lambda: make_model(mpi_tmp_path / "model.pt", meta={"charges": record}))
     cell = sige_cell((1, 1, 4), seed=7)
     path = on_rank0(comm, lambda: write_cell(mpi_tmp_path / "c.extxyz", cell))

@@ -97,3 +97,37 @@ def test_pro_atoms_are_the_sad_atom_by_atom(name, monkeypatch):
                                    rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(pro.sum(1), superpose(cell, positions, symbols, points, RADIAL),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["small cubic (cutoff spans 2-3 cells)", "skewed"])
+def test_pro_atom_shells_split_each_image_by_its_own_distance(name):
+    """Every image of an atom in reach is split over the hats of its own distance (not the
+    nearest image's), and an atom's shells add up to its pro-atom."""
+    cell = CELLS[name]
+    rng = np.random.default_rng(3)
+    symbols = ["Si", "Ge"]
+    positions = rng.random((2, 3)) @ cell
+    points = rng.random((150, 3)) @ cell
+    nodes = np.array([0.0, 0.5, 1.2, 2.5])
+    shells = sad.pro_atoms(cell, positions, symbols, points, RADIAL,
+                           shells_bohr=nodes[1:]).toarray().reshape(150, 2, 4)
+    whole = sad.pro_atoms(cell, positions, symbols, points, RADIAL).toarray()
+    np.testing.assert_allclose(shells.sum(2), whole, rtol=1e-12, atol=1e-15)
+    reach = max(r.r_cut for r in RADIAL.values())
+    m = np.ceil(reach / (1.0 / np.linalg.norm(np.linalg.inv(cell).T, axis=1))).astype(int) + 3
+    images = np.stack(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij"),
+                      axis=-1).reshape(-1, 3) @ cell
+    for a in range(2):
+        d = np.linalg.norm(points[:, None, :] - positions[a] - images[None], axis=2)
+        value = RADIAL[symbols[a]](d)
+        for k in range(4):
+            hat = np.interp(d, nodes, np.eye(4)[k])
+            np.testing.assert_allclose(shells[:, a, k], (value * hat).sum(1), rtol=1e-10,
+                                       atol=1e-14)
+    assert np.all(shells[:, :, 1].max(0) > 0)        # points do fall within the inner shells
+
+
+def test_pro_atom_shells_must_increase():
+    with pytest.raises(ValueError, match="shell radii must increase"):
+        sad.pro_atoms(np.eye(3) * 4.0, np.zeros((1, 3)), ["Si"], np.ones((1, 3)), RADIAL,
+                      shells_bohr=[1.0, 0.5])

@@ -10,12 +10,14 @@ def run(args) -> int:
     from ..charge_correction import run_fit_charges
 
     comm = MPI.COMM_WORLD
-    res = run_fit_charges(comm, args.model, args.out, data=args.data)
+    res = run_fit_charges(comm, args.model, args.out, data=args.data, shells_bohr=args.shells)
     if comm.rank == 0:
         print(f"charge model: {res['n_atoms']} atoms of {res['n_snapshots']} training snapshots "
               f"(Hirshfeld charges rms {res['charge_rms']:.4f} e), cross-validated error "
-              f"{res['cv_rmse']:.4f} e (alpha {res['alpha']:g}, gamma {res['gamma']:g}), "
-              f"{res['wall_time_s']:.0f} s; written into {args.out or args.model}", flush=True)
+              f"{res['cv_rmse']:.4f} e (alpha {res['alpha']:g}, gamma {res['gamma']:g})"
+              + (f", per radial shell {', '.join(f'{e:.4f}' for e in res['shell_cv_rmse'])} e"
+                 if res["shell_cv_rmse"] else "")
+              + f", {res['wall_time_s']:.0f} s; written into {args.out or args.model}", flush=True)
     return 0
 
 
@@ -34,5 +36,10 @@ def register(sub):
                    "replace MODEL)")
     p.add_argument("--data", nargs="+", metavar="FILE", help="the training files, in the "
                    "order 'hpcdens train' was given them (default: the paths it recorded)")
+    p.add_argument("--shells", nargs="+", type=float, metavar="R", default=(),
+                   help="also fit one charge model per radial shell of every atom, on the hats "
+                   "with nodes 0 and these radii in Bohr (e.g. 0.3 0.6 1.0 1.6), and correct "
+                   "each shell's charge: for semicore delta-rho models (docs/charges.md, "
+                   "'Radial shells')")
     p.set_defaults(func=run)
     return p

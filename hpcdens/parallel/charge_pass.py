@@ -2,7 +2,8 @@
 
 When the model carries a charge model (``hpcdens charges``), ``hpcdens predict`` writes
 ``rho_normalised`` as Eq. 9 followed by the per-atom Eq. 9 (:func:`hpcdens.charges.correct`):
-rho' = f rho (1 + sum_a lam_a w_a), f = N_e / int rho. The whole grid is never held by one rank:
+rho' = f rho (1 + sum_a lam_a w_a), f = N_e / int rho (with radial shells, one lam and weight per
+shell of every atom, docs/charges.md). The whole grid is never held by one rank:
 
 1. each rank reads its block's rho back from the file chunk by chunk, computes the Hirshfeld
    weights of the chunk's points (a point's weights depend on that point alone; only the atoms
@@ -39,7 +40,8 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
 
     symbols = [chemical_symbols[z] for z in plan.numbers]
     natm, dv = len(symbols), plan.grid.voxel_volume_bohr3
-    model, radial = load_charge_model(plan.record.charges, symbols)
+    models, radii, radial = load_charge_model(plan.record.charges, symbols)
+    n_col = len(radii) + 1                       # columns per atom: its radial shells
     boxes = [box for _, box in chunk_boxes(decomp.local_start, decomp.local_stop,
                                            plan.chunk_points)]
     structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers, plan.cell_bohr)
@@ -47,32 +49,31 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
                             max(r.r_cut for r in radial.values()) + 1e-6) \
         if boxes else np.zeros(0, dtype=int)
     positions, near_symbols = plan.positions_bohr[near], [symbols[i] for i in near]
+    cols = (near[:, None] * n_col + np.arange(n_col)).ravel()     # the near atoms' columns
 
     def chunk(lo, hi):
-        """The chunk's rho (Eq. 9) and Hirshfeld weights (columns: the atoms ``near``)."""
+        """The chunk's rho (Eq. 9) and Hirshfeld weights (columns: ``cols``)."""
         rho = writer.read_chunk("rho", lo, hi) * factor
         points = plan.grid.cartesian_points(lo, hi)
-        return rho, weights_at(plan.cell_bohr, positions, near_symbols, points, radial)
+        return rho, weights_at(plan.cell_bohr, positions, near_symbols, points, radial, radii)
 
     def sums():
-        now, a = np.zeros(natm), coo_matrix((len(near), len(near)))
+        now, a = np.zeros(natm * n_col), coo_matrix((len(cols), len(cols)))
         for lo, hi in boxes:
             rho, w = chunk(lo, hi)
-            now[near] += charges.populations(w, rho, dv)
+            now[cols] += charges.populations(w, rho, dv)
             a = a + charges.overlap(w, rho, dv)
         a = a.tocoo()
-        return now, (near[a.row], near[a.col], a.data)
+        return now, (cols[a.row], cols[a.col], a.data)
 
     now, part = on_every_rank(comm, sums)
     now = allreduce_array(comm, now)
     parts = comm.gather(part, root=0)
-    zval = np.array([radial[s].n_electrons for s in symbols])
-
     def solve():
-        rows, cols, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
-        a = coo_matrix((vals, (rows, cols)), shape=(natm, natm))   # duplicates are summed
-        target, change = target_populations(model, plan.positions_bohr, plan.numbers,
-                                            plan.cell_bohr, zval, now)
+        rows, columns, vals = (np.concatenate([p[k] for p in parts]) for k in range(3))
+        a = coo_matrix((vals, (rows, columns)), shape=(natm * n_col,) * 2)   # duplicates summed
+        target, change = target_populations(models, radii, radial, plan.positions_bohr,
+                                            plan.numbers, plan.cell_bohr, now)
         lam = charges.solve_lambda(a, now, target)
         return lam, {"charge_rmse_change": change, "lambda_max": float(np.abs(lam).max())}
 
@@ -81,7 +82,7 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
     def apply():
         for lo, hi in boxes:
             rho, w = chunk(lo, hi)
-            writer.write_chunk("rho_normalised", lo, hi, rho * (1.0 + w @ lam[near]))
+            writer.write_chunk("rho_normalised", lo, hi, rho * (1.0 + w @ lam[cols]))
 
     on_every_rank(comm, apply)
     return info
