@@ -345,7 +345,7 @@ class TrainConfig:
     lr_patience : halve the learning rate every lr_patience epochs without improvement (0: never)
     nll_beta : beta-NLL (docs/model.md): each training point's NLL term weighted by sigma^(2 beta),
         normalised over the minibatch; 0 = Eq. 8 (the paper's loss). Validation uses Eq. 8.
-    charge_model : fit the atomic-charge model after training (docs/charges.md); None: rho only
+    charge_model : fit the atomic-charge model after training (docs/charges.md); None: on
     """
 
     SECTION = "train"

@@ -139,9 +139,9 @@ def test_evaluate_applies_it(setup, tmp_path):
         assert np.array_equal(a["rho_normalised"][()], b["rho_normalised"][()])
 
 
-def test_train_fits_it_by_default_for_rho(setup, tmp_path):
-    """[train] charge_model unset, target rho: the same charge model as 'hpcdens charges' on the
-    model; off by default for delta_rho and without a DFT record; false turns it off (setup)."""
+def test_train_fits_it_by_default(setup, tmp_path):
+    """[train] charge_model unset: the same charge model as 'hpcdens charges' on the model; on
+    by default for delta_rho too, off without a DFT record; false turns it off (setup)."""
     from hpcdens.config import load_config
     from hpcdens.training.run import run_train, wants_charge_model
     from tests.input_helpers import TINY, write_input_file
@@ -158,10 +158,10 @@ def test_train_fits_it_by_default_for_rho(setup, tmp_path):
     dft = load_model(charged)[1].dft
     assert not wants_charge_model(config, None)
     delta = {**TINY, "model.target": "delta_rho"}
-    assert not wants_charge_model(load_config(write_input_file(tmp_path / "d.toml", delta)), dft)
-    asked = load_config(write_input_file(tmp_path / "a.toml",
-                                         {**delta, "train.charge_model": True}))
-    assert wants_charge_model(asked, dft)
+    assert wants_charge_model(load_config(write_input_file(tmp_path / "d.toml", delta)), dft)
+    off = load_config(write_input_file(tmp_path / "a.toml",
+                                       {**delta, "train.charge_model": False}))
+    assert not wants_charge_model(off, dft)
     with pytest.raises(InputError, match=r"charge_model = 1: must be of type bool"):
         load_config(write_input_file(tmp_path / "bad.toml", {**TINY, "train.charge_model": 1}))
 

@@ -143,13 +143,11 @@ RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience", "charge_model")   # the last: 
 
 
 def wants_charge_model(config, dft: dict | None, warn: bool = True) -> bool:
-    """``[train] charge_model`` resolved (docs/charges.md): unset, on for target rho when the
-    training snapshots record their DFT settings ``dft`` (the pro-atoms come from them);
+    """``[train] charge_model`` resolved (docs/charges.md): unset, on (rho and delta_rho) when
+    the training snapshots record their DFT settings ``dft`` (the pro-atoms come from them);
     ``warn``: say so when they do not (rank 0 only under MPI)."""
     if config.train.charge_model is not None:
         return config.train.charge_model
-    if config.model.target != "rho":
-        return False
     if dft is None:
         if warn:
             log.warning("no charge model: the training snapshots record no DFT settings, so "
