@@ -198,8 +198,6 @@ class SnapshotConfig:
 
     def __post_init__(self):
         s = self.SECTION
-        _require(self.per_composition >= 1, s, "per_composition", self.per_composition,
-                 "must be >= 1", "use e.g. 2")
         _one_of(s, "method", self.method, SNAPSHOT_METHODS)
         _one_of(s, "md_calculator", self.md_calculator, MD_CALCULATORS)
         _require(self.rattle_stdev_angstrom >= 0, s, "rattle_stdev_angstrom",
@@ -208,8 +206,9 @@ class SnapshotConfig:
                  "must be >= 0 K", "use e.g. 300")
         _require(self.md_timestep_fs > 0, s, "md_timestep_fs", self.md_timestep_fs, "must be > 0 fs",
                  "use e.g. 2.0")
-        _require(self.md_steps_between >= 1, s, "md_steps_between", self.md_steps_between,
-                 "must be >= 1", "use e.g. 10")
+        for key, example in (("per_composition", "2"), ("md_steps_between", "10")):
+            _require(getattr(self, key) >= 1, s, key, getattr(self, key), "must be >= 1",
+                     f"use e.g. {example}")
         _require(self.vacancies >= 0, s, "vacancies", self.vacancies, "must be >= 0", "use 0 for none")
         _require(self.checkerboard_bins in (0,) or self.checkerboard_bins >= 2, s, "checkerboard_bins",
                  self.checkerboard_bins, "must be 0 (off) or >= 2", "use 2 or 3 as in the paper")
@@ -268,10 +267,9 @@ class DFTConfig:
         _require(self.smearing_kelvin >= 0, s, "smearing_kelvin", self.smearing_kelvin,
                  "must be >= 0 K", "use 631.554 as in the paper")
         _require(self.scf_tol > 0, s, "scf_tol", self.scf_tol, "must be > 0", "use e.g. 1e-7")
-        _require(self.max_scf_cycles >= 1, s, "max_scf_cycles", self.max_scf_cycles, "must be >= 1",
-                 "use e.g. 100")
-        _require(self.ranks_per_task >= 1, s, "ranks_per_task", self.ranks_per_task, "must be >= 1",
-                 "use 1, or the ranks one SPARC run should use")
+        for key, fix in (("max_scf_cycles", "use e.g. 100"),
+                         ("ranks_per_task", "use 1, or the ranks one SPARC run should use")):
+            _require(getattr(self, key) >= 1, s, key, getattr(self, key), "must be >= 1", fix)
 
 
 @dataclass(frozen=True)
@@ -317,8 +315,7 @@ class ModelConfig:
         _one_of(s, "target", self.target, TARGETS)
         _require(all(w >= 1 for w in self.hidden_layers) and self.hidden_layers, s, "hidden_layers",
                  list(self.hidden_layers), "must be one or more widths >= 1", "use e.g. [128, 128, 64]")
-        _require(self.n_samples >= 1, s, "n_samples", self.n_samples, "N_s must be >= 1",
-                 "use e.g. 30")
+        _require(self.n_samples >= 1, s, "n_samples", self.n_samples, "N_s must be >= 1", "use 30")
         _require(self.prior_sigma > 0, s, "prior_sigma", self.prior_sigma, "must be > 0", "use 1.0")
 
 
@@ -346,6 +343,7 @@ class TrainConfig:
     nll_beta : beta-NLL (docs/model.md): each training point's NLL term weighted by sigma^(2 beta),
         normalised over the minibatch; 0 = Eq. 8 (the paper's loss). Validation uses Eq. 8.
     charge_model : fit the atomic-charge model after training (docs/charges.md); None: on
+    charge_shells_bohr : radii of its radial shells (docs/charges.md, "Radial shells"); []: atoms
     """
 
     SECTION = "train"
@@ -361,6 +359,7 @@ class TrainConfig:
     lr_patience: int = 0
     nll_beta: float = 0.0
     charge_model: bool | None = None
+    charge_shells_bohr: tuple[float, ...] = ()
 
     def __post_init__(self):
         s = self.SECTION
@@ -368,12 +367,11 @@ class TrainConfig:
                  "must be >= 0", "use 0 for every grid point or e.g. 20000")
         _require(0 <= self.validation_fraction < 1, s, "validation_fraction",
                  self.validation_fraction, "must be in [0, 1)", "use e.g. 0.2")
-        _require(self.epochs >= 1, s, "epochs", self.epochs, "must be >= 1", "use e.g. 200")
-        _require(self.batch_size >= 1, s, "batch_size", self.batch_size, "must be >= 1",
-                 "use e.g. 1024")
+        for key, example in (("epochs", "200"), ("batch_size", "1024"), ("patience", "20")):
+            _require(getattr(self, key) >= 1, s, key, getattr(self, key), "must be >= 1",
+                     f"use e.g. {example}")
         _require(self.learning_rate > 0, s, "learning_rate", self.learning_rate, "must be > 0",
                  "use e.g. 1e-3")
-        _require(self.patience >= 1, s, "patience", self.patience, "must be >= 1", "use e.g. 20")
         _require(0 <= self.density_fraction <= 1, s, "density_fraction", self.density_fraction,
                  "must be in [0, 1]", "use 0 (uniform) or e.g. 0.5")
         if isinstance(self.kl_divisor, int) and not isinstance(self.kl_divisor, bool):
@@ -384,6 +382,9 @@ class TrainConfig:
         _require(self.lr_patience >= 0, s, "lr_patience", self.lr_patience, ">= 0", "use 0 or 5")
         _require(0 <= self.nll_beta <= 1, s, "nll_beta", self.nll_beta, "must be in [0, 1]",
                  "use 0 (the paper's loss) or 0.5")
+        r = self.charge_shells_bohr
+        _require(all(b > a for a, b in zip((0.0, *r), r)), s, "charge_shells_bohr", list(r),
+                 "must increase from above 0 Bohr", "use e.g. [0.3, 0.6, 1.0, 1.6]")
 
 
 @dataclass(frozen=True)
@@ -400,8 +401,7 @@ class LearnConfig:
         std over ``score_points`` grid points (e/Bohr^3), or "energy", the std over the N_s
         weight samples of the Harris-Foulkes energies of the sample densities (Ha/atom; a
         prediction of the whole DFT grid and N_s Kohn-Sham steps per structure).
-    uncertainty_threshold : stop when the largest score is below this (the score's unit, e/Bohr^3
-        or Ha/atom; 0 = never).
+    uncertainty_threshold : stop when the largest score is below this (in its unit; 0 = never).
     pick : how the bayesian strategy takes ``per_round`` candidates from the scores: "top", the
         highest scores; "separated", each the highest that is not a grid neighbour (one step of
         1/candidate_resolution) of an earlier pick of the round, then the rest by score.

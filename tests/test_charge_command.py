@@ -142,6 +142,8 @@ def test_evaluate_applies_it(setup, tmp_path):
 def test_train_fits_it_by_default(setup, tmp_path):
     """[train] charge_model unset: the same charge model as 'hpcdens charges' on the model; on
     by default for delta_rho too, off without a DFT record; false turns it off (setup)."""
+    from mpi4py import MPI
+
     from hpcdens.config import load_config
     from hpcdens.training.run import run_train, wants_charge_model
     from tests.input_helpers import TINY, write_input_file
@@ -164,6 +166,19 @@ def test_train_fits_it_by_default(setup, tmp_path):
     assert not wants_charge_model(off, dft)
     with pytest.raises(InputError, match=r"charge_model = 1: must be of type bool"):
         load_config(write_input_file(tmp_path / "bad.toml", {**TINY, "train.charge_model": 1}))
+    # [train] charge_shells_bohr: the radial-shell models of 'hpcdens charges --shells'.
+    shelled = load_config(write_input_file(tmp_path / "s.toml", {
+        **TINY, **TRAIN, "output.directory": str(tmp_path / "r"),
+        "train.charge_shells_bohr": [1.0, 2.0]}))
+    run_train(shelled, [train], tmp_path / "s.pt", progress=False)
+    run_fit_charges(MPI.COMM_SELF, tmp_path / "m.pt", tmp_path / "c.pt", shells_bohr=(1.0, 2.0))
+    got, want = (load_model(tmp_path / f)[1].charges["shells"] for f in ("s.pt", "c.pt"))
+    assert got["radii_bohr"] == [1.0, 2.0] and len(got["models"]) == 3
+    for a, b in zip(got["models"], want["models"]):
+        np.testing.assert_allclose(a["coef"], b["coef"], rtol=1e-10)
+    with pytest.raises(InputError, match=r"charge_shells_bohr = \[1.0, 0.5\]: must increase"):
+        load_config(write_input_file(tmp_path / "bad2.toml",
+                                     {**TINY, "train.charge_shells_bohr": [1.0, 0.5]}))
 
 
 def test_predict_writes_it_and_energy_uses_it(setup, tmp_path):

@@ -100,7 +100,8 @@ def settings_fingerprint(config) -> str:
     relevant["learn"].pop("max_rounds")            # may be raised to continue a finished run
     relevant["learn"].pop("max_compositions")
     relevant["learn"].pop("uncertainty_threshold")
-    relevant["train"].pop("charge_model", None)     # fitted after training: no choice depends on it
+    for key in ("charge_model", "charge_shells_bohr"):    # fitted after training: no pick uses it
+        relevant["train"].pop(key, None)
     return hashlib.sha256(json.dumps(relevant, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

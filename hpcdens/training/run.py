@@ -108,7 +108,8 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
         if wants_charge_model(config, dft, warn=comm.rank == 0):      # docs/charges.md
             from ..charge_correction import run_fit_charges
 
-            fitted = run_fit_charges(comm, out, data=paths)
+            fitted = run_fit_charges(comm, out, data=paths,
+                                     shells_bohr=config.train.charge_shells_bohr)
             summary["charge_model"] = {k: fitted[k] for k in ("cv_rmse", "n_atoms")}
             if comm.rank == 0:
                 log.info("charge model: %d atoms, cross-validated error %.4f e -> %s",
@@ -139,7 +140,8 @@ def _log_data(config, d: Dataset, ranks: int):
 # ---------------------------------------------------------------------------- checkpoints ---
 
 #: [train] settings a resumed run may change; every other one is in the checkpoint's fingerprint.
-RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience", "charge_model")   # the last: fitted after
+RESUMABLE_TRAIN_SETTINGS = ("epochs", "patience", "charge_model",   # the last two: fitted after
+                            "charge_shells_bohr")
 
 
 def wants_charge_model(config, dft: dict | None, warn: bool = True) -> bool:
