@@ -38,19 +38,19 @@ def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
     """(rho', info): the renormalised density ``rho`` (e/Bohr^3 on ``grid``, the cell of
     ``atoms``) with every atom's Hirshfeld charge (or, for a model fitted with radial shells,
     every shell's) moved to the charge model's of ``record`` (a model record's ``charges``), the
-    total kept (:func:`hpcdens.charges.solve_lambda`). info: {"charge_rmse_change": rms of the
+    total kept (:func:`hpcdens.charges.correct`). info: {"charge_rmse_change": rms of the
     (model - prediction) atomic charges (e), "lambda_max": max |lam|}. The whole grid on one
     process; a prediction file is corrected on every rank by
     :func:`hpcdens.parallel.charge_pass.write_corrected`, with the same sums over blocks."""
     symbols = atoms.get_chemical_symbols()
     models, radii, radial = load_charge_model(record, symbols)
-    weights, _, q_now = hirshfeld(atoms, grid, rho, radial, radii)
+    cell, positions = np.asarray(atoms.cell) / Bohr, atoms.positions / Bohr
+    weights = weights_at(cell, positions, symbols, grid.cartesian_points(), radial, radii)
     dv = grid.voxel_volume_bohr3
     now = charges.populations(weights, rho, dv)
-    target, change = target_populations(models, radii, radial, atoms.positions / Bohr,
-                                        atoms.numbers, np.asarray(atoms.cell) / Bohr, now)
-    lam = charges.solve_lambda(charges.overlap(weights, rho, dv), now, target)
-    fixed = (np.ravel(rho) * (1.0 + weights @ lam)).reshape(np.shape(rho))
+    target, change = target_populations(models, radii, radial, positions, atoms.numbers, cell,
+                                        now)
+    fixed, lam = charges.correct(rho, weights, dv, target, now=now)
     return fixed, {"charge_rmse_change": change, "lambda_max": float(np.abs(lam).max())}
 
 

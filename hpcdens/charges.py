@@ -108,19 +108,23 @@ def solve_lambda(a, now, target_populations) -> np.ndarray:
                          "make the target charges neutral")
     live = now > LIVE_POPULATION
     lam = np.zeros(len(now))
-    a = a.tocsc()[live][:, live] if not live.all() else a.tocsc()
-    lam[live] = np.atleast_1d(spsolve(a.tocsc(), (target - now)[live]))
+    a = a.tocsc()
+    if not live.all():
+        a = a[live][:, live]
+    lam[live] = np.atleast_1d(spsolve(a, (target - now)[live]))
     return lam
 
 
-def correct(rho, weights, voxel_volume_bohr3: float, target_populations) -> tuple[np.ndarray,
-                                                                                  np.ndarray]:
-    """(rho', lam): rho' = rho (1 + weights @ lam), shaped as ``rho``, with the lam (natm,) that
-    give every atom its ``target_populations`` entry (electrons): the linear system
-    sum_b [int w_a w_b rho dV] lam_b = target_a - N_a[rho] (:func:`solve_lambda`)."""
+def correct(rho, weights, voxel_volume_bohr3: float, target_populations,
+            now=None) -> tuple[np.ndarray, np.ndarray]:
+    """(rho', lam): rho' = rho (1 + weights @ lam), shaped as ``rho``, with the lam (one per
+    column of ``weights``) that give every column its ``target_populations`` entry (electrons):
+    the linear system sum_b [int w_a w_b rho dV] lam_b = target_a - N_a[rho]
+    (:func:`solve_lambda`). ``now``: the :func:`populations` of ``rho``, when already known."""
     flat = np.ravel(rho)
-    lam = solve_lambda(overlap(weights, flat, voxel_volume_bohr3),
-                       populations(weights, flat, voxel_volume_bohr3), target_populations)
+    if now is None:
+        now = populations(weights, flat, voxel_volume_bohr3)
+    lam = solve_lambda(overlap(weights, flat, voxel_volume_bohr3), now, target_populations)
     return (flat * (1.0 + weights @ lam)).reshape(np.shape(rho)), lam
 
 

@@ -46,8 +46,7 @@ def oracle(rho, snap, radial, radii):
     live = now > charges.LIVE_POPULATION
     target = np.where(live, dft, now)
     target[live] += (now.sum() - target.sum()) / live.sum()
-    lam = charges.solve_lambda(charges.overlap(w, rho, dv), now, target)
-    fixed = (np.ravel(rho) * (1.0 + w @ lam)).reshape(np.shape(rho))
+    fixed = charges.correct(rho, w, dv, target, now=now)[0]
     return fixed, float(np.sqrt(np.mean((now - dft) ** 2)))
 
 
