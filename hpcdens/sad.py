@@ -21,6 +21,8 @@ DENSITY_CUTOFF = 1e-14
 #: Points per block of the lattice sum: its pair list (24 bytes a pair, about 100 pairs a point for
 #: a transition metal's 12-Bohr tail) stays near 20 MB.
 POINTS_PER_BLOCK = 8192
+#: pro_atoms sums each block of points densely: at most this many (point, column) sums (32 MB).
+DENSE_BLOCK_ENTRIES = 1 << 22
 #: Table points kept beyond the cutoff radius, so the spline is smooth up to it.
 _TAIL_POINTS = 10
 
@@ -203,24 +205,33 @@ def pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict, she
     shells of every image's own distance: column a (K + 1) + k is sum over images of
     rho_a(d) b_k(d), with b_k the piecewise-linear hats on the nodes 0, r_1, ..., r_K (b_K = 1
     beyond r_K); sum_k b_k = 1, so the shells' columns of an atom add up to its pro-atom."""
-    from scipy.sparse import coo_matrix
+    from scipy.sparse import csr_matrix, vstack
 
-    n_points = len(np.asarray(points_bohr).reshape(-1, 3))
+    points = np.asarray(points_bohr, dtype=float).reshape(-1, 3)
     n_atoms = len(np.asarray(positions_bohr).reshape(-1, 3))
-    parts = list(_pairs(cell_bohr, positions_bohr, symbols, points_bohr, radial))
-    point, atom, value, dist = (np.concatenate([p[k] for p in parts]) if parts else np.zeros(0)
-                                for k in range(4))
-    point, atom = point.astype(int), atom.astype(int)
-    if shells_bohr is None:
-        return coo_matrix((value, (point, atom)), shape=(n_points, n_atoms)).tocsr()
-    nodes = np.concatenate([[0.0], np.asarray(shells_bohr, dtype=float)])
-    if np.any(np.diff(nodes) <= 0):
-        raise ValueError(f"shell radii must increase from above 0 Bohr, got {list(shells_bohr)}")
+    nodes = np.zeros(1)
+    if shells_bohr is not None:
+        nodes = np.concatenate([nodes, np.asarray(shells_bohr, dtype=float)])
+        if np.any(np.diff(nodes) <= 0):
+            raise ValueError("shell radii must increase from above 0 Bohr, got "
+                             f"{list(shells_bohr)}")
     n_shells = len(nodes)
-    hats = [np.interp(dist, nodes, np.eye(n_shells)[k]) for k in range(n_shells)]
-    rows = np.concatenate([point] * n_shells)
-    cols = np.concatenate([atom * n_shells + k for k in range(n_shells)])
-    vals = np.concatenate([value * h for h in hats])
-    keep = vals != 0
-    return coo_matrix((vals[keep], (rows[keep], cols[keep])),
-                      shape=(n_points, n_atoms * n_shells)).tocsr()
+    n_cols = n_atoms * n_shells
+    step = max(1, min(POINTS_PER_BLOCK, DENSE_BLOCK_ENTRIES // n_cols))
+    blocks = [csr_matrix((0, n_cols))]
+    for p0 in range(0, len(points), step):   # each block's columns summed densely, then sparse
+        dense = np.zeros(len(points[p0:p0 + step]) * n_cols)
+        for point, atom, value, dist in _pairs(cell_bohr, positions_bohr, symbols,
+                                               points[p0:p0 + step], radial):
+            col = point * n_cols + atom * n_shells
+            # the hats b_k: shell j gets the fraction up, shell j - 1 the rest; 1 beyond r_K
+            j = np.minimum(np.searchsorted(nodes, dist, side="right"), n_shells - 1)
+            width = nodes[j] - nodes[j - 1]
+            up = np.where(dist >= nodes[-1], 1.0,
+                          (dist - nodes[j - 1]) / np.where(width > 0, width, 1.0))
+            dense += np.bincount(col + j, weights=value * up, minlength=dense.size)
+            if n_shells > 1:
+                dense += np.bincount(col + j - 1, weights=value * (1.0 - up),
+                                     minlength=dense.size)
+        blocks.append(csr_matrix(dense.reshape(-1, n_cols)))
+    return vstack(blocks, format="csr")

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The CrFeCoNi strategies compared again with the production training of inputs/crfeconi.toml
+# (docs/reproduction-crfeconi.md, "Active learning with the charge correction"): every model of
+# every round trained with density sampling (density_fraction = 0.5) and fitted with the charge
+# models of radial shells (charge_model, charge_shells_bohr = 0.3 0.6 1.0 1.6), which predict and
+# evaluate apply.
+#   bash launch/crfeconi_corrected.sh [STAGE ...]   stages: learn compare suite seeds
+#                                                   (default: learn compare suite)
+# learn:   bayesian (training seed 0), tessellation (T1 -> T2 -> T4) and random (pick seed 0),
+#          every label copied from the pool (hpcdens learn --reuse-labels);
+# compare: their learning curves on the 12-cell test set (compositions a run trained on left out);
+# suite:   the 32-atom cells of launch/reproduce_crfeconi.sh (two compositions, and the
+#          equiatomic one with a vacancy) labelled, and the last bayesian and T4 models on them;
+# seeds:   random pick seeds 1-2 and bayesian training seeds 1-2, then compare again.
+# Needs the pool and test stages of launch/reproduce_crfeconi.sh. Resumable; everything lands in
+# runs/reproduction-crfeconi/corrected/. Cost on 2 cores: each learn run 15-25 min, each round on
+# the test set ~2 min, each 32-atom label ~6 min per core.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck disable=SC1091
+source launch/env.sh
+IN=inputs/reproduction-crfeconi
+OUT=runs/reproduction-crfeconi
+C="$OUT/corrected"
+NP="${HPCDENS_RANKS:-2}"
+STAGES=("$@")
+((${#STAGES[@]})) || STAGES=(learn compare suite)
+for f in "$OUT/pool.h5" "$OUT/test.h5"; do
+    [[ -f "$f" ]] || { echo "no $f: run launch/reproduce_crfeconi.sh pool test first" >&2; exit 2; }
+done
+mkdir -p "$C/inputs"
+
+step() { printf '\n=== %s ===\n' "$*"; }
+want() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
+
+# run_input STRATEGY:SECTION:SEED -> a copy of crfeconi-STRATEGY.toml with the production
+# [train] lines and "seed = SEED" in [SECTION]
+run_input() {
+    local IFS=:; set -- $1
+    python - "$IN/crfeconi-$1.toml" "$2" "$3" "$C/inputs/$1-$2$3.toml" <<'PY'
+import re, sys
+src, section, seed, dst = sys.argv[1:]
+text = open(src).read()
+train = ["charge_model = true", "density_fraction = 0.5",
+         "charge_shells_bohr = [0.3, 0.6, 1.0, 1.6]"]
+edits = {"train": train, section: [f"seed = {seed}"]}
+for name, lines in edits.items():   # replace each key in [name], or add it there
+    head, sep, rest = text.partition(f"\n[{name}]\n")
+    for line in lines:
+        key = line.split("=")[0].strip()
+        rest, found = re.subn(rf"^{key} = .*$", line, rest, count=1, flags=re.M)
+        rest = rest if found else line + "\n" + rest
+    text = head + sep + rest
+open(dst, "w").write(text)
+PY
+    echo "$C/inputs/$1-$2$3.toml"
+}
+run_dir() { local IFS=:; set -- $1; echo "$C/$1-$2$3"; }
+learn() {
+    for run in "$@"; do
+        step "learn: $run -> $(run_dir "$run")"
+        mpirun -n "$NP" hpcdens learn "$(run_input "$run")" --out "$(run_dir "$run")" \
+            --reuse-labels "$OUT/pool.h5" --no-progress
+    done
+}
+compare() {
+    step "learning curves on the test set (compositions a run trained on left out)"
+    local dirs=()
+    for run in "$@"; do dirs+=("$(run_dir "$run")"); done
+    mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${dirs[@]}" \
+        --config "$IN/crfeconi-test.toml" --out "$C/compare" --exclude-training
+}
+RUNS=("tessellation:train:0" "bayesian:train:0" "random:learn:0")
+MORE=("random:learn:1" "random:learn:2" "bayesian:train:1" "bayesian:train:2")
+
+want learn && learn "${RUNS[@]}"
+want compare && compare "${RUNS[@]}"
+if want suite; then
+    step "32-atom cells, one with a vacancy -> $C/suite"
+    for cells in large vacancy; do
+        mpirun -n "$NP" hpcdens generate "$IN/crfeconi-$cells.toml" --out "$OUT/$cells.h5" \
+            --extend --no-progress
+    done
+    last() { ls -d "$(run_dir "$1")"/round_* | tail -n 1; }
+    for m in "AL:$(last bayesian:train:0)/model.pt" "T4:$(last tessellation:train:0)/model.pt"; do
+        name="${m%%:*}"; model="${m#*:}"
+        for cells in large vacancy; do
+            [[ -f "$C/suite/$name-$cells/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate \
+                "$model" "$OUT/$cells.h5" --config "$IN/crfeconi-$cells.toml" \
+                --out "$C/suite/$name-$cells" --energy-samples 0 --overwrite
+        done
+    done
+fi
+if want seeds; then
+    learn "${MORE[@]}"
+    compare "${RUNS[@]}" "${MORE[@]}"
+fi
+step "done"
+echo "learning curves: $C/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
+echo "32-atom cells:   $C/suite/{AL,T4}-{large,vacancy}/evaluate.json"
