@@ -44,8 +44,8 @@ src, section, seed, dst = sys.argv[1:]
 text = open(src).read()
 train = ["charge_model = true", "density_fraction = 0.5",
          "charge_shells_bohr = [0.3, 0.6, 1.0, 1.6]"]
-edits = {"train": train, section: [f"seed = {seed}"]}
-for name, lines in edits.items():   # replace each key in [name], or add it there
+edits = [("train", train), (section, [f"seed = {seed}"])]
+for name, lines in edits:   # replace each key in [name], or add it there
     head, sep, rest = text.partition(f"\n[{name}]\n")
     for line in lines:
         key = line.split("=")[0].strip()
