@@ -11,7 +11,8 @@
 # compare: their learning curves on the 12-cell test set (compositions a run trained on left out);
 # suite:   the 32-atom cells of launch/reproduce_crfeconi.sh (two compositions, and the
 #          equiatomic one with a vacancy) labelled, and the last bayesian and T4 models on them;
-# seeds:   random pick seeds 1-2 and bayesian training seeds 1-2, then compare again.
+# seeds:   random pick seeds 1-2 and bayesian training seeds 1-2 (or the runs in $CRFECONI_MORE,
+#          e.g. "random:learn:1"), then compare again.
 # Needs the pool and test stages of launch/reproduce_crfeconi.sh. Resumable; everything lands in
 # runs/reproduction-crfeconi/corrected/. Cost on 2 cores: each learn run 15-25 min, each round on
 # the test set ~2 min, each 32-atom label ~6 min per core.
@@ -72,7 +73,7 @@ compare() {
         --config "$IN/crfeconi-test.toml" --out "$C/compare" --exclude-training
 }
 RUNS=("tessellation:train:0" "bayesian:train:0" "random:learn:0")
-MORE=("random:learn:1" "random:learn:2" "bayesian:train:1" "bayesian:train:2")
+MORE=(${CRFECONI_MORE:-random:learn:1 random:learn:2 bayesian:train:1 bayesian:train:2})
 
 want learn && learn "${RUNS[@]}"
 want compare && compare "${RUNS[@]}"
