@@ -79,6 +79,7 @@ want learn && learn "${RUNS[@]}"
 want compare && compare "${RUNS[@]}"
 if want suite; then
     step "32-atom cells, one with a vacancy -> $C/suite"
+    mkdir -p "$C/suite"
     for cells in large vacancy; do
         mpirun -n "$NP" hpcdens generate "$IN/crfeconi-$cells.toml" --out "$OUT/$cells.h5" \
             --extend --no-progress
