@@ -120,7 +120,7 @@ if want suite; then
 fi
 if want checks; then
     step "7. SAD charge of every labelled cell; Eq. 9 rescaling of the delta-rho predictions"
-    python launch/crfeconi_checks.py "$OUT"
+    python launch/charge_checks.py "$OUT"
 fi
 if want seeds; then
     learn "${MORE[@]}"
