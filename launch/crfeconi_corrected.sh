@@ -14,8 +14,9 @@
 # seeds:   random pick seeds 1-2 and bayesian training seeds 1-2 (or the runs in $CRFECONI_MORE,
 #          e.g. "random:learn:1"), then compare again.
 # Needs the pool and test stages of launch/reproduce_crfeconi.sh. Resumable; everything lands in
-# runs/reproduction-crfeconi/corrected/. Cost on 2 cores: each learn run 15-25 min, each round on
-# the test set ~2 min, each 32-atom label ~6 min per core.
+# runs/reproduction-crfeconi/corrected/. Cost on 2 cores (session t): the three learn runs 45 min,
+# the comparison ~3 min per round (20 min), each 32-atom label ~5 min per core, the four 32-atom
+# evaluations 5 min.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
