@@ -21,8 +21,6 @@ DENSITY_CUTOFF = 1e-14
 #: Points per block of the lattice sum: its pair list (24 bytes a pair, about 100 pairs a point for
 #: a transition metal's 12-Bohr tail) stays near 20 MB.
 POINTS_PER_BLOCK = 8192
-#: pro_atoms sums each block of points densely: at most this many (point, column) sums (32 MB).
-DENSE_BLOCK_ENTRIES = 1 << 22
 #: Table points kept beyond the cutoff radius, so the spline is smooth up to it.
 _TAIL_POINTS = 10
 
@@ -205,7 +203,7 @@ def pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict, she
     shells of every image's own distance: column a (K + 1) + k is sum over images of
     rho_a(d) b_k(d), with b_k the piecewise-linear hats on the nodes 0, r_1, ..., r_K (b_K = 1
     beyond r_K); sum_k b_k = 1, so the shells' columns of an atom add up to its pro-atom."""
-    from scipy.sparse import csr_matrix, vstack
+    from scipy.sparse import coo_matrix, csr_matrix, vstack
 
     points = np.asarray(points_bohr, dtype=float).reshape(-1, 3)
     n_atoms = len(np.asarray(positions_bohr).reshape(-1, 3))
@@ -216,22 +214,23 @@ def pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict, she
             raise ValueError("shell radii must increase from above 0 Bohr, got "
                              f"{list(shells_bohr)}")
     n_shells = len(nodes)
-    n_cols = n_atoms * n_shells
-    step = max(1, min(POINTS_PER_BLOCK, DENSE_BLOCK_ENTRIES // n_cols))
-    blocks = [csr_matrix((0, n_cols))]
-    for p0 in range(0, len(points), step):   # each block's columns summed densely, then sparse
-        dense = np.zeros(len(points[p0:p0 + step]) * n_cols)
-        for point, atom, value, dist in _pairs(cell_bohr, positions_bohr, symbols,
-                                               points[p0:p0 + step], radial):
-            col = point * n_cols + atom * n_shells
-            # the hats b_k: shell j gets the fraction up, shell j - 1 the rest; 1 beyond r_K
+    blocks = [csr_matrix((0, n_atoms * n_shells))]
+    for p0 in range(0, len(points), POINTS_PER_BLOCK):   # one block's pairs, images summed
+        block = points[p0:p0 + POINTS_PER_BLOCK]
+        rows, cols, vals = [], [], []
+        for point, atom, value, dist in _pairs(cell_bohr, positions_bohr, symbols, block, radial):
+            if n_shells == 1:
+                rows.append(point), cols.append(atom), vals.append(value)
+                continue
+            # the hats b_k: shell j gets the fraction of its segment up to dist, j - 1 the rest
             j = np.minimum(np.searchsorted(nodes, dist, side="right"), n_shells - 1)
-            width = nodes[j] - nodes[j - 1]
-            up = np.where(dist >= nodes[-1], 1.0,
-                          (dist - nodes[j - 1]) / np.where(width > 0, width, 1.0))
-            dense += np.bincount(col + j, weights=value * up, minlength=dense.size)
-            if n_shells > 1:
-                dense += np.bincount(col + j - 1, weights=value * (1.0 - up),
-                                     minlength=dense.size)
-        blocks.append(csr_matrix(dense.reshape(-1, n_cols)))
+            up = np.clip((dist - nodes[j - 1]) / (nodes[j] - nodes[j - 1]), 0.0, 1.0)
+            rows += [point, point]
+            cols += [atom * n_shells + j, atom * n_shells + j - 1]
+            vals += [value * up, value * (1.0 - up)]
+        row, col, val = (np.concatenate(x or [[]]) for x in (rows, cols, vals))
+        part = coo_matrix((val, (row.astype(int), col.astype(int))),
+                          shape=(len(block), n_atoms * n_shells)).tocsr()   # duplicates summed
+        part.eliminate_zeros()
+        blocks.append(part)
     return vstack(blocks, format="csr")
