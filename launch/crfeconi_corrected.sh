@@ -4,7 +4,7 @@
 # every round trained with density sampling (density_fraction = 0.5) and fitted with the charge
 # models of radial shells (charge_model, charge_shells_bohr = 0.3 0.6 1.0 1.6), which predict and
 # evaluate apply.
-#   bash launch/crfeconi_corrected.sh [STAGE ...]   stages: learn compare suite seeds
+#   bash launch/crfeconi_corrected.sh [STAGE ...]   stages: learn compare suite seeds rho
 #                                                   (default: learn compare suite)
 # learn:   bayesian (training seed 0), tessellation (T1 -> T2 -> T4) and random (pick seed 0),
 #          every label copied from the pool (hpcdens learn --reuse-labels);
@@ -12,7 +12,10 @@
 # suite:   the 32-atom cells of launch/reproduce_crfeconi.sh (two compositions, and the
 #          equiatomic one with a vacancy) labelled, and the last bayesian and T4 models on them;
 # seeds:   random pick seeds 1-2 and bayesian training seeds 1-2 (or the runs in $CRFECONI_MORE,
-#          e.g. "random:learn:1"), then compare again.
+#          e.g. "random:learn:1"), then compare again;
+# rho:     a rho-target model trained as bayesian AL3 was, on its 40 snapshots, evaluated on the
+#          test set with and without the charge correction, and AL3's delta-rho model without it
+#          (with it: the compare stage's row).
 # Needs the pool and test stages of launch/reproduce_crfeconi.sh. Resumable; everything lands in
 # runs/reproduction-crfeconi/corrected/. Cost on 2 cores (session t): the three learn runs 45 min,
 # the comparison ~3 min per round (20 min), each 32-atom label ~5 min per core, the four 32-atom
@@ -99,6 +102,26 @@ if want seeds; then
     learn "${MORE[@]}"
     compare "${RUNS[@]}" "${MORE[@]}"
 fi
+if want rho; then
+    src="$(run_dir bayesian:train:0)"
+    step "rho target on the AL3 snapshots of $src -> $C/rho"
+    mkdir -p "$C/rho"
+    sed 's/^target = .*/target = "rho"/' "$(run_input bayesian:train:0)" > "$C/inputs/rho.toml"
+    if [[ ! -f "$C/rho/model.pt" ]]; then
+        resume=(); [[ -f "$C/rho/model.pt.ckpt" ]] && resume=(--resume)
+        mpirun -n "$NP" hpcdens train "$C/inputs/rho.toml" --data "$src/train.h5" \
+            --out "$C/rho/model.pt" --no-progress "${resume[@]}"
+    fi
+    # rho with and without the correction; AL3's delta-rho model without it (with it: compare)
+    for job in "rho:$C/rho/model.pt:" "rho-uncorrected:$C/rho/model.pt:--no-charge-correction" \
+               "delta-uncorrected:$src/round_03/model.pt:--no-charge-correction"; do
+        IFS=: read -r name model flag <<< "$job"
+        [[ -f "$C/rho/$name/evaluate.json" ]] || mpirun -n "$NP" hpcdens evaluate "$model" \
+            "$OUT/test.h5" --config "$IN/crfeconi-test.toml" --out "$C/rho/$name" \
+            --energy-samples 0 --overwrite ${flag:+"$flag"}
+    done
+fi
 step "done"
 echo "learning curves: $C/compare/ (compare_held_out.csv, learning_curves_held_out.png)"
 echo "32-atom cells:   $C/suite/{AL,T4}-{large,vacancy}/evaluate.json"
+echo "rho target:      $C/rho/{rho,rho-uncorrected,delta-uncorrected}/evaluate.json"

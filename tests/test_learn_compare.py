@@ -189,6 +189,42 @@ def test_compositions_to_chemical_accuracy_per_strategy(runs, compared):
     assert "6, 9, >9" in table and "bayesian (separated)" in table
 
 
+def test_seed_spread_per_strategy_and_round(runs, compared):
+    """Runs of one strategy and pick (seeds) give one entry per round with every run's errors and
+    their spread; one run per strategy prints no table. Checked on the real comparison and on
+    made-up rows of three seeds."""
+    from hpcdens.learning.compare_report import format_spread, seed_spread
+
+    _, result = compared
+    got = {(g["strategy"], g["round"]): g for g in result["seed_spread"]}
+    for r in result["rows"]:
+        g = got[(r["strategy"], r["round"])]
+        assert g["n_runs"] == 1 and g["mean_of_means"] == r["mean_abs_error_ha_per_atom"]
+        assert g["median_max"] == r["max_abs_error_ha_per_atom"]
+    assert format_spread(result["seed_spread"]) == ""
+
+    def row(name, rnd, mean, mx, n=None):
+        return {"name": name, "round": rnd, "n_training": n or 4 * rnd,
+                "mean_abs_error_ha_per_atom": mean, "max_abs_error_ha_per_atom": mx}
+
+    made_up = [row("r0", 1, 1e-2, 3e-2), row("r0", 2, 2e-3, 4e-3),
+               row("r1", 1, 2e-2, 5e-2), row("r1", 2, 1e-3, 2e-3, n=7),
+               row("r2", 1, 3e-2, 4e-2), row("r2", 2, None, None),
+               row("t0", 1, 5e-3, 6e-3)]
+    runs_ = [{"name": n, "strategy": "random", "pick": "top"} for n in ("r0", "r1", "r2")]
+    runs_.append({"name": "t0", "strategy": "tessellation", "pick": "top"})
+    first, second, tess = seed_spread(made_up, runs_)
+    assert (first["n_runs"], first["n_training"]) == (3, [4])
+    assert first["mean_of_means"] == pytest.approx(2e-2)
+    assert (first["min_mean"], first["max_mean"]) == (1e-2, 3e-2)
+    assert (first["median_max"], first["min_max"], first["max_max"]) == (4e-2, 3e-2, 5e-2)
+    assert (second["n_runs"], second["n_training"]) == (2, [7, 8])     # r2: no energies
+    assert [m["name"] for m in second["per_run"]] == ["r0", "r1"]
+    assert (tess["strategy"], tess["n_runs"]) == ("tessellation", 1)
+    table = format_spread([first, second, tess])
+    assert "7-8" in table and "2.00e-02 (1.00e-02-3.00e-02)" in table
+
+
 def test_exclude_training_through_the_command_line(runs, compared, direct, tmp_path, capsys):
     import h5py
 
@@ -286,7 +322,7 @@ def test_an_equal_model_gets_a_copy_of_the_evaluation(runs, tmp_path):
     assert changed["evaluated"] == ["twin/round_01"] and changed["copied"] == []
 
 
-def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, capsys):
+def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, capsys, caplog):
     """--charge-model: each round's model gets a charge model fitted on its own training
     snapshots (the learn directory untouched), the rows are those of evaluate on that copy, an
     equal round is fitted but copied, and the cache keeps the two kinds of evaluation apart."""
@@ -301,8 +337,9 @@ def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, c
     write_state(twin, {**state, "rounds": state["rounds"][:1], "stopped": None})
     before = {p: sha256_file(p) for p in tess.rglob("model.pt")}
     out = tmp_path / "out"
-    assert cli_main(["learn-compare", str(runs["testset"]), str(tess), str(twin), "--out",
-                     str(out), "--charge-model", "--no-plots"]) == 0
+    with caplog.at_level("INFO", logger="hpcdens"):
+        assert cli_main(["learn-compare", str(runs["testset"]), str(tess), str(twin), "--out",
+                         str(out), "--charge-model", "--no-plots"]) == 0
     printed = capsys.readouterr().out
     assert "2 round(s) evaluated now, 0 reused from earlier runs, 1 copied" in printed, printed
     assert {p: sha256_file(p) for p in tess.rglob("model.pt")} == before
@@ -318,10 +355,15 @@ def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, c
     for a, b in zip(rows, direct):
         assert a["charge_correction_rmse"] is not None
         assert a["error_ha_per_atom"] == pytest.approx(b["error_ha_per_atom"], rel=1e-9)
+    # Round 1 trained on pure Si and pure Ge: no charge model (it would see no charge transfer).
+    assert not (out / "tess" / "round_01.charges.pt").exists()
+    assert "tess/round_01 is evaluated without a charge model" in caplog.text
+    rows = json.loads((out / "tess" / "round_01" / "evaluate.json").read_text())["rows"]
+    assert all(r["charge_correction_rmse"] is None for r in rows)
     again = run_compare(_comm(), runs["testset"], [tess], out, plots=False, charge_model=True)
     assert again["evaluated"] == [] and len(again["reused"]) == 2
     plain = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
-    assert plain["evaluated"] == ["tess/round_01", "tess/round_02"]
+    assert plain["evaluated"] == ["tess/round_02"]     # round 1 was evaluated without one
     # A round model that records no DFT settings cannot get a charge model: refused first.
     from dataclasses import replace
 
@@ -352,27 +394,50 @@ def test_a_round_with_its_own_charge_model_is_evaluated_with_it_unless_told(runs
     same = run_compare(_comm(), runs["testset"], [runs["tess"]], tmp_path / "plain",
                        plots=False, charge_correction=False)   # no charge model: the same rows
     assert not same["evaluated"] and len(same["reused"]) == len(state["rounds"])
-    for r in state["rounds"]:
+    with pytest.raises(InputError, match="holds atoms of one element"):   # round 1: Si, Ge
+        run_fit_charges(_comm(), tess / state["rounds"][0]["model"])
+    for r in state["rounds"][1:]:
         run_fit_charges(_comm(), tess / r["model"])              # in place, as train does
         r["model_sha256"] = sha256_file(tess / r["model"])
     write_state(tess, state)
     out = tmp_path / "out"
     own = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
     off = run_compare(_comm(), runs["testset"], [tess], out, plots=False, charge_correction=False)
-    assert len(off["evaluated"]) == len(state["rounds"]) and not off["reused"]
+    assert len(off["evaluated"]) == len(state["rounds"]) - 1 and len(off["reused"]) == 1
     for a, b, c in zip(own["rows"], off["rows"], plain):
         assert b["mean_abs_error_ha_per_atom"] == c["mean_abs_error_ha_per_atom"]
-        assert a["mean_abs_error_ha_per_atom"] != c["mean_abs_error_ha_per_atom"]
+        corrected = a["round"] > 1
+        assert (a["mean_abs_error_ha_per_atom"] != c["mean_abs_error_ha_per_atom"]) == corrected
     for r in json.loads((out / "tess" / "round_02" / "evaluate.json").read_text())["rows"]:
         assert r["charge_correction_rmse"] is None
     again = run_compare(_comm(), runs["testset"], [tess], out, plots=False)   # off's not reused
-    assert len(again["evaluated"]) == len(state["rounds"])
+    assert len(again["evaluated"]) == len(state["rounds"]) - 1   # round 1: one evaluation
     assert [r["mean_abs_error_ha_per_atom"] for r in again["rows"]] == \
         [r["mean_abs_error_ha_per_atom"] for r in own["rows"]]
     with pytest.raises(SystemExit):
         cli_main(["learn-compare", str(runs["testset"]), str(tess), "--out", str(out),
                   "--charge-model", "--no-charge-correction"])
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_train_fits_no_charge_model_on_pure_elements(runs, tmp_path, caplog):
+    """A Si/Ge model trained on pure Si and pure Ge cells (round 1) gets no charge model, even
+    with [train] charge_model = true: there is no charge transfer to learn; the model is written
+    and train says why."""
+    from hpcdens.io.model import load_model
+    from hpcdens.labelling import run_generate
+    from hpcdens.training.run import run_train
+
+    config = load_config(_input(tmp_path / "t.toml", {"compositions.list": ["Si1", "Ge1"],
+                                                      "train.charge_model": True,
+                                                      "train.epochs": 2}))
+    run_generate(config, tmp_path / "pure.h5", _comm(), progress=False)
+    with caplog.at_level("WARNING", logger="hpcdens"):
+        summary = run_train(config, [tmp_path / "pure.h5"], tmp_path / "m.pt", progress=False)
+    assert tuple(load_model(tmp_path / "m.pt")[1].species) == (14, 32)
+    assert summary["charge_model"] is None and load_model(tmp_path / "m.pt")[1].charges is None
+    assert "no charge model: every snapshot it was trained on holds atoms of one element" in \
+        caplog.text
 
 
 def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):

@@ -11,7 +11,7 @@ def run(args) -> int:
     from mpi4py import MPI
 
     from ..learning.compare import output_names, run_compare
-    from ..learning.compare_report import format_accuracy, format_table
+    from ..learning.compare_report import format_accuracy, format_spread, format_table
 
     comm = MPI.COMM_WORLD
     settings = elements = None
@@ -29,6 +29,9 @@ def run(args) -> int:
     if comm.rank == 0:
         print(format_table(result["rows"], result["exclude_training"]))
         print(format_accuracy(result["to_chemical_accuracy"]))
+        spread = format_spread(result["seed_spread"])
+        if spread:
+            print(spread)
         csv_name, json_name, png_name = output_names(args.exclude_training)
         files = [csv_name, json_name] + ([] if args.no_plots else [png_name])
         copied = (f", {len(result['copied'])} copied from an equal model"

@@ -62,6 +62,53 @@ def format_accuracy(summary: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_spread(rows: list[dict], runs: list[dict]) -> list[dict]:
+    """The spread over seeds: runs grouped by ``strategy`` and ``pick`` as in
+    :func:`to_chemical_accuracy` (runs that differ only in a seed), one entry per group and
+    round with every run's mean and max energy error (Ha/atom) in ``per_run`` and, over the
+    runs, the mean / min / max of their means and the median / min / max of their maxima.
+    Rounds without energies are left out."""
+    groups: dict[tuple, dict[int, list[dict]]] = {}
+    for run in runs:
+        by_round = groups.setdefault((run["strategy"], run["pick"]), {})
+        for r in rows:
+            if r["name"] == run["name"] and r["mean_abs_error_ha_per_atom"] is not None:
+                by_round.setdefault(r["round"], []).append(r)
+    out = []
+    for (strategy, pick), by_round in groups.items():
+        for rnd, members in sorted(by_round.items()):
+            means = np.array([m["mean_abs_error_ha_per_atom"] for m in members])
+            maxes = np.array([m["max_abs_error_ha_per_atom"] for m in members])
+            n_train = sorted({m["n_training"] for m in members})
+            out.append({"strategy": strategy, "pick": pick, "round": rnd, "n_runs": len(members),
+                        "n_training": n_train,
+                        "per_run": [{"name": m["name"], "mean": m["mean_abs_error_ha_per_atom"],
+                                     "max": m["max_abs_error_ha_per_atom"]} for m in members],
+                        "mean_of_means": float(means.mean()), "min_mean": float(means.min()),
+                        "max_mean": float(means.max()), "median_max": float(np.median(maxes)),
+                        "min_max": float(maxes.min()), "max_max": float(maxes.max())})
+    return out
+
+
+def format_spread(spread: list[dict]) -> str:
+    """The table of :func:`seed_spread` ('' when no strategy has more than one run)."""
+    if all(g["n_runs"] < 2 for g in spread):
+        return ""
+    head = (f"{'strategy':<22} {'round':>5} {'n_train':>7} {'runs':>4} "
+            f"{'mean|E| (min-max)':>28} {'max|E| median (min-max)':>30}")
+    lines = ["energy errors over seeds (Ha/atom): runs of one strategy and pick", head,
+             "-" * len(head)]
+    for g in spread:
+        default = g["pick"] == LATER_DEFAULTS["learn"]["pick"]
+        name = g["strategy"] if default else f"{g['strategy']} ({g['pick']})"
+        lo, hi = g["n_training"][0], g["n_training"][-1]
+        n_train = str(lo) if lo == hi else f"{lo}-{hi}"
+        lines.append(f"{str(name):<22} {g['round']:>5} {n_train:>7} {g['n_runs']:>4} "
+                     f"{g['mean_of_means']:>9.2e} ({g['min_mean']:.2e}-{g['max_mean']:.2e}) "
+                     f"{g['median_max']:>10.2e} ({g['min_max']:.2e}-{g['max_max']:.2e})")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[dict], exclude_training: bool) -> str:
     which = ("held-out test snapshots (training compositions excluded)" if exclude_training
              else "all test snapshots")
