@@ -154,12 +154,15 @@ def evaluate_snapshot(snap, fields: dict, settings: DFTConfig, elements,
     sample densities, when the energy error bar is wanted) against ``snap``; its region rows
     (regions.csv) under ``"_regions"``. ``calibration``: the model's (its energy_scale
     multiplies sigma_E); ``charges``: its charge model (the renormalised density is corrected
-    to it, docs/charges.md, before every error)."""
+    to it, docs/charges.md, before every error; ``fields["rho_corrected"]`` when the prediction
+    file holds it already, with ``fields["charge_correction"]`` its summary)."""
     epi, ale = float(np.mean(fields["epistemic_std"])), float(np.mean(fields["aleatoric_std"]))
     n_e = float(snap.attrs.get("n_electrons") or valence_electrons(snap.atoms, settings))
     rho, factor = en.renormalise(fields["rho"], snap.grid, n_e)
     corrected = {"charge_rmse_change": None, "lambda_max": None}
-    if charges:
+    if charges and "rho_corrected" in fields:       # corrected on every rank by predict
+        rho, corrected = fields["rho_corrected"], fields["charge_correction"]
+    elif charges:
         rho, corrected = correct_density(rho, snap.atoms, snap.grid, charges)
     dens = en.density_errors(rho, snap.rho)
     coverage = unc.point_coverage(rho, snap.rho, factor * fields["epistemic_std"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..io.prediction import read_prediction
 from .block import sample_field_names
 from .collective import on_every_rank
 from .predict import gather_fields, predict_atoms
@@ -31,7 +32,9 @@ def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
     list of arrays, raw, not renormalised; empty when ``n_samples`` is 0). ``predictions_dir``:
     also write each prediction file there (``<name(item)>.h5``, ``/`` -> ``__``) with ``info`` and
     the key ``name(item)`` in its structure record (its ``rho_normalised`` corrected to the
-    model's charge model, if it has one, unless ``charge_correction`` is False). A failure of
+    model's charge model, if it has one, unless ``charge_correction`` is False; then ``fields``
+    also holds that corrected density, read back from the file, as ``rho_corrected`` and the
+    correction's {"charge_rmse_change", "lambda_max"} as ``charge_correction``). A failure of
     ``work`` on any rank is raised on every rank.
     """
     unused = set(sample_field_names(predictor.record.n_samples)[n_samples:])
@@ -49,6 +52,10 @@ def judge_structures(comm, predictor, items, load, work, *, n_samples: int = 0,
                 charge_correction=charge_correction)
             fields = gather_fields(comm, prediction, [n for n in prediction.fields
                                                       if n not in unused], root=owner)
+            corrected = prediction.summary.get("charge_correction")
+            if corrected and comm.rank == owner:     # corrected on every rank: not again
+                fields["rho_corrected"] = read_prediction(out, "rho_normalised").rho
+                fields["charge_correction"] = corrected
             if owner != 0:
                 if comm.rank == 0:
                     comm.send(atoms, dest=owner, tag=7)
