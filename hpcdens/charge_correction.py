@@ -129,15 +129,28 @@ def hirshfeld(atoms, grid, rho, radial: dict, radii=()) -> tuple:
     return weights, ref, ref - charges.populations(weights, rho, grid.voxel_volume_bohr3)
 
 
+#: Bohr: the Hirshfeld weights leave out each pro-atom's tail beyond this distance (the SAD keeps
+#: it). A transition metal's reaches 12.6 Bohr; the cut leaves a third of the pairs and changes
+#: a CrFeCoNi cell's atomic and shell charges by at most 3e-6 e (docs/charges.md).
+WEIGHT_CUTOFF_BOHR = 9.0
+
+
+def weight_radials(radial: dict) -> dict:
+    """The pro-atoms ``radial`` (element -> :class:`hpcdens.sad.RadialDensity`) as the Hirshfeld
+    weights see them: each cut at :data:`WEIGHT_CUTOFF_BOHR`."""
+    return {el: replace(r, r_cut=min(r.r_cut, WEIGHT_CUTOFF_BOHR)) for el, r in radial.items()}
+
+
 def weights_at(cell_bohr, positions_bohr, symbols, points_bohr, radial: dict, radii=()):
     """Hirshfeld weights (sparse (npts, natm * (len(radii) + 1))) at any ``points_bohr`` (Bohr)
     of the periodic cell, split over the radial shells ``radii`` of :func:`hpcdens.sad.pro_atoms`
-    (column a (K + 1) + k; none: one column per atom): a point's weights depend on that point
-    alone, so a grid's rows can be computed block by block."""
+    (column a (K + 1) + k; none: one column per atom), from the pro-atoms ``radial`` cut by
+    :func:`weight_radials`: a point's weights depend on that point alone, so a grid's rows can
+    be computed block by block."""
     from .sad import pro_atoms
 
     return charges.hirshfeld_weights(pro_atoms(cell_bohr, positions_bohr, symbols, points_bohr,
-                                               radial, shells_bohr=radii or None))
+                                               weight_radials(radial), shells_bohr=radii or None))
 
 
 def atom_features(atoms, species) -> np.ndarray:

@@ -25,7 +25,12 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from .. import charges
-from ..charge_correction import load_charge_model, target_populations, weights_at
+from ..charge_correction import (
+    load_charge_model,
+    target_populations,
+    weight_radials,
+    weights_at,
+)
 from .collective import allreduce_array, on_every_rank, on_root
 from .decomposition import chunk_boxes
 from .halo import PeriodicStructure, atoms_near_block
@@ -46,7 +51,7 @@ def write_corrected(comm, plan, decomp, writer, factor: float) -> dict:
                                            plan.chunk_points)]
     structure = PeriodicStructure.from_arrays(plan.positions_bohr, plan.numbers, plan.cell_bohr)
     near = atoms_near_block(structure, plan.grid_shape, decomp.local_start, decomp.local_stop,
-                            max(r.r_cut for r in radial.values()) + 1e-6) \
+                            max(r.r_cut for r in weight_radials(radial).values()) + 1e-6) \
         if boxes else np.zeros(0, dtype=int)
     positions, near_symbols = plan.positions_bohr[near], [symbols[i] for i in near]
     cols = (near[:, None] * n_col + np.arange(n_col)).ravel()     # the near atoms' columns
