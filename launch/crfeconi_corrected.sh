@@ -8,18 +8,19 @@
 #                                                   (default: learn compare suite)
 # learn:   bayesian (training seed 0), tessellation (T1 -> T2 -> T4) and random (pick seed 0),
 #          every label copied from the pool (hpcdens learn --reuse-labels);
-# compare: their learning curves on the 12-cell test set (compositions a run trained on left out);
+# compare: the learning curves of every learn run in runs/reproduction-crfeconi/corrected/ on the
+#          12-cell test set (compositions a run trained on left out), with the spread over seeds;
 # suite:   the 32-atom cells of launch/reproduce_crfeconi.sh (two compositions, and the
 #          equiatomic one with a vacancy) labelled, and the last bayesian and T4 models on them;
-# seeds:   random pick seeds 1-2 and bayesian training seeds 1-2 (or the runs in $CRFECONI_MORE,
-#          e.g. "random:learn:1"), then compare again;
+# seeds:   random pick seeds 1-2 and bayesian training seeds 1-2, or the runs in $CRFECONI_MORE
+#          (STRATEGY:SECTION:SEED, e.g. "tessellation:train:1 random:learn:1"), then compare;
 # rho:     a rho-target model trained as bayesian AL3 was, on its 40 snapshots, evaluated on the
 #          test set with and without the charge correction, and AL3's delta-rho model without it
 #          (with it: the compare stage's row).
 # Needs the pool and test stages of launch/reproduce_crfeconi.sh. Resumable; everything lands in
 # runs/reproduction-crfeconi/corrected/. Cost on 2 cores (session t): the three learn runs 45 min,
 # the comparison ~3 min per round (20 min), each 32-atom label ~5 min per core, the four 32-atom
-# evaluations 5 min.
+# evaluations 5 min; session u: a learn run of the seeds stage 20-25 min, the rho stage 25 min.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -69,10 +70,12 @@ learn() {
             --reuse-labels "$OUT/pool.h5" --no-progress
     done
 }
-compare() {
+compare() {   # every learn run of $C that has a trained round (seeds of earlier calls too)
     step "learning curves on the test set (compositions a run trained on left out)"
     local dirs=()
-    for run in "$@"; do dirs+=("$(run_dir "$run")"); done
+    for d in "$C"/*/state.json; do
+        compgen -G "$(dirname "$d")/round_*/model.pt" > /dev/null && dirs+=("$(dirname "$d")")
+    done
     mpirun -n "$NP" hpcdens learn-compare "$OUT/test.h5" "${dirs[@]}" \
         --config "$IN/crfeconi-test.toml" --out "$C/compare" --exclude-training
 }
@@ -80,7 +83,7 @@ RUNS=("tessellation:train:0" "bayesian:train:0" "random:learn:0")
 MORE=(${CRFECONI_MORE:-random:learn:1 random:learn:2 bayesian:train:1 bayesian:train:2})
 
 want learn && learn "${RUNS[@]}"
-want compare && compare "${RUNS[@]}"
+want compare && compare
 if want suite; then
     step "32-atom cells, one with a vacancy -> $C/suite"
     mkdir -p "$C/suite"
@@ -100,7 +103,7 @@ if want suite; then
 fi
 if want seeds; then
     learn "${MORE[@]}"
-    compare "${RUNS[@]}" "${MORE[@]}"
+    compare
 fi
 if want rho; then
     src="$(run_dir bayesian:train:0)"
