@@ -34,22 +34,6 @@ def training_items(record, data=None) -> list[tuple[str, str]]:
                           "'hpcdens train' of this version")
 
 
-#: Why no charge model is fitted on pure-element snapshots (:func:`only_pure_elements`).
-PURE_ELEMENTS = ("every snapshot it was trained on holds atoms of one element: they show no charge "
-                 "transfer between elements, so a charge model fitted on them would pull every "
-                 "atom of an alloy towards neutral (docs/charges.md, \"Pure elements\")")
-
-
-def only_pure_elements(record, data=None) -> bool:
-    """Whether the model ``record`` has several species but every snapshot it was trained or
-    validated on (:func:`training_items`) holds atoms of one element: the T1 round of active
-    learning. On CrFeCoNi such a charge model made the corrected energies 100x worse."""
-    from .io.training_set import read_numbers
-
-    return len(record.species) > 1 and all(
-        len(np.unique(read_numbers(path, key))) == 1 for path, key in training_items(record, data))
-
-
 def correct_density(rho, atoms, grid, record: dict) -> tuple[np.ndarray, dict]:
     """(rho', info): the renormalised density ``rho`` (e/Bohr^3 on ``grid``, the cell of
     ``atoms``) with every atom's Hirshfeld charge (or, for a model fitted with radial shells,
@@ -177,9 +161,6 @@ def run_fit_charges(comm, model, out=None, *, data=None, shells_bohr=()) -> dict
     if record.dft is None:
         raise InputError(f"model {model} records no DFT settings of its labels, so its pro-atoms "
                          "are unknown. Fix: retrain it on labels of one backend and settings")
-    if on_root(comm, only_pure_elements, record, data):
-        raise InputError(f"no charge model for {model}: {PURE_ELEMENTS}. Fix: label cells of "
-                         "mixed compositions too (hpcdens generate) and train on them")
     settings = settings_from_record(record.dft)
     symbols = [chemical_symbols[z] for z in record.species]
     radial = get_backend(settings.backend).radial_densities(symbols, settings)

@@ -322,7 +322,7 @@ def test_an_equal_model_gets_a_copy_of_the_evaluation(runs, tmp_path):
     assert changed["evaluated"] == ["twin/round_01"] and changed["copied"] == []
 
 
-def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, capsys, caplog):
+def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, capsys):
     """--charge-model: each round's model gets a charge model fitted on its own training
     snapshots (the learn directory untouched), the rows are those of evaluate on that copy, an
     equal round is fitted but copied, and the cache keeps the two kinds of evaluation apart."""
@@ -337,9 +337,8 @@ def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, c
     write_state(twin, {**state, "rounds": state["rounds"][:1], "stopped": None})
     before = {p: sha256_file(p) for p in tess.rglob("model.pt")}
     out = tmp_path / "out"
-    with caplog.at_level("INFO", logger="hpcdens"):
-        assert cli_main(["learn-compare", str(runs["testset"]), str(tess), str(twin), "--out",
-                         str(out), "--charge-model", "--no-plots"]) == 0
+    assert cli_main(["learn-compare", str(runs["testset"]), str(tess), str(twin), "--out",
+                     str(out), "--charge-model", "--no-plots"]) == 0
     printed = capsys.readouterr().out
     assert "2 round(s) evaluated now, 0 reused from earlier runs, 1 copied" in printed, printed
     assert {p: sha256_file(p) for p in tess.rglob("model.pt")} == before
@@ -355,15 +354,10 @@ def test_charge_model_fits_one_per_round_and_evaluates_with_it(runs, tmp_path, c
     for a, b in zip(rows, direct):
         assert a["charge_correction_rmse"] is not None
         assert a["error_ha_per_atom"] == pytest.approx(b["error_ha_per_atom"], rel=1e-9)
-    # Round 1 trained on pure Si and pure Ge: no charge model (it would see no charge transfer).
-    assert not (out / "tess" / "round_01.charges.pt").exists()
-    assert "tess/round_01 is evaluated without a charge model" in caplog.text
-    rows = json.loads((out / "tess" / "round_01" / "evaluate.json").read_text())["rows"]
-    assert all(r["charge_correction_rmse"] is None for r in rows)
     again = run_compare(_comm(), runs["testset"], [tess], out, plots=False, charge_model=True)
     assert again["evaluated"] == [] and len(again["reused"]) == 2
     plain = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
-    assert plain["evaluated"] == ["tess/round_02"]     # round 1 was evaluated without one
+    assert plain["evaluated"] == ["tess/round_01", "tess/round_02"]
     # A round model that records no DFT settings cannot get a charge model: refused first.
     from dataclasses import replace
 
@@ -394,50 +388,27 @@ def test_a_round_with_its_own_charge_model_is_evaluated_with_it_unless_told(runs
     same = run_compare(_comm(), runs["testset"], [runs["tess"]], tmp_path / "plain",
                        plots=False, charge_correction=False)   # no charge model: the same rows
     assert not same["evaluated"] and len(same["reused"]) == len(state["rounds"])
-    with pytest.raises(InputError, match="holds atoms of one element"):   # round 1: Si, Ge
-        run_fit_charges(_comm(), tess / state["rounds"][0]["model"])
-    for r in state["rounds"][1:]:
+    for r in state["rounds"]:
         run_fit_charges(_comm(), tess / r["model"])              # in place, as train does
         r["model_sha256"] = sha256_file(tess / r["model"])
     write_state(tess, state)
     out = tmp_path / "out"
     own = run_compare(_comm(), runs["testset"], [tess], out, plots=False)
     off = run_compare(_comm(), runs["testset"], [tess], out, plots=False, charge_correction=False)
-    assert len(off["evaluated"]) == len(state["rounds"]) - 1 and len(off["reused"]) == 1
+    assert len(off["evaluated"]) == len(state["rounds"]) and not off["reused"]
     for a, b, c in zip(own["rows"], off["rows"], plain):
         assert b["mean_abs_error_ha_per_atom"] == c["mean_abs_error_ha_per_atom"]
-        corrected = a["round"] > 1
-        assert (a["mean_abs_error_ha_per_atom"] != c["mean_abs_error_ha_per_atom"]) == corrected
+        assert a["mean_abs_error_ha_per_atom"] != c["mean_abs_error_ha_per_atom"]
     for r in json.loads((out / "tess" / "round_02" / "evaluate.json").read_text())["rows"]:
         assert r["charge_correction_rmse"] is None
     again = run_compare(_comm(), runs["testset"], [tess], out, plots=False)   # off's not reused
-    assert len(again["evaluated"]) == len(state["rounds"]) - 1   # round 1: one evaluation
+    assert len(again["evaluated"]) == len(state["rounds"])
     assert [r["mean_abs_error_ha_per_atom"] for r in again["rows"]] == \
         [r["mean_abs_error_ha_per_atom"] for r in own["rows"]]
     with pytest.raises(SystemExit):
         cli_main(["learn-compare", str(runs["testset"]), str(tess), "--out", str(out),
                   "--charge-model", "--no-charge-correction"])
     assert "not allowed with argument" in capsys.readouterr().err
-
-
-def test_train_fits_no_charge_model_on_pure_elements(runs, tmp_path, caplog):
-    """A Si/Ge model trained on pure Si and pure Ge cells (round 1) gets no charge model, even
-    with [train] charge_model = true: there is no charge transfer to learn; the model is written
-    and train says why."""
-    from hpcdens.io.model import load_model
-    from hpcdens.labelling import run_generate
-    from hpcdens.training.run import run_train
-
-    config = load_config(_input(tmp_path / "t.toml", {"compositions.list": ["Si1", "Ge1"],
-                                                      "train.charge_model": True,
-                                                      "train.epochs": 2}))
-    run_generate(config, tmp_path / "pure.h5", _comm(), progress=False)
-    with caplog.at_level("WARNING", logger="hpcdens"):
-        summary = run_train(config, [tmp_path / "pure.h5"], tmp_path / "m.pt", progress=False)
-    assert tuple(load_model(tmp_path / "m.pt")[1].species) == (14, 32)
-    assert summary["charge_model"] is None and load_model(tmp_path / "m.pt")[1].charges is None
-    assert "no charge model: every snapshot it was trained on holds atoms of one element" in \
-        caplog.text
 
 
 def test_bad_inputs_are_refused_before_any_work(runs, tmp_path, capsys):

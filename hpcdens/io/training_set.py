@@ -204,12 +204,6 @@ def read_snapshot(path, key: str | None = None) -> Snapshot:
         return _read_snapshot(key, f["snapshots"][key])
 
 
-def read_numbers(path, key: str) -> np.ndarray:
-    """The atomic numbers of one snapshot, read without its densities."""
-    with open_complete(path) as f:
-        return f["snapshots"][key]["numbers"][...]
-
-
 def _read_snapshot(key: str, g: h5py.Group) -> Snapshot:
     cell = g["cell_bohr"][...]
     atoms = Atoms(numbers=g["numbers"][...], positions=g["positions_bohr"][...] * Bohr,

@@ -46,7 +46,6 @@ from .compare_cache import (
     check_fittable,
     copy_evaluation,
     make_folders,
-    pure_elements,
     twin_key,
     with_charge_model,
 )
@@ -309,18 +308,16 @@ def prepare(testset, dirs, out, settings, elements, overwrite: bool,
     test_sha = sha256_file(testset)
     jobs, runs = _jobs(directories, dirs, states, out, settings, elements,
                        read_training_set(testset))
-    if charge_model:
-        check_fittable(jobs)
-    for job in jobs:        # --charge-model: fit one where a round has none, unless pure elements
-        job["fit_charges"] = charge_model and not job["has_charges"] and not pure_elements(job)
+    for job in jobs:
         source = {"format": FORMAT, "model": job["model"], "model_sha256": job["model_sha256"],
                   "testset": str(testset), "testset_sha256": test_sha,
                   "dft": _settings_record(job["settings"]), "elements": list(elements),
                   "charge_model": bool(charge_model),
-                  "charge_corrected": charge_correction and (job["fit_charges"]
-                                                             or job["has_charges"])}
+                  "charge_corrected": charge_correction and (charge_model or job["has_charges"])}
         job["source"] = source
         job["cached"] = (not overwrite) and cache_hit(Path(job["out"]), source)
+    if charge_model:
+        check_fittable(jobs)
     make_folders(out / MANIFEST, {"format": FORMAT, "version": VERSION, "testset": str(testset),
                                   "testset_sha256": test_sha}, ours, jobs)
     return {"testset": str(testset), "testset_sha256": test_sha, "out": str(out),
@@ -394,7 +391,7 @@ def run_compare(comm, testset, dirs, out, *, settings=None, elements=None,
     done = {}   # the evaluation folder of each (model SHA-256, DFT settings) evaluated or cached
     for job in plan["jobs"]:
         tag = f"{job['name']}/round_{job['round']:02d}"
-        if job["fit_charges"] and not job["cached"]:
+        if charge_model and not job["cached"]:
             job = with_charge_model(comm, job)
         twin = twin_key(job)
         if job["cached"]:

@@ -85,19 +85,6 @@ def check_fittable(jobs) -> None:
                              "learn directory")
 
 
-def pure_elements(job) -> bool:
-    """Rank 0: whether the round's model was trained on pure elements only, so that it gets no
-    charge model (:func:`hpcdens.charge_correction.only_pure_elements`; logged)."""
-    from ..charge_correction import PURE_ELEMENTS, only_pure_elements
-    from ..io.model import load_model
-
-    if not only_pure_elements(load_model(job["model"])[1]):
-        return False
-    log.info("learn-compare: %s/round_%02d is evaluated without a charge model: %s", job["name"],
-             job["round"], PURE_ELEMENTS)
-    return True
-
-
 def with_charge_model(comm, job: dict) -> dict:
     """The job with a model that has a charge model (collective): the round's own when it has
     one (``[train] charge_model = true``), else its copy ``OUT/<name>/round_NN.charges.pt``

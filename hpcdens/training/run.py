@@ -106,25 +106,15 @@ def run_train(config, data=None, out=None, comm=None, resume: bool = False,
         on_root(comm, save)
         dft = dft_settings(dataset.labelled, dataset.train_idx)
         if wants_charge_model(config, dft, warn=comm.rank == 0):      # docs/charges.md
-            summary["charge_model"] = _fit_charge_model(comm, config, out, paths)
+            from ..charge_correction import run_fit_charges
+
+            fitted = run_fit_charges(comm, out, data=paths,
+                                     shells_bohr=config.train.charge_shells_bohr)
+            summary["charge_model"] = {k: fitted[k] for k in ("cv_rmse", "n_atoms")}
+            if comm.rank == 0:
+                log.info("charge model: %d atoms, cross-validated error %.4f e -> %s",
+                         fitted["n_atoms"], fitted["cv_rmse"], out)
     return summary
-
-
-def _fit_charge_model(comm, config, out: Path, paths) -> dict | None:
-    """Fit the charge model of the model just written to ``out`` (all ranks); None, with a
-    warning, when it was trained on pure elements only. {"cv_rmse" (e), "n_atoms"}."""
-    from ..charge_correction import PURE_ELEMENTS, only_pure_elements, run_fit_charges
-    from ..io.model import load_model
-
-    if on_root(comm, lambda: only_pure_elements(load_model(out)[1], paths)):
-        if comm.rank == 0:
-            log.warning("no charge model: %s", PURE_ELEMENTS)
-        return None
-    fitted = run_fit_charges(comm, out, data=paths, shells_bohr=config.train.charge_shells_bohr)
-    if comm.rank == 0:
-        log.info("charge model: %d atoms, cross-validated error %.4f e -> %s",
-                 fitted["n_atoms"], fitted["cv_rmse"], out)
-    return {k: fitted[k] for k in ("cv_rmse", "n_atoms")}
 
 
 def _log_data(config, d: Dataset, ranks: int):
